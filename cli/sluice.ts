@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+// The `sluice` command: one sub-command per process (ingest, worker, query), the local stack (start),
+// resource setup, dead-letter handling and configuration help.
+import { Command } from 'commander';
+import { loadConfig, configMarkdown, type Config } from '../shared/config.js';
+import { ConfigError } from '../shared/errors.js';
+import { createLogger } from '../shared/logger.js';
+import { closeOnSignals, type Service } from '../shared/service.js';
+
+function config(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`Invalid configuration:\n${err.message}\nSee the configuration table in README.md or run: sluice config\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+async function serve(name: string, start: (cfg: Config, log: ReturnType<typeof createLogger>) => Promise<Service>): Promise<void> {
+  const cfg = config();
+  const log = createLogger(name, cfg.SLUICE_LOG_LEVEL);
+  const service = await start(cfg, log);
+  closeOnSignals(service, log);
+  if (process.send) process.send({ ready: true, url: service.url });
+}
+
+const program = new Command('sluice').description('Sluice: a micro-batch event pipeline (ingest → Parquet on S3 → SQS → workers → InfluxDB)');
+
+program.command('start').description('run the whole local stack: services, one ingest node, a worker fleet and the query API')
+  .action(async () => { const { runLocalStack } = await import('./start.js'); await runLocalStack(config()); });
+program.command('ingest').description('run one ingest node (POST /v1/events)')
+  .action(async () => { const { startIngest } = await import('../ingest/main.js'); await serve('ingest', startIngest); });
+program.command('worker').description('run one worker process (SQS → S3 → InfluxDB)')
+  .action(async () => { const { startWorker } = await import('../workers/main.js'); await serve('worker', startWorker); });
+program.command('query').description('run the query API (GET /v1/stats, /v1/topk, …)')
+  .action(async () => { const { startQuery } = await import('../query/main.js'); await serve('query', startQuery); });
+program.command('setup').description('create the buckets and queues of localstack/resources.json on the configured endpoint')
+  .action(async () => { const { setupResources } = await import('../localstack/setup-resources.js'); await setupResources(config()); process.stdout.write('buckets and queues are ready\n'); });
+program.command('config').description('print the effective configuration (or the README table with --markdown)')
+  .option('--markdown', 'print the documentation table of every setting')
+  .action((o: { markdown?: boolean }) => {
+    if (o.markdown) { process.stdout.write(configMarkdown() + '\n'); return; }
+    const cfg = config();
+    process.stdout.write(JSON.stringify(cfg, (_k, v: unknown) => (v instanceof Map ? `${v.size} key(s)` : v), 2) + '\n');
+  });
+
+const dlq = program.command('dlq').description('inspect and re-drive dead-lettered batches');
+dlq.command('list').description('list dead letters with their reasons').option('--max <n>', 'at most this many', '100')
+  .action(async (o: { max: string }) => {
+    const { listDeadLetters } = await import('../workers/dead-letters.js');
+    const items = await listDeadLetters(config(), { max: Number(o.max) });
+    if (!items.length) { process.stdout.write('dead-letter queue is empty\n'); return; }
+    for (const d of items) process.stdout.write(`${d.messageId}  ${d.reason.padEnd(28)}  ${d.key ?? '-'}  ${d.detail ?? ''}\n`);
+  });
+dlq.command('show <messageId>').description('print one dead letter in full')
+  .action(async (id: string) => {
+    const { showDeadLetter } = await import('../workers/dead-letters.js');
+    const d = await showDeadLetter(config(), id);
+    if (!d) { process.stderr.write(`no dead letter with id ${id}\n`); process.exit(1); }
+    process.stdout.write(JSON.stringify(d, null, 2) + '\n');
+  });
+dlq.command('redrive [messageIds...]').description('move dead letters back to the batch queue (all with --all)').option('--all', 're-drive every dead letter')
+  .action(async (ids: string[], o: { all?: boolean }) => {
+    if (!o.all && ids.length === 0) { process.stderr.write('give message ids or --all\n'); process.exit(2); }
+    const { redriveDeadLetters } = await import('../workers/dead-letters.js');
+    const n = await redriveDeadLetters(config(), o.all ? { all: true } : { ids });
+    process.stdout.write(`re-drove ${n} message(s)\n`);
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`sluice: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,195 @@
+// Brings up the local stack's real services on loopback: InfluxDB 1.x and Redis (Debian packages, installed
+// with apt-get when missing and running as root) and the fauxqs S3+SQS emulator. A service already answering
+// at its configured endpoint is reused and never stopped; what this module starts, it stops.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../shared/logger.js';
+import { sleep } from '../shared/retry.js';
+
+export interface ServiceEndpoints {
+  influxUrl: string;
+  redisUrl: string;
+  awsEndpoint: string;
+}
+
+export interface RunningService {
+  name: string;
+  /** True when this process started it (and will stop it). */
+  started: boolean;
+  stop(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+/** node command line that runs one of the project's entry files, from sources (via tsx) or from dist/. */
+export function nodeEntry(fileFromRoot: string): string[] {
+  const fromSources = import.meta.url.endsWith('.ts');
+  const root = path.resolve(HERE, '..');
+  const file = path.join(root, fromSources ? fileFromRoot : fileFromRoot.replace(/\.ts$/, '.js'));
+  return fromSources ? [process.execPath, '--import', 'tsx', file] : [process.execPath, file];
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+    return res.status < 500;
+  } catch {
+    return false;
+  }
+}
+
+function redisPing(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (ok: boolean) => { s.destroy(); resolve(ok); };
+    s.setTimeout(1_000, () => done(false));
+    s.on('error', () => done(false));
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, logFile: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} while starting; see ${logFile}`);
+    if (await check()) return;
+    await sleep(200);
+  }
+  throw new Error(`${what} did not answer within ${timeoutMs / 1000}s; see ${logFile}`);
+}
+
+function which(bin: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Installs the Debian packages when a binary is missing, or explains what to do instead. */
+export function ensureDebianPackages(log: Logger, needed: { influxdb: boolean; redis: boolean } = { influxdb: true, redis: true }): void {
+  const wanted: [string, string][] = [];
+  if (needed.influxdb) wanted.push(['influxd', 'influxdb']);
+  if (needed.redis) wanted.push(['redis-server', 'redis-server']);
+  const missing = wanted.filter(([bin]) => !which(bin)).map(([, pkg]) => pkg);
+  if (!missing.length) return;
+  const isRoot = process.getuid?.() === 0;
+  if (!isRoot || !which('apt-get')) {
+    throw new Error(`${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed and cannot be installed here (${isRoot ? 'no apt-get: not Debian' : 'not root'}).\n` +
+      `Either install them (Debian: sudo apt-get install -y ${missing.join(' ')}), point SLUICE_INFLUX_URL / SLUICE_REDIS_URL / AWS_ENDPOINT_URL at running services, ` +
+      'or start the whole stack with Docker: docker compose -f localstack/docker-compose.yml up');
+  }
+  log.info({ packages: missing }, 'installing Debian packages (apt-get update && apt-get install)');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', ...missing]]) {
+    const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
+    if (r.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed with code ${r.status}`);
+  }
+}
+
+function startChild(name: string, cmd: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const fd = openSync(logFile, 'a');
+  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', fd, fd], env });
+  child.on('error', () => undefined);
+  return child;
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+  };
+}
+
+function influxConfig(dir: string, host: string, port: number): string {
+  return `# Written by Sluice (localstack/services.ts): InfluxDB for the local stack, loopback only, data under ${dir}
+reporting-disabled = true
+bind-address = "${host}:${port + 2}"
+[meta]
+  dir = "${dir}/meta"
+[data]
+  dir = "${dir}/data"
+  wal-dir = "${dir}/wal"
+  index-version = "tsi1"
+  query-log-enabled = false
+  max-values-per-tag = 0
+  max-series-per-database = 0
+[coordinator]
+  query-timeout = "30s"
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "${host}:${port}"
+  auth-enabled = false
+  log-enabled = false
+  max-body-size = 0
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "warn"
+`;
+}
+
+export async function ensureInflux(url: string, dataDir: string, log: Logger): Promise<RunningService> {
+  const u = new URL(url);
+  if (await httpOk(`${url}/ping`)) return { name: 'influxdb', started: false, stop: async () => undefined };
+  if (!LOOPBACK.has(u.hostname)) throw new Error(`InfluxDB is not answering at ${url} (SLUICE_INFLUX_URL) and is not local, so it cannot be started here`);
+  const dir = path.resolve(dataDir, 'influxdb');
+  mkdirSync(dir, { recursive: true });
+  const conf = path.join(dir, 'influxdb.conf');
+  writeFileSync(conf, influxConfig(dir, '127.0.0.1', Number(u.port || 8086)));
+  const logFile = path.join(dir, 'influxd.log');
+  const child = startChild('influxdb', ['influxd', 'run', '-config', conf], logFile);
+  await waitFor(`InfluxDB at ${url}`, () => httpOk(`${url}/ping`), child, logFile);
+  log.info({ url, dataDir: dir }, 'started InfluxDB');
+  return { name: 'influxdb', started: true, stop: stopper(child) };
+}
+
+export async function ensureRedis(url: string, dataDir: string, log: Logger): Promise<RunningService> {
+  const u = new URL(url);
+  const host = u.hostname === 'localhost' ? '127.0.0.1' : u.hostname;
+  const port = Number(u.port || 6379);
+  if (await redisPing(host, port)) return { name: 'redis', started: false, stop: async () => undefined };
+  if (!LOOPBACK.has(u.hostname)) throw new Error(`Redis is not answering at ${url} (SLUICE_REDIS_URL) and is not local, so it cannot be started here`);
+  const dir = path.resolve(dataDir, 'redis');
+  mkdirSync(dir, { recursive: true });
+  const logFile = path.join(dir, 'redis.log');
+  // appendonly + fsync everysec: dedup claims and top-K survive a Redis restart.
+  const child = startChild('redis', ['redis-server', '--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
+    '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--protected-mode', 'yes', '--daemonize', 'no'], logFile);
+  await waitFor(`Redis at ${url}`, () => redisPing(host, port), child, logFile);
+  log.info({ url, dataDir: dir }, 'started Redis');
+  return { name: 'redis', started: true, stop: stopper(child) };
+}
+
+export async function ensureEmulator(endpoint: string, dataDir: string, log: Logger): Promise<RunningService> {
+  const u = new URL(endpoint);
+  if (await httpOk(`${endpoint}/health`)) return { name: 'fauxqs', started: false, stop: async () => undefined };
+  if (!LOOPBACK.has(u.hostname)) throw new Error(`No S3/SQS endpoint answering at ${endpoint} (AWS_ENDPOINT_URL) and it is not local, so the emulator cannot be started here`);
+  mkdirSync(dataDir, { recursive: true });
+  const logFile = path.resolve(dataDir, 'fauxqs.log');
+  const child = startChild('fauxqs', nodeEntry('localstack/emulator.ts'), logFile, { ...process.env, SLUICE_EMULATOR_PORT: u.port || '4566' });
+  await waitFor(`fauxqs at ${endpoint}`, () => httpOk(`${endpoint}/health`), child, logFile);
+  log.info({ endpoint }, 'started the fauxqs S3+SQS emulator');
+  return { name: 'fauxqs', started: true, stop: stopper(child) };
+}
+
+/** Ensures all three, installing Debian packages first when needed. */
+export async function ensureLocalServices(ep: ServiceEndpoints, dataDir: string, log: Logger): Promise<RunningService[]> {
+  const redisUrl = new URL(ep.redisUrl);
+  ensureDebianPackages(log, {
+    influxdb: !(await httpOk(`${ep.influxUrl}/ping`)),
+    redis: !(await redisPing(redisUrl.hostname === 'localhost' ? '127.0.0.1' : redisUrl.hostname, Number(redisUrl.port || 6379))),
+  });
+  return Promise.all([
+    ensureInflux(ep.influxUrl, dataDir, log),
+    ensureRedis(ep.redisUrl, dataDir, log),
+    ensureEmulator(ep.awsEndpoint, dataDir, log),
+  ]);
+}

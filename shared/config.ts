@@ -1,0 +1,146 @@
+// Every Sluice setting, read once from the environment and validated at start-up.
+// A wrong value stops the process with a message naming the variable and what it accepts;
+// the README's configuration table is generated from this list (`sluice config --markdown`).
+import os from 'node:os';
+import path from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from './errors.js';
+
+function findRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+/** The repository root (works from sources and from dist/). */
+export const PROJECT_ROOT = findRoot();
+const ROOT = PROJECT_ROOT;
+
+interface Resources {
+  buckets: { raw: string; cold: string };
+  queues: {
+    batches: { name: string; visibilityTimeoutSeconds: number; messageRetentionSeconds: number; maxReceiveCount: number };
+    deadLetter: { name: string; messageRetentionSeconds: number };
+  };
+}
+/** Buckets and queues, defined once in localstack/resources.json. */
+export const RESOURCES: Resources = JSON.parse(readFileSync(path.join(ROOT, 'localstack', 'resources.json'), 'utf8')) as Resources;
+
+// ---- value parsers -------------------------------------------------------------------------
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** Parses "250ms", "10s", "5m", "2h", "7d" or a bare number of milliseconds. */
+export function parseDuration(raw: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(raw);
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!);
+}
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+/** Parses "512KiB", "64MiB", "1GB" or a bare number of bytes. */
+export function parseSize(raw: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$/i.exec(raw);
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]!);
+}
+
+interface Field<T> {
+  readonly doc: string;
+  readonly fallback: string;
+  readonly accepts: string;
+  parse(raw: string): T | undefined;
+}
+const field = <T>(accepts: string, parse: (raw: string) => T | undefined) => (fallback: string, doc: string): Field<T> => ({ doc, fallback, accepts, parse });
+const str = field('a non-empty string', (r) => (r.trim() === '' ? undefined : r.trim()));
+const optStr = field('any string (empty = unset)', (r) => r.trim());
+const url = field('a URL such as http://127.0.0.1:8086', (r) => { try { return new URL(r).toString().replace(/\/$/, ''); } catch { return undefined; } });
+const duration = field('a duration like 250ms, 10s, 5m, 2h or 7d', parseDuration);
+const durationUpTo = (maxMs: number) => field(`a duration from 0s to ${maxMs / 1000}s`, (r) => { const ms = parseDuration(r); return ms !== undefined && ms <= maxMs ? ms : undefined; });
+const size = field('a size like 512KiB, 64MiB or 1GB', parseSize);
+const int = (min: number, max: number) => field(`an integer from ${min} to ${max}`, (r) => { const n = Number(r); return Number.isInteger(n) && n >= min && n <= max ? n : undefined; });
+const port = int(0, 65535);
+const bool = field('true or false', (r) => (/^(1|true|yes|on)$/i.test(r) ? true : /^(0|false|no|off)$/i.test(r) ? false : undefined));
+const oneOf = <T extends string>(values: readonly T[]) => field(values.join(' | '), (r) => (values as readonly string[]).includes(r) ? (r as T) : undefined);
+/** "producer:key,other:key2" → Map(key → producer). */
+const apiKeys = field('comma-separated producer:key pairs, e.g. web:s3cret,app:t0ken (empty = no authentication)', (r) => {
+  const keys = new Map<string, string>();
+  for (const part of r.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const i = part.indexOf(':');
+    if (i <= 0 || i === part.length - 1) return undefined;
+    keys.set(part.slice(i + 1), part.slice(0, i));
+  }
+  return keys;
+});
+
+// ---- the settings --------------------------------------------------------------------------
+
+export const SETTINGS = {
+  SLUICE_DATA_DIR: str('.data', 'Folder for all local state: WAL segments, InfluxDB and Redis data of the local stack, temporary Parquet files.'),
+  SLUICE_LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const)('info', 'Minimum level of the structured (JSON) log lines.'),
+  SLUICE_NODE_ID: str(os.hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'node', 'Name of this ingest node; part of every batch key, so it must be unique per WAL folder and stable across restarts.'),
+  AWS_ENDPOINT_URL: optStr('http://127.0.0.1:4566', 'S3 and SQS endpoint (fauxqs or LocalStack locally). Empty = the real AWS endpoints of AWS_REGION.'),
+  AWS_REGION: str('us-east-1', 'AWS region of the bucket and queues.'),
+  SLUICE_S3_FORCE_PATH_STYLE: bool('true', 'Use path-style S3 URLs (needed by fauxqs, LocalStack and MinIO).'),
+  SLUICE_RAW_BUCKET: str(RESOURCES.buckets.raw, 'Bucket of the raw Parquet archive (events/dt=…/hour=…/).'),
+  SLUICE_COLD_BUCKET: str(RESOURCES.buckets.cold, 'Bucket of the cold tier (rollups and compacted day files).'),
+  SLUICE_QUEUE_NAME: str(RESOURCES.queues.batches.name, 'SQS queue that carries batch manifests from ingest to workers.'),
+  SLUICE_DLQ_NAME: str(RESOURCES.queues.deadLetter.name, 'Dead-letter queue for batches that can never be processed.'),
+  SLUICE_INFLUX_URL: url('http://127.0.0.1:8086', 'InfluxDB 1.x HTTP API.'),
+  SLUICE_INFLUX_DB: str('sluice', 'InfluxDB database holding the per-minute series.'),
+  SLUICE_REDIS_URL: url('redis://127.0.0.1:6379', 'Redis used for dedup claims, rate limits, top-K and the query cache.'),
+  SLUICE_REDIS_PREFIX: str('sluice:', 'Prefix of every Redis key Sluice writes (lets several pipelines share one Redis).'),
+
+  SLUICE_INGEST_HOST: str('127.0.0.1', 'Address the ingest HTTP server listens on (0.0.0.0 to accept remote producers).'),
+  SLUICE_INGEST_PORT: port('8080', 'Port of the ingest HTTP server.'),
+  SLUICE_MAX_BODY_BYTES: size('16MiB', 'Largest accepted request body after decompression; bigger requests get 413.'),
+  SLUICE_MAX_EVENT_AGE: duration('7d', 'Events older than this (by their timestamp) are rejected.'),
+  SLUICE_FLUSH_MAX_EVENTS: int(1, 50_000_000)('1000000', 'A batch is flushed to S3 when it holds this many events…'),
+  SLUICE_FLUSH_MAX_BYTES: size('128MiB', '…or when its WAL segment reaches this size…'),
+  SLUICE_FLUSH_MAX_AGE: duration('10s', '…or when its oldest event has waited this long, even if no more traffic arrives.'),
+  SLUICE_WAL_FSYNC: bool('true', 'fsync the WAL before acknowledging (turn off only for throwaway benchmarks).'),
+  SLUICE_BACKLOG_MAX_BYTES: size('1GiB', 'When sealed-but-undelivered WAL segments exceed this size, ingest answers 503 with Retry-After.'),
+  SLUICE_API_KEYS: apiKeys('', 'Producer API keys. When set, POST /v1/events requires Authorization: Bearer <key>.'),
+  SLUICE_RATE_LIMIT_EVENTS: int(0, 1_000_000_000)('0', 'Per-producer sustained rate in events/s, shared across ingest nodes through Redis (0 = unlimited).'),
+  SLUICE_RATE_LIMIT_BURST: int(0, 1_000_000_000)('0', 'Per-producer burst size in events (0 = 10 × SLUICE_RATE_LIMIT_EVENTS).'),
+  SLUICE_DEDUP_WINDOW: duration('10m', 'An eventId seen again within this window is not stored again (ingest) and not counted again (workers).'),
+  SLUICE_UPLOAD_CONCURRENCY: int(1, 64)('2', 'Sealed WAL segments converted and uploaded in parallel.'),
+
+  SLUICE_WORKER_CONCURRENCY: int(1, 256)('4', 'Batches processed in parallel by one worker process.'),
+  SLUICE_WORKER_PORT: port('9100', 'Port of a worker\'s /healthz, /readyz and /metrics (0 = any free port).'),
+  SLUICE_VISIBILITY_TIMEOUT: duration('60s', 'How long a received batch stays invisible to other workers; extended by a heartbeat while it is processed.'),
+  SLUICE_MAX_TRANSIENT_RETRY: duration('5m', 'How long a worker retries a batch through transient faults before releasing it to the queue for later.'),
+  SLUICE_INFLUX_BATCH_POINTS: int(100, 100_000)('5000', 'Points per InfluxDB write request.'),
+  SLUICE_TOPK_CAPACITY: int(10, 100_000)('1000', 'Entities kept per top-K bucket; counts are exact while a bucket holds fewer distinct entities.'),
+  SLUICE_WORKER_POLL_WAIT: durationUpTo(20_000)('20s', 'Long-poll wait of each SQS receive (0s–20s); shorter only makes idle workers poll more often.'),
+  SLUICE_RELEASE_BACKOFF: duration('10s', 'Delay before a batch released after transient faults becomes visible again; doubles with each receive, up to 15 minutes.'),
+  SLUICE_WORKER_SHUTDOWN_GRACE: duration('10s', 'On SIGTERM, how long in-flight batches may run to completion before they are released to other workers.'),
+
+  SLUICE_QUERY_HOST: str('127.0.0.1', 'Address the query API listens on.'),
+  SLUICE_QUERY_PORT: port('8081', 'Port of the query API and dashboard.'),
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+type ValueOf<F> = F extends Field<infer T> ? T : never;
+export type Config = { readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> };
+
+/**
+ * Reads and validates every setting. Collects all problems and throws one ConfigError
+ * listing each variable with what it accepts.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [name, f] of Object.entries(SETTINGS) as [SettingName, Field<unknown>][]) {
+    const raw = env[name] ?? f.fallback;
+    const value = f.parse(raw);
+    if (value === undefined) problems.push(`${name} must be ${f.accepts}, got ${JSON.stringify(raw)}`);
+    else out[name] = value;
+  }
+  if (problems.length) throw new ConfigError(problems.join('\n'));
+  return out as Config;
+}
+
+/** The configuration table of the README, generated from SETTINGS. */
+export function configMarkdown(): string {
+  const rows = Object.entries(SETTINGS).map(([name, f]) => `| \`${name}\` | \`${f.fallback || '(empty)'}\` | ${(f as Field<unknown>).accepts} | ${f.doc} |`);
+  return ['| Variable | Default | Accepts | What it does |', '|---|---|---|---|', ...rows].join('\n');
+}
