@@ -158,7 +158,9 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
         reply.header('retry-after', '1');
         return finish(503, { error: 'could not make the events durable (WAL write failed); nothing from this request was acknowledged, retry' });
       }
-      void dedup.mark(fresh);
+      // Marked after the fsync (never before: a crash must not hide an unstored event) and before the ack,
+      // so a retry of an acknowledged request is recognised.
+      await dedup.mark(fresh);
     }
     metrics.events.inc({ outcome: 'accepted', producer }, fresh.length);
     if (rejected.length) metrics.events.inc({ outcome: 'rejected', producer }, rejected.length);

@@ -1,0 +1,29 @@
+// Runs Sluice services as real child processes (the `sluice` CLI), so tests can SIGKILL and restart them.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync } from 'node:fs';
+import path from 'node:path';
+import { nodeEntry } from '../../localstack/services.js';
+
+export interface ChildService { proc: ChildProcess; url: string; kill(signal?: NodeJS.Signals): Promise<number | null> }
+
+export function startProcess(command: string, env: Record<string, string>, logName = command): Promise<ChildService> {
+  const [cmd, ...args] = nodeEntry('cli/sluice.ts');
+  const fd = openSync(path.join(env.SLUICE_DATA_DIR ?? '.', `${logName}.log`), 'a');
+  const proc = spawn(cmd!, [...args, command], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, 'ipc'] });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${command} did not start within 60s`)), 60_000);
+    proc.once('message', (m: { ready?: boolean; url?: string }) => {
+      clearTimeout(timer);
+      resolve({
+        proc,
+        url: m.url ?? '',
+        async kill(signal: NodeJS.Signals = 'SIGTERM') {
+          if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+          return exited;
+        },
+      });
+    });
+    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${command} exited with ${code} while starting`)); });
+  });
+}

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseDuration, parseSize, configMarkdown, SETTINGS } from '../../shared/config.js';
+
+describe('config', () => {
+  it('has a default for every setting that passes its own validation', () => {
+    const cfg = loadConfig({});
+    expect(cfg.SLUICE_INGEST_PORT).toBe(8080);
+    expect(cfg.SLUICE_QUERY_PORT).toBe(8081);
+    expect(cfg.SLUICE_FLUSH_MAX_BYTES).toBe(128 * 1024 * 1024);
+    expect(cfg.SLUICE_DEDUP_WINDOW).toBe(600_000);
+  });
+  it('parses durations and sizes', () => {
+    expect(parseDuration('250ms')).toBe(250);
+    expect(parseDuration('1.5s')).toBe(1500);
+    expect(parseDuration('7d')).toBe(604_800_000);
+    expect(parseDuration('soon')).toBeUndefined();
+    expect(parseSize('64MiB')).toBe(67_108_864);
+    expect(parseSize('1GB')).toBe(1e9);
+    expect(parseSize('lots')).toBeUndefined();
+  });
+  it('names every wrong variable and what it accepts', () => {
+    expect(() => loadConfig({ SLUICE_FLUSH_MAX_BYTES: 'lots', SLUICE_INGEST_PORT: '70000', SLUICE_LOG_LEVEL: 'loud' })).toThrow(
+      /SLUICE_LOG_LEVEL must be trace \| debug.*got "loud"[\s\S]*SLUICE_INGEST_PORT must be an integer from 0 to 65535, got "70000"[\s\S]*SLUICE_FLUSH_MAX_BYTES must be a size like 512KiB, 64MiB or 1GB, got "lots"/,
+    );
+  });
+  it('parses API keys into key → producer', () => {
+    expect(loadConfig({ SLUICE_API_KEYS: 'web:k1, app:k2' }).SLUICE_API_KEYS.get('k2')).toBe('app');
+    expect(() => loadConfig({ SLUICE_API_KEYS: 'nokey' })).toThrow(/SLUICE_API_KEYS must be comma-separated producer:key pairs/);
+  });
+  it('documents every setting in the generated table', () => {
+    const md = configMarkdown();
+    for (const name of Object.keys(SETTINGS)) expect(md).toContain(`\`${name}\``);
+  });
+});
