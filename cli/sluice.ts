@@ -38,7 +38,15 @@ program.command('worker').description('run one worker process (SQS → S3 → In
 program.command('query').description('run the query API (GET /v1/stats, /v1/topk, …)')
   .action(async () => { const { startQuery } = await import('../query/main.js'); await serve('query', startQuery); });
 program.command('setup').description('create the buckets and queues of localstack/resources.json on the configured endpoint')
-  .action(async () => { const { setupResources } = await import('../localstack/setup-resources.js'); await setupResources(config()); process.stdout.write('buckets and queues are ready\n'); });
+  .action(async () => {
+    const cfg = config();
+    const { setupResources } = await import('../localstack/setup-resources.js');
+    const { createInflux, ensureDatabase } = await import('../shared/clients/influx.js');
+    await setupResources(cfg);
+    await ensureDatabase(createInflux(cfg), cfg.SLUICE_INFLUX_DB);
+    process.stdout.write(`buckets ${cfg.SLUICE_RAW_BUCKET}, ${cfg.SLUICE_COLD_BUCKET}, queues ${cfg.SLUICE_QUEUE_NAME} → ${cfg.SLUICE_DLQ_NAME} and InfluxDB database ${cfg.SLUICE_INFLUX_DB} are ready\n`);
+    process.exit(0);
+  });
 program.command('config').description('print the effective configuration (or the README table with --markdown)')
   .option('--markdown', 'print the documentation table of every setting')
   .action((o: { markdown?: boolean }) => {

@@ -5,6 +5,11 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
 
+const MARK_SCRIPT = `
+local px = ARGV[1]
+for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', px) end
+return #KEYS`;
+
 export class ProducerDedup {
   private warnedAt = 0;
   constructor(private readonly redis: Redis, private readonly prefix: string, private readonly windowMs: number, private readonly log: Logger) {}
@@ -23,14 +28,11 @@ export class ProducerDedup {
     }
   }
 
-  /** Marks ids as accepted (after they are durable). Best effort. */
+  /** Marks ids as accepted (after they are durable), in one Redis call. Best effort. */
   async mark(ids: readonly string[]): Promise<void> {
     if (ids.length === 0 || this.redis.status !== 'ready') return;
-    const p = this.redis.pipeline();
-    const px = this.windowMs;
-    for (const id of ids) p.set(this.key(id), '1', 'PX', px);
     try {
-      await p.exec();
+      await this.redis.eval(MARK_SCRIPT, ids.length, ...ids.map((id) => this.key(id)), this.windowMs);
     } catch (err) {
       this.warn(err);
     }

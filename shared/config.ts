@@ -51,6 +51,7 @@ interface Field<T> {
 }
 const field = <T>(accepts: string, parse: (raw: string) => T | undefined) => (fallback: string, doc: string): Field<T> => ({ doc, fallback, accepts, parse });
 const str = field('a non-empty string', (r) => (r.trim() === '' ? undefined : r.trim()));
+const nodeId = field('letters, digits, _ and - (at most 64)', (r) => (/^[A-Za-z0-9_-]{1,64}$/.test(r.trim()) ? r.trim() : undefined));
 const optStr = field('any string (empty = unset)', (r) => r.trim());
 const url = field('a URL such as http://127.0.0.1:8086', (r) => { try { return new URL(r).toString().replace(/\/$/, ''); } catch { return undefined; } });
 const duration = field('a duration like 250ms, 10s, 5m, 2h or 7d', parseDuration);
@@ -76,7 +77,7 @@ const apiKeys = field('comma-separated producer:key pairs, e.g. web:s3cret,app:t
 export const SETTINGS = {
   SLUICE_DATA_DIR: str('.data', 'Folder for all local state: WAL segments, InfluxDB and Redis data of the local stack, temporary Parquet files.'),
   SLUICE_LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const)('info', 'Minimum level of the structured (JSON) log lines.'),
-  SLUICE_NODE_ID: str(os.hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'node', 'Name of this ingest node; part of every batch key, so it must be unique per WAL folder and stable across restarts.'),
+  SLUICE_NODE_ID: nodeId(os.hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'node', 'Name of this ingest node; part of every batch key, so it must be unique per WAL folder and stable across restarts.'),
   AWS_ENDPOINT_URL: optStr('http://127.0.0.1:4566', 'S3 and SQS endpoint (fauxqs or LocalStack locally). Empty = the real AWS endpoints of AWS_REGION.'),
   AWS_REGION: str('us-east-1', 'AWS region of the bucket and queues.'),
   SLUICE_S3_FORCE_PATH_STYLE: bool('true', 'Use path-style S3 URLs (needed by fauxqs, LocalStack and MinIO).'),
@@ -116,6 +117,7 @@ export const SETTINGS = {
 
   SLUICE_QUERY_HOST: str('127.0.0.1', 'Address the query API listens on.'),
   SLUICE_QUERY_PORT: port('8081', 'Port of the query API and dashboard.'),
+  SLUICE_QUERY_TIMEOUT: duration('10s', 'Longest one InfluxDB query of the query API may run; a slower one is abandoned and the request answers 503 with Retry-After.'),
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -141,6 +143,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 /** The configuration table of the README, generated from SETTINGS. */
 export function configMarkdown(): string {
-  const rows = Object.entries(SETTINGS).map(([name, f]) => `| \`${name}\` | \`${f.fallback || '(empty)'}\` | ${(f as Field<unknown>).accepts} | ${f.doc} |`);
+  const cell = (s: string) => s.replaceAll('|', '\\|');
+  const shown = (name: string, f: Field<unknown>) => (name === 'SLUICE_NODE_ID' ? 'host name' : f.fallback || '(empty)');
+  const rows = Object.entries(SETTINGS).map(([name, f]) => `| \`${name}\` | \`${cell(shown(name, f as Field<unknown>))}\` | ${cell((f as Field<unknown>).accepts)} | ${cell(f.doc)} |`);
   return ['| Variable | Default | Accepts | What it does |', '|---|---|---|---|', ...rows].join('\n');
 }

@@ -120,7 +120,7 @@ const UNIQUE_EVENTS_CTE = `unique_events AS (
 async function loadExcluded(c: DuckDBConnection, excluded: readonly string[]): Promise<void> {
   await c.run('CREATE OR REPLACE TEMP TABLE excluded (event_id VARCHAR)');
   if (excluded.length) {
-    const app = await c.createAppender('excluded', 'temp');
+    const app = await c.createAppender('excluded', 'main', 'temp'); // temp tables live in catalog temp, schema main
     for (const id of excluded) { app.appendVarchar(id); app.endRow(); }
     app.closeSync();
   }

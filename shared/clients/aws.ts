@@ -5,6 +5,10 @@ import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Config } from '../config.js';
 import { classify } from '../errors.js';
 
+// Sluice supports Node 20 (see README); the SDK's notice about its future Node 22 requirement is printed once in
+// the README instead of by every process. Set the variable to "false" to see it again.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 function common(cfg: Pick<Config, 'AWS_ENDPOINT_URL' | 'AWS_REGION'>) {
   const endpoint = cfg.AWS_ENDPOINT_URL || undefined;
   // Local emulators accept any credentials; real AWS uses the SDK's default provider chain.

@@ -16,7 +16,7 @@ const log = createLogger('test', 'warn');
 type Started = Awaited<ReturnType<typeof startIngest>>;
 
 function post(url: string, body: string | Buffer, headers: Record<string, string> = {}) {
-  return fetch(`${url}/v1/events`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+  return fetch(`${url}/v1/events`, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { 'content-type': 'application/json', ...headers } });
 }
 
 describe('ingest HTTP API', () => {
