@@ -64,7 +64,7 @@ export function isRetryable(err: unknown): boolean {
   if (status !== undefined) return status >= 500 || status === 429 || status === 408;
   if (e.$fault === 'server') return true;
   if (e.name && /Timeout|Throttl|ServiceUnavailable|RequestTimeout|SlowDown|Connection|Abort/i.test(e.name)) return true;
-  if (/Connection is closed|connect ECONNREFUSED|socket hang up|MaxRetriesPerRequest|No available connection|timed out|ETIMEDOUT|ECONNRESET/i.test(String((err as Error).message))) return true;
+  if (/No host available|Connection is closed|connect ECONNREFUSED|socket hang up|MaxRetriesPerRequest|No available connection|timed out|ETIMEDOUT|ECONNRESET/i.test(String((err as Error).message))) return true;
   if (e.cause && e.cause !== err) return isRetryable(e.cause);
   return false;
 }

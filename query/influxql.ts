@@ -1,0 +1,29 @@
+// Builds the InfluxQL the query API runs (InfluxDB 1.6+). Tag values are always quoted with influxString,
+// so no request parameter can change a query's shape. Each statement folds workers' partial points:
+// sum(count), sum(sum), min(min), max(max) over all points of a bucket.
+import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE, influxString } from '../shared/clients/influx.js';
+import type { StatsRequest, TotalRequest } from './params.js';
+
+const ident = (name: string) => `"${name.replaceAll('"', '\\"')}"`;
+
+function seriesFilter(entityId: string, eventType: string): string {
+  return `${ident(TAG_ENTITY)} = ${influxString(entityId)} AND ${ident(TAG_TYPE)} = ${influxString(eventType)}`;
+}
+
+/**
+ * Per-bucket aggregates of one series over [from, to): columns time, count, sum, min, max.
+ * Buckets are aligned to UTC step boundaries; empty buckets are left out (fill(none)).
+ */
+export function statsQuery(req: Pick<StatsRequest, 'entityId' | 'eventType' | 'fromMs' | 'toMs' | 'step'>): string {
+  return (
+    `SELECT sum("count") AS "count", sum("sum") AS "sum", min("min") AS "min", max("max") AS "max" ` +
+    `FROM ${ident(MEASUREMENT_1M)} WHERE ${seriesFilter(req.entityId, req.eventType)} ` +
+    `AND time >= ${Math.trunc(req.fromMs)}ms AND time < ${Math.trunc(req.toMs)}ms ` +
+    `GROUP BY time(${req.step}) fill(none)`
+  );
+}
+
+/** All-time count and sum of one series: columns time, count, sum (one row, or none without data). */
+export function totalQuery(req: TotalRequest): string {
+  return `SELECT sum("count") AS "count", sum("sum") AS "sum" FROM ${ident(MEASUREMENT_1M)} WHERE ${seriesFilter(req.entityId, req.eventType)}`;
+}

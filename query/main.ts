@@ -1,0 +1,110 @@
+// The query service: an HTTP API over the per-minute series in InfluxDB and the top-K sets in Redis, with
+// a Redis answer cache, /healthz, /readyz (ready while InfluxDB answers) and /metrics. It starts even
+// when Redis is down (answers are then computed uncached) and close() lets in-flight requests finish.
+// `sluice query` (cli/sluice.ts) runs it as a process.
+import type { AddressInfo } from 'node:net';
+import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
+import type { Config } from '../shared/config.js';
+import { ENTITY_ID_MAX } from '../shared/contracts/event.js';
+import { createInflux } from '../shared/clients/influx.js';
+import { createRedis } from '../shared/clients/redis.js';
+import type { Logger } from '../shared/logger.js';
+import { addOpsRoutes, createRegistry } from '../shared/metrics.js';
+import type { Service } from '../shared/service.js';
+import { QueryCache } from './cache.js';
+import { installErrorHandling } from './http-errors.js';
+import { InfluxReader } from './influx-reader.js';
+import { createQueryMetrics } from './metrics.js';
+import { registerEntityTotalRoute } from './routes/entity-total.js';
+import { registerStatsRoute } from './routes/stats.js';
+import { registerTopKRoute } from './routes/topk.js';
+
+/** How long start-up waits for Redis before serving without it (it keeps reconnecting in the background). */
+const REDIS_START_WAIT_MS = 2_000;
+
+function waitUntilReady(redis: ReturnType<typeof createRedis>, ms: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    redis.once('ready', done);
+  });
+}
+
+function urlOf(address: AddressInfo): string {
+  const host = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
+  return `http://${address.family === 'IPv6' ? `[${host}]` : host}:${address.port}`;
+}
+
+export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
+  const registry = createRegistry('query');
+  const metrics = createQueryMetrics(registry);
+  const influx = createInflux(cfg);
+  const redis = createRedis(cfg);
+  let redisDown = false;
+  redis.on('error', (err) => {
+    if (!redisDown) log.warn({ err: err.message }, 'Redis connection failed; top-K answers 503 and the query cache is bypassed until it is back');
+    redisDown = true;
+  });
+  redis.on('ready', () => {
+    if (redisDown) log.info('Redis connection restored');
+    redisDown = false;
+  });
+  await waitUntilReady(redis, REDIS_START_WAIT_MS);
+
+  const reader = new InfluxReader(influx, cfg.SLUICE_INFLUX_DB, metrics, cfg.SLUICE_QUERY_TIMEOUT);
+  const cache = new QueryCache(redis, metrics, log);
+  const now = () => Date.now();
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // Room for the longest entityId fully percent-encoded (4 UTF-8 bytes × "%XX"); its length is checked after decoding.
+    maxParamLength: ENTITY_ID_MAX * 12,
+    // Per-request log lines would dominate the hot path; latency and status are in /metrics, errors are logged.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.httpDuration.observe(
+      { route: req.routeOptions.url ?? 'unmatched', method: req.method, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+  installErrorHandling(app);
+  addOpsRoutes(app, registry, () => reader.unready());
+  registerStatsRoute(app, { reader, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
+  registerEntityTotalRoute(app, { reader, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX });
+  registerTopKRoute(app, { redis, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
+
+  try {
+    await app.listen({ host: cfg.SLUICE_QUERY_HOST, port: cfg.SLUICE_QUERY_PORT });
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+  const url = urlOf(app.server.address() as AddressInfo);
+  log.info({ url }, 'query API listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    close() {
+      closed ??= (async () => {
+        try {
+          await app.close();
+        } catch (err) {
+          log.error({ err }, 'closing the HTTP server failed');
+        }
+        try {
+          await redis.quit();
+        } catch {
+          redis.disconnect();
+        }
+      })();
+      return closed;
+    },
+  };
+}

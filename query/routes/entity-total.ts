@@ -1,0 +1,33 @@
+// GET /v1/entities/:entityId/total: all-time count and sum of one entity's event type. The most frequent
+// read, so it is cached briefly in Redis, concurrent misses share one InfluxDB query, and the reply is
+// serialised from a schema.
+import type { FastifyInstance } from 'fastify';
+import { RECENT_TTL_MS, cacheKey, type QueryCache } from '../cache.js';
+import type { InfluxReader } from '../influx-reader.js';
+import { parseTotalParams } from '../params.js';
+
+export interface EntityTotalRouteDeps {
+  reader: InfluxReader;
+  cache: QueryCache;
+  redisPrefix: string;
+}
+
+/** How long an all-time total may be served from the cache (new data keeps arriving). */
+export const TOTAL_TTL_MS = RECENT_TTL_MS;
+const CACHE_VERSION = 1;
+
+const replySchema = {
+  type: 'object',
+  required: ['entityId', 'eventType', 'count', 'sum'],
+  properties: { entityId: { type: 'string' }, eventType: { type: 'string' }, count: { type: 'number' }, sum: { type: 'number' } },
+} as const;
+
+export function registerEntityTotalRoute(app: FastifyInstance, deps: EntityTotalRouteDeps): void {
+  app.get('/v1/entities/:entityId/total', { schema: { response: { 200: replySchema } } }, async (req, reply) => {
+    const r = parseTotalParams(req.params, req.query);
+    const key = cacheKey(deps.redisPrefix, { v: CACHE_VERSION, kind: 'total', entityId: r.entityId, eventType: r.eventType });
+    const { value, cache } = await deps.cache.getOrCompute('total', key, TOTAL_TTL_MS, () => deps.reader.total(r));
+    void reply.header('x-sluice-cache', cache);
+    return { entityId: r.entityId, eventType: r.eventType, count: value.count, sum: value.sum };
+  });
+}

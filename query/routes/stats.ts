@@ -1,0 +1,41 @@
+// GET /v1/stats: one function (count, sum, avg, min, max) of one entity's event type per time bucket over
+// a range, plus the same function over the whole range. Answers are cached per range and step (not per
+// function: all five come from the same buckets), long for settled ranges and briefly for recent ones.
+import type { FastifyInstance } from 'fastify';
+import { project } from '../buckets.js';
+import { cacheKey, statsTtlMs, type QueryCache } from '../cache.js';
+import type { InfluxReader } from '../influx-reader.js';
+import { parseStatsParams } from '../params.js';
+
+export interface StatsRouteDeps {
+  reader: InfluxReader;
+  cache: QueryCache;
+  redisPrefix: string;
+  now: () => number;
+}
+
+/** Bump when the cached bucket layout changes, so old entries are never read as new ones. */
+const CACHE_VERSION = 1;
+
+export function registerStatsRoute(app: FastifyInstance, deps: StatsRouteDeps): void {
+  app.get('/v1/stats', async (req, reply) => {
+    const nowMs = deps.now();
+    const r = parseStatsParams(req.query, nowMs);
+    const key = cacheKey(deps.redisPrefix, {
+      v: CACHE_VERSION, kind: 'stats', entityId: r.entityId, eventType: r.eventType, from: r.fromMs, to: r.toMs, step: r.step,
+    });
+    const { value: buckets, cache } = await deps.cache.getOrCompute('stats', key, statsTtlMs(r.toMs, nowMs), () => deps.reader.stats(r));
+    const { points, total } = project(r.fn, buckets);
+    void reply.header('x-sluice-cache', cache);
+    return {
+      entityId: r.entityId,
+      eventType: r.eventType,
+      fn: r.fn,
+      from: new Date(r.fromMs).toISOString(),
+      to: new Date(r.toMs).toISOString(),
+      step: r.step,
+      points,
+      total,
+    };
+  });
+}
