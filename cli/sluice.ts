@@ -55,6 +55,39 @@ program.command('config').description('print the effective configuration (or the
     process.stdout.write(JSON.stringify(cfg, (_k, v: unknown) => (v instanceof Map ? `${v.size} key(s)` : v), 2) + '\n');
   });
 
+program.command('load').description('send a generated load (Zipf entities, type mix, duplicates, late events, bursts) and record the ground truth')
+  .option('--url <url>', 'ingest node', 'http://127.0.0.1:8080')
+  .option('--api-key <key>', 'producer API key')
+  .option('--rate <n>', 'events per second (steady)', '10000')
+  .option('--duration <d>', 'how long, e.g. 60s or 5m', '60s')
+  .option('--entities <n>', 'distinct entities', '10000')
+  .option('--skew <s>', 'Zipf exponent (higher = fewer, heavier hitters)', '1.1')
+  .option('--types <mix>', 'event-type mix', 'view:0.85,like:0.12,share:0.03')
+  .option('--duplicates <ratio>', 'fraction of sends that re-send an earlier eventId', '0.01')
+  .option('--late <ratio>', 'fraction of events stamped 5–60 minutes in the past', '0.01')
+  .option('--burst <spec>', 'every/for/factor, e.g. 30s/5s/10 (none to disable)', '30s/3s/5')
+  .option('--seed <n>', 'random seed', '1')
+  .option('--truth <file>', 'write the ground truth (unique events per entity, type and minute) as NDJSON', 'load-truth.ndjson')
+  .action(async (o: Record<string, string>) => {
+    const { parseDuration } = await import('../shared/config.js');
+    const { runLoad } = await import('../bench/load-generator.js');
+    const num = (name: string, v: string, min = 0) => { const n = Number(v); if (!Number.isFinite(n) || n < min) { process.stderr.write(`--${name} must be a number ≥ ${min}, got "${v}"\n`); process.exit(2); } return n; };
+    const types = Object.fromEntries(o.types!.split(',').map((p) => { const [k, w] = p.split(':'); return [k!, num('types', w ?? '1')]; }));
+    const [every, dur, factor] = o.burst === 'none' ? ['0', '0', '1'] : o.burst!.split('/');
+    const durationMs = parseDuration(o.duration!);
+    if (durationMs === undefined) { process.stderr.write(`--duration must be a duration like 60s or 5m, got "${o.duration}"\n`); process.exit(2); }
+    const res = await runLoad({
+      url: o.url!, apiKey: o.apiKey, rate: num('rate', o.rate!, 1), durationMs, entities: num('entities', o.entities!, 1), skew: num('skew', o.skew!),
+      types, duplicateRatio: num('duplicates', o.duplicates!), lateRatio: num('late', o.late!), burstEveryMs: parseDuration(every ?? '0') ?? 0,
+      burstForMs: parseDuration(dur ?? '0') ?? 0, burstFactor: num('burst factor', factor ?? '1'), seed: num('seed', o.seed!), idPrefix: `load-${Date.now().toString(36)}`,
+      truthFile: o.truth,
+      onProgress: (p) => process.stderr.write(`\r${Math.round(p.elapsedMs / 1000)}s  sent ${p.sent.toLocaleString()}  unique ${p.unique.toLocaleString()}  re-sent ${p.duplicatesSent.toLocaleString()}  queued ${p.queued.toLocaleString()}   `),
+    });
+    process.stderr.write('\n');
+    process.stdout.write(`${JSON.stringify({ sent: res.sent, uniqueEvents: res.uniqueEvents, duplicatesSent: res.duplicatesSent, failedEvents: res.failedEvents, seconds: res.elapsedMs / 1000, truth: o.truth, client: res.clientStats })}\n`);
+    process.exit(res.failedEvents > 0 ? 1 : 0);
+  });
+
 const dlq = program.command('dlq').description('inspect and re-drive dead-lettered batches');
 dlq.command('list').description('list dead letters with their reasons').option('--max <n>', 'at most this many', '100')
   .action(async (o: { max: string }) => {
