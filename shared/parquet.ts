@@ -195,3 +195,123 @@ export async function queryParquet(sql: string): Promise<Record<string, unknown>
 
 /** A SQL list literal of file paths, for queries passed to queryParquet. */
 export const parquetFiles = fileList;
+
+// ---- cold tier: rollup files, compaction, audits ---------------------------------------------
+
+/** One rollup row: the aggregate of one (entity, event type) over the hour or day starting at `periodMs`. */
+export interface RollupRow {
+  entityId: string;
+  eventType: string;
+  periodMs: number;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+}
+
+const ROLLUP_TABLE_DDL = 'entity_id VARCHAR, event_type VARCHAR, period_start TIMESTAMP_MS, count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE';
+
+/**
+ * Writes a rollup file (columns of contracts/cold-layout.ts ROLLUP_COLUMNS, sorted by entity, type, period).
+ * With `merge`, rows of an existing rollup file are kept unless their period lies in [merge.replaceFromMs,
+ * merge.replaceToMs) — the periods `rows` recompute — so a file is rewritten whole and stays idempotent.
+ */
+export async function writeRollupFile(rows: readonly RollupRow[], file: string, merge?: { file: string; replaceFromMs: number; replaceToMs: number }): Promise<number> {
+  mkdirSync(path.dirname(file), { recursive: true });
+  return withConnection(async (c) => {
+    await c.run(`CREATE OR REPLACE TEMP TABLE rollup_rows (${ROLLUP_TABLE_DDL})`);
+    try {
+      const app = await c.createAppender('rollup_rows', 'main', 'temp');
+      for (const r of rows) {
+        app.appendVarchar(r.entityId); app.appendVarchar(r.eventType); app.appendBigInt(BigInt(r.periodMs));
+        app.appendBigInt(BigInt(r.count)); app.appendDouble(r.sum); app.appendDouble(r.min); app.appendDouble(r.max);
+        app.endRow();
+      }
+      app.closeSync();
+      const kept = merge
+        ? `UNION ALL SELECT entity_id, event_type, period_start::TIMESTAMP_MS, count::BIGINT, sum::DOUBLE, min::DOUBLE, max::DOUBLE FROM read_parquet(${sqlString(merge.file)})
+           WHERE NOT (epoch_ms(period_start) >= ${Math.trunc(merge.replaceFromMs)} AND epoch_ms(period_start) < ${Math.trunc(merge.replaceToMs)})`
+        : '';
+      await c.run(`COPY (SELECT * FROM (SELECT * FROM rollup_rows ${kept}) ORDER BY entity_id, event_type, period_start)
+        TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${ROW_GROUP_SIZE})`);
+      const n = (await c.runAndReadAll(`SELECT count(*)::BIGINT FROM read_parquet(${sqlString(file)})`)).getRowsJS()[0]![0];
+      return Number(n);
+    } finally {
+      await c.run('DROP TABLE IF EXISTS rollup_rows');
+    }
+  });
+}
+
+/** Rollup rows of one series over [fromMs, toMs) from local rollup files (periods starting in the range). */
+export async function readRollups(files: readonly string[], q: { entityId: string; eventType: string; fromMs: number; toMs: number }): Promise<RollupRow[]> {
+  if (!files.length) return [];
+  const rows = await queryParquet(`SELECT epoch_ms(period_start) AS p, count::BIGINT AS c, sum AS s, min AS mn, max AS mx FROM read_parquet(${fileList(files)})
+    WHERE entity_id = ${sqlString(q.entityId)} AND event_type = ${sqlString(q.eventType)}
+      AND epoch_ms(period_start) >= ${Math.trunc(q.fromMs)} AND epoch_ms(period_start) < ${Math.trunc(q.toMs)} ORDER BY p`);
+  return rows.map((r) => ({ entityId: q.entityId, eventType: q.eventType, periodMs: Number(r.p), count: Number(r.c), sum: r.s as number, min: r.mn as number, max: r.mx as number }));
+}
+
+/** What a set of event files holds, computed the same way on both sides of a copy: rows and an id checksum. */
+export interface ArchiveFingerprint {
+  rows: number;
+  /** md5 over every row's event_id in sorted order (duplicates included), newline-separated. */
+  idChecksum: string;
+}
+
+const FINGERPRINT_SQL = (from: string) => `SELECT count(*)::BIGINT AS rows, coalesce(md5(string_agg(event_id, chr(10) ORDER BY event_id)), '') AS ids FROM ${from}`;
+
+/** Reads any mix of event-file schema versions (columns matched by name; missing optional ones are NULL). */
+const eventFiles = (files: readonly string[]) => `read_parquet(${fileList(files)}, union_by_name = true)`;
+
+export async function fingerprintEventFiles(files: readonly string[]): Promise<ArchiveFingerprint> {
+  const [r] = await queryParquet(FINGERPRINT_SQL(eventFiles(files)));
+  return { rows: Number(r!.rows), idChecksum: String(r!.ids) };
+}
+
+/**
+ * Merges event files of any readable schema version into one file with every column of the current
+ * contract (EVENT_COLUMNS; columns absent from all inputs are written as NULL), sorted by entity_id,
+ * event_time, event_id, zstd. Every row is kept (no dedup: the archive stays a faithful copy).
+ * Returns the fingerprint of the inputs.
+ */
+export async function compactEventFiles(inputs: readonly string[], out: string, columns: readonly { name: string; duckdbType: string }[]): Promise<ArchiveFingerprint> {
+  if (!inputs.length) throw new RangeError('compactEventFiles needs at least one input file');
+  mkdirSync(path.dirname(out), { recursive: true });
+  return withConnection(async (c) => {
+    const present = new Set((await c.runAndReadAll(`DESCRIBE SELECT * FROM ${eventFiles(inputs)}`)).getRowObjectsJS().map((r) => String(r.column_name)));
+    const select = columns.map((col) => (present.has(col.name) ? `"${col.name}"::${col.duckdbType} AS "${col.name}"` : `NULL::${col.duckdbType} AS "${col.name}"`)).join(', ');
+    await c.run(`COPY (SELECT ${select} FROM ${eventFiles(inputs)} ORDER BY entity_id, event_time, event_id)
+      TO ${sqlString(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${ROW_GROUP_SIZE})`);
+    const r = (await c.runAndReadAll(FINGERPRINT_SQL(eventFiles(inputs)))).getRowObjectsJS()[0]!;
+    return { rows: Number(r.rows), idChecksum: String(r.ids) };
+  });
+}
+
+/** Count and sum of one (entity, event type) from the archive, each event id once. */
+export interface ArchiveTotal {
+  entityId: string;
+  eventType: string;
+  count: number;
+  sum: number;
+}
+
+/**
+ * Recomputes totals per (entity, event type) over event times in [fromMs, toMs) from event files of any
+ * schema version, counting each event id once (first row in event_time, entity_id, event_type, value order,
+ * the rule workers follow within a batch).
+ */
+export async function archiveTotals(files: readonly string[], q: { fromMs: number; toMs: number; entityId?: string; eventType?: string }): Promise<ArchiveTotal[]> {
+  if (!files.length) return [];
+  const filters = [
+    `epoch_ms(event_time) >= ${Math.trunc(q.fromMs)}`, `epoch_ms(event_time) < ${Math.trunc(q.toMs)}`,
+    ...(q.entityId !== undefined ? [`entity_id = ${sqlString(q.entityId)}`] : []),
+    ...(q.eventType !== undefined ? [`event_type = ${sqlString(q.eventType)}`] : []),
+  ].join(' AND ');
+  const rows = await queryParquet(`
+    WITH unique_events AS (
+      SELECT event_id, entity_id, event_type, value FROM ${eventFiles(files)} WHERE ${filters}
+      QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY event_time, entity_id, event_type, value) = 1
+    )
+    SELECT entity_id, event_type, count(*)::BIGINT AS c, sum(value) AS s FROM unique_events GROUP BY ALL ORDER BY entity_id, event_type`);
+  return rows.map((r) => ({ entityId: String(r.entity_id), eventType: String(r.event_type), count: Number(r.c), sum: Number(r.s) }));
+}

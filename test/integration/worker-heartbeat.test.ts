@@ -1,0 +1,44 @@
+// A batch that takes longer than the visibility timeout stays with its worker (the heartbeat extends it),
+// so no other worker receives it meanwhile; and a worker is not ready while Redis is unreachable.
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../shared/logger.js';
+import { sleep } from '../../shared/retry.js';
+import type { Service } from '../../shared/service.js';
+import { startWorker } from '../../workers/main.js';
+import { testConfig } from '../support/config.js';
+import { FAST_WORKER_ENV, metricValue, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
+
+const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
+const running: Service[] = [];
+afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.close())); });
+
+describe('worker heartbeat and readiness', () => {
+  it('keeps a slow batch invisible to other workers until it is done', async () => {
+    const cfg = await testConfig({ ...FAST_WORKER_ENV, SLUICE_VISIBILITY_TIMEOUT: '2s' });
+    const [batch] = await uploadBatches(cfg, randomEvents(500, { start: pastHour() }));
+    const received: string[] = [];
+    const slow = (name: string) => async (step: string) => {
+      if (step !== 'decoded') return;
+      received.push(name);
+      await sleep(7_000); // 3.5 visibility timeouts
+    };
+    const a = await startWorker(cfg, log, { workerId: 'a', onStep: slow('a') });
+    const b = await startWorker(cfg, log, { workerId: 'b', onStep: slow('b') });
+    running.push(a, b);
+    await sendManifests(cfg, [batch!.body]);
+    await waitUntil('delivered', async () =>
+      (await metricValue(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')) + (await metricValue(b.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1, 20_000);
+    expect(received).toHaveLength(1);
+    expect(await queueDepth(cfg, cfg.SLUICE_QUEUE_NAME)).toBe(0);
+  });
+
+  it('reports not ready while Redis is unreachable', async () => {
+    const cfg = await testConfig({ ...FAST_WORKER_ENV, SLUICE_REDIS_URL: 'redis://127.0.0.1:1' });
+    const w = await startWorker(cfg, log);
+    running.push(w);
+    const res = await fetch(`${w.url}/readyz`);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { reason: string }).reason).toMatch(/Redis/);
+    expect((await fetch(`${w.url}/healthz`)).status).toBe(200);
+  });
+});

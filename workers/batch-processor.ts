@@ -1,0 +1,90 @@
+// The stages of one batch, in order: decode manifest → fetch + verify object → scan Parquet → claim event ids
+// → aggregate → write InfluxDB → update top-K → acknowledge → remove temp file. Every stage before the
+// acknowledgement is idempotent for the same batch, so a crash at any point is repaired by redelivery.
+import type { S3Client } from '@aws-sdk/client-s3';
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { decodeManifest } from '../shared/contracts/manifest.js';
+import { PermanentError, SluiceError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import { scanBatch } from '../shared/parquet.js';
+import type { EventDedup } from './event-dedup.js';
+import { fetchBatch } from './fetch-batch.js';
+import { InfluxSink, toPoints } from './influx-sink.js';
+import type { BatchStats } from './outcome.js';
+import { batchKeyOf, batchOffsetNs } from './point-offset.js';
+import { TOPK_BASE_BUCKET_MS, type TopKUpdater } from './topk.js';
+
+/** Points between stages where a fault can be injected (the step has just completed). */
+export const BATCH_STEPS = ['decoded', 'fetched', 'scanned', 'claimed', 'aggregated', 'written', 'topk_updated', 'before_ack'] as const;
+export type BatchStep = (typeof BATCH_STEPS)[number];
+
+/** Called after each step; a throw there behaves like a failure of that step (used by fault tests). */
+export type StepHook = (step: BatchStep, ctx: { messageId: string; batchKey?: string; signal: AbortSignal }) => void | Promise<void>;
+
+export interface BatchProcessorDeps {
+  s3: S3Client;
+  dedup: EventDedup;
+  sink: InfluxSink;
+  topk: TopKUpdater;
+  /** Folder for downloaded batches (SLUICE_DATA_DIR/worker-tmp). */
+  tempDir: string;
+  log: Logger;
+  onStep?: StepHook;
+}
+
+export interface BatchInput {
+  messageId: string;
+  body: string | undefined;
+  /** Makes the effect final: stops the heartbeat and deletes the message. Called only after all effects are durable. */
+  ack(): Promise<void>;
+  /** Aborted when the worker stops; the batch then ends at the next step boundary. */
+  signal: AbortSignal;
+}
+
+export class BatchProcessor {
+  constructor(private readonly d: BatchProcessorDeps) {}
+
+  async process(input: BatchInput): Promise<BatchStats> {
+    const { signal, messageId } = input;
+    const step = async (s: BatchStep, batchKey?: string) => {
+      signal.throwIfAborted();
+      await this.d.onStep?.(s, { messageId, batchKey, signal });
+    };
+    const manifest = decodeManifest(input.body);
+    const batchKey = batchKeyOf(manifest);
+    await step('decoded', batchKey);
+    const fetched = await fetchBatch(this.d.s3, manifest, this.d.tempDir, `${randomUUID()}.parquet`, signal);
+    try {
+      await step('fetched', batchKey);
+      const scan = await scanBatch(fetched.file).catch((err: unknown) => {
+        if (err instanceof SluiceError && err.code === 'batch_corrupt') throw new PermanentError(`s3://${manifest.bucket}/${manifest.key}: ${err.message}`, err.code, { cause: err });
+        throw err;
+      });
+      try {
+        await step('scanned', batchKey);
+        const { excluded } = await this.d.dedup.claim(batchKey, scan.eventIds);
+        await step('claimed', batchKey);
+        const aggs = await scan.aggregate(excluded);
+        const buckets = await scan.countBuckets(excluded, TOPK_BASE_BUCKET_MS);
+        await step('aggregated', batchKey);
+        const points = toPoints(aggs, batchOffsetNs(batchKey));
+        await this.d.sink.write(points, signal);
+        await step('written', batchKey);
+        await this.d.topk.apply(batchKey, buckets);
+        await step('topk_updated', batchKey);
+        let counted = 0;
+        for (const a of aggs) counted += a.count;
+        const stats: BatchStats = { batchKey, rows: scan.rowCount, counted, duplicates: scan.rowCount - counted, points: points.length };
+        await step('before_ack', batchKey);
+        await input.ack();
+        this.d.log.debug({ messageId, ...stats }, 'batch delivered');
+        return stats;
+      } finally {
+        scan.close();
+      }
+    } finally {
+      await rm(fetched.file, { force: true });
+    }
+  }
+}
