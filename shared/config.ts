@@ -115,7 +115,7 @@ export const SETTINGS = {
   SLUICE_WORKER_PORT: port('9100', 'Port of a worker\'s /healthz, /readyz and /metrics (0 = any free port).'),
   SLUICE_VISIBILITY_TIMEOUT: duration('60s', 'How long a received batch stays invisible to other workers; extended by a heartbeat while it is processed.'),
   SLUICE_MAX_TRANSIENT_RETRY: duration('5m', 'How long a worker retries a batch through transient faults before releasing it to the queue for later.'),
-  SLUICE_INFLUX_BATCH_POINTS: int(100, 100_000)('5000', 'Points per InfluxDB write request.'),
+  SLUICE_INFLUX_BATCH_POINTS: int(100, 100_000)('10000', 'Points per InfluxDB write request.'),
   SLUICE_TOPK_CAPACITY: int(10, 100_000)('1000', 'Entities kept per top-K bucket; counts are exact while a bucket holds fewer distinct entities.'),
   SLUICE_WORKER_POLL_WAIT: durationBetween(1_000, 20_000)('20s', 'Long-poll wait of each SQS receive (whole seconds); shorter makes idle workers poll more often, longer makes shutdown wait longer for the last poll.'),
   SLUICE_RELEASE_BACKOFF: duration('10s', 'Delay before a batch released after transient faults becomes visible again; doubles with each receive, up to 15 minutes.'),

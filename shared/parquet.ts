@@ -111,12 +111,6 @@ export interface BucketCount {
   count: number;
 }
 
-/** The batch's rows minus `excluded` ids, one row per event id (the rule both aggregate() and countBuckets() follow). */
-const UNIQUE_EVENTS_CTE = `unique_events AS (
-            SELECT * FROM batch ANTI JOIN excluded USING (event_id)
-            QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts, entity_id, event_type, value) = 1
-          )`;
-
 async function loadExcluded(c: DuckDBConnection, excluded: readonly string[]): Promise<void> {
   await c.run('CREATE OR REPLACE TEMP TABLE excluded (event_id VARCHAR)');
   if (excluded.length) {
@@ -141,8 +135,34 @@ export interface BatchScan {
    * aggregate(): each id once, `excluded` ids skipped. Used for top-K buckets finer than a minute.
    */
   countBuckets(excluded: readonly string[], bucketMs: number): Promise<BucketCount[]>;
+  /**
+   * The same per-minute aggregates as aggregate(), formatted by the engine as InfluxDB line protocol
+   * (`<measurement>,<entity tag>=…,<type tag>=… count=<n>i,sum=…,min=…,max=… <minute ns + offsetNs>`), in
+   * request-sized chunks: the hot path creates no per-point JavaScript objects.
+   */
+  minuteLines(excluded: readonly string[], o: LineProtocolOptions): Promise<LineChunks>;
   close(): void;
 }
+
+export interface LineProtocolOptions {
+  measurement: string;
+  entityTag: string;
+  typeTag: string;
+  /** Added to every point's minute start, in nanoseconds (0 ≤ offset < 60e9). */
+  offsetNs: bigint;
+  linesPerChunk: number;
+}
+
+export interface LineChunks {
+  /** Newline-separated line protocol, at most linesPerChunk points each. */
+  chunks: string[];
+  points: number;
+  /** Events the points count (after dedup and exclusions). */
+  events: number;
+}
+
+/** InfluxDB line-protocol escaping of a tag value (comma, equals sign and space), as SQL. */
+const tagSql = (col: string) => `replace(replace(replace(${col}, ',', '\\,'), '=', '\\='), ' ', '\\ ')`;
 
 /**
  * Opens a downloaded batch for a worker: validates that it is Parquet with the event columns, returns its
@@ -155,27 +175,60 @@ export async function scanBatch(file: string): Promise<BatchScan> {
     await readBatchTable(c, file);
     const rowCount = Number((await c.runAndReadAll('SELECT count(*)::BIGINT FROM batch')).getRowsJS()[0]![0]);
     const ids = (await c.runAndReadAll('SELECT DISTINCT event_id FROM batch ORDER BY event_id')).getColumnsJS()[0] as string[] | undefined;
+    const eventIds = ids ?? [];
+    // The rows to count: each id once, minus ids excluded by other batches. Built once per exclusion set and shared
+    // by aggregate() and countBuckets(); when the file repeats no id and nothing is excluded it is the batch itself.
+    let prepared: { excluded: readonly string[]; table: string } | undefined;
+    const uniqueEvents = async (excluded: readonly string[]): Promise<string> => {
+      if (prepared?.excluded === excluded) return prepared.table;
+      let table = 'batch';
+      if (excluded.length > 0 || eventIds.length !== rowCount) {
+        await loadExcluded(c, excluded);
+        await c.run(`CREATE OR REPLACE TEMP TABLE unique_events AS
+          SELECT * FROM batch ANTI JOIN excluded USING (event_id)
+          QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts, entity_id, event_type, value) = 1`);
+        table = 'unique_events';
+      }
+      prepared = { excluded, table };
+      return table;
+    };
     return {
-      eventIds: ids ?? [],
+      eventIds,
       rowCount,
       async aggregate(excluded) {
-        await loadExcluded(c, excluded);
+        const from = await uniqueEvents(excluded);
         const rows = (await c.runAndReadAll(`
-          WITH ${UNIQUE_EVENTS_CTE}
           SELECT entity_id, event_type, (ts // 60000) * 60000 AS minute, count(*)::BIGINT, sum(value), min(value), max(value)
-          FROM unique_events GROUP BY ALL`)).getRowsJS();
+          FROM ${from} GROUP BY ALL`)).getRowsJS();
         return rows.map(([entityId, eventType, minute, count, sum, min, max]) => ({
           entityId: entityId as string, eventType: eventType as string, minuteMs: Number(minute), count: Number(count),
           sum: sum as number, min: min as number, max: max as number,
         }));
       },
+      async minuteLines(excluded, o) {
+        if (o.offsetNs < 0n || o.offsetNs >= 60_000_000_000n) throw new RangeError(`offsetNs must be in [0, 60e9), got ${o.offsetNs}`);
+        const from = await uniqueEvents(excluded);
+        const rows = (await c.runAndReadAll(`
+          WITH agg AS (
+            SELECT entity_id, event_type, ts // 60000 AS m, count(*) AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi
+            FROM ${from} GROUP BY ALL
+          ), lines AS (
+            SELECT row_number() OVER (ORDER BY entity_id, event_type, m) - 1 AS rn, n,
+              '${o.measurement},${o.entityTag}=' || ${tagSql('entity_id')} || ',${o.typeTag}=' || ${tagSql('event_type')}
+              || ' count=' || n || 'i,sum=' || s || ',min=' || lo || ',max=' || hi || ' ' || (m * 60000000000 + ${o.offsetNs}) AS line
+            FROM agg
+          )
+          SELECT string_agg(line, chr(10) ORDER BY rn) AS body, count(*)::INTEGER AS points, sum(n)::DOUBLE AS events
+          FROM lines GROUP BY rn // ${Math.max(1, Math.floor(o.linesPerChunk))} ORDER BY rn // ${Math.max(1, Math.floor(o.linesPerChunk))}`)).getColumnsJS();
+        const [bodies = [], points = [], events = []] = rows as [string[], number[], number[]];
+        return { chunks: bodies, points: points.reduce((a, b) => a + b, 0), events: events.reduce((a, b) => a + b, 0) };
+      },
       async countBuckets(excluded, bucketMs) {
         if (!Number.isInteger(bucketMs) || bucketMs <= 0) throw new RangeError(`bucketMs must be a positive integer, got ${bucketMs}`);
-        await loadExcluded(c, excluded);
+        const from = await uniqueEvents(excluded);
         const rows = (await c.runAndReadAll(`
-          WITH ${UNIQUE_EVENTS_CTE}
           SELECT entity_id, event_type, (ts // ${bucketMs}) * ${bucketMs} AS bucket, count(*)::BIGINT
-          FROM unique_events GROUP BY ALL`)).getRowsJS();
+          FROM ${from} GROUP BY ALL`)).getRowsJS();
         return rows.map(([entityId, eventType, bucket, count]) => ({
           entityId: entityId as string, eventType: eventType as string, bucketMs: Number(bucket), count: Number(count),
         }));
@@ -209,7 +262,7 @@ export interface RollupRow {
   max: number;
 }
 
-const ROLLUP_TABLE_DDL = 'entity_id VARCHAR, event_type VARCHAR, period_start TIMESTAMP_MS, count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE';
+const ROLLUP_TABLE_DDL = 'entity_id VARCHAR, event_type VARCHAR, period_ms BIGINT, count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE';
 
 /**
  * Writes a rollup file (columns of contracts/cold-layout.ts ROLLUP_COLUMNS, sorted by entity, type, period).
@@ -232,7 +285,7 @@ export async function writeRollupFile(rows: readonly RollupRow[], file: string, 
         ? `UNION ALL SELECT entity_id, event_type, period_start::TIMESTAMP_MS, count::BIGINT, sum::DOUBLE, min::DOUBLE, max::DOUBLE FROM read_parquet(${sqlString(merge.file)})
            WHERE NOT (epoch_ms(period_start) >= ${Math.trunc(merge.replaceFromMs)} AND epoch_ms(period_start) < ${Math.trunc(merge.replaceToMs)})`
         : '';
-      await c.run(`COPY (SELECT * FROM (SELECT * FROM rollup_rows ${kept}) ORDER BY entity_id, event_type, period_start)
+      await c.run(`COPY (SELECT * FROM (SELECT entity_id, event_type, epoch_ms(period_ms)::TIMESTAMP_MS AS period_start, count, sum, min, max FROM rollup_rows ${kept}) ORDER BY entity_id, event_type, period_start)
         TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${ROW_GROUP_SIZE})`);
       const n = (await c.runAndReadAll(`SELECT count(*)::BIGINT FROM read_parquet(${sqlString(file)})`)).getRowsJS()[0]![0];
       return Number(n);

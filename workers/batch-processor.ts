@@ -10,7 +10,8 @@ import type { Logger } from '../shared/logger.js';
 import { scanBatch } from '../shared/parquet.js';
 import type { EventDedup } from './event-dedup.js';
 import { fetchBatch } from './fetch-batch.js';
-import { InfluxSink, toPoints } from './influx-sink.js';
+import { InfluxSink } from './influx-sink.js';
+import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../shared/clients/influx.js';
 import type { BatchStats } from './outcome.js';
 import { batchKeyOf, batchOffsetNs } from './point-offset.js';
 import { TOPK_BASE_BUCKET_MS, type TopKUpdater } from './topk.js';
@@ -26,6 +27,8 @@ export interface BatchProcessorDeps {
   s3: S3Client;
   dedup: EventDedup;
   sink: InfluxSink;
+  /** Points per InfluxDB write request. */
+  pointsPerRequest: number;
   topk: TopKUpdater;
   /** Folder for downloaded batches (SLUICE_DATA_DIR/worker-tmp). */
   tempDir: string;
@@ -65,17 +68,17 @@ export class BatchProcessor {
         await step('scanned', batchKey);
         const { excluded } = await this.d.dedup.claim(batchKey, scan.eventIds);
         await step('claimed', batchKey);
-        const aggs = await scan.aggregate(excluded);
+        const lines = await scan.minuteLines(excluded, {
+          measurement: MEASUREMENT_1M, entityTag: TAG_ENTITY, typeTag: TAG_TYPE, offsetNs: batchOffsetNs(batchKey), linesPerChunk: this.d.pointsPerRequest,
+        });
         const buckets = await scan.countBuckets(excluded, TOPK_BASE_BUCKET_MS);
         await step('aggregated', batchKey);
-        const points = toPoints(aggs, batchOffsetNs(batchKey));
-        await this.d.sink.write(points, signal);
+        await this.d.sink.writeLines(lines.chunks, signal);
         await step('written', batchKey);
         await this.d.topk.apply(batchKey, buckets);
         await step('topk_updated', batchKey);
-        let counted = 0;
-        for (const a of aggs) counted += a.count;
-        const stats: BatchStats = { batchKey, rows: scan.rowCount, counted, duplicates: scan.rowCount - counted, points: points.length };
+        const counted = lines.events;
+        const stats: BatchStats = { batchKey, rows: scan.rowCount, counted, duplicates: scan.rowCount - counted, points: lines.points };
         await step('before_ack', batchKey);
         await input.ack();
         this.d.log.debug({ messageId, ...stats }, 'batch delivered');

@@ -1,6 +1,7 @@
 // Cross-batch event dedup: each event id is claimed in Redis by the first batch that carries it, for
 // SLUICE_DEDUP_WINDOW. A batch skips ids claimed by another batch and keeps ids it claimed itself, so a
 // redelivered or concurrently delivered batch computes the same exclusion set every time.
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { TransientError, errorMessage } from '../shared/errors.js';
 
@@ -26,6 +27,14 @@ export interface ClaimResult {
   excluded: string[];
 }
 
+/**
+ * The owner tag stored per claimed id: 72 bits of sha256(batchKey) in base64url (12 characters) instead of the
+ * ~80-character key, which keeps Redis memory per claim small; two batches share a tag with probability 2⁻⁷².
+ */
+export function claimTag(batchKey: string): string {
+  return createHash('sha256').update(batchKey).digest('base64url').slice(0, 12);
+}
+
 export class EventDedup {
   constructor(private readonly redis: Redis, private readonly prefix: string, private readonly windowMs: number) {}
 
@@ -33,11 +42,12 @@ export class EventDedup {
   async claim(batchKey: string, ids: readonly string[]): Promise<ClaimResult> {
     const ttl = String(Math.max(1, Math.ceil(this.windowMs / 1000)));
     const keyPrefix = `${this.prefix}eid:`;
+    const tag = claimTag(batchKey);
     const excluded: string[] = [];
     for (let i = 0; i < ids.length; i += CLAIM_CHUNK) {
       let got: unknown;
       try {
-        got = await this.redis.eval(CLAIM_SCRIPT, 0, keyPrefix, batchKey, ttl, ...ids.slice(i, i + CLAIM_CHUNK));
+        got = await this.redis.eval(CLAIM_SCRIPT, 0, keyPrefix, tag, ttl, ...ids.slice(i, i + CLAIM_CHUNK));
       } catch (err) {
         // Every Redis failure is the dependency's, not the batch's: the batch must wait, never be dead-lettered.
         throw new TransientError(`Redis event-id claims failed: ${errorMessage(err)}`, 'dedup_unavailable', { cause: err });

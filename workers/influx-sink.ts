@@ -1,20 +1,7 @@
-// Writes a batch's per-minute partial aggregates to InfluxDB as points stamped minuteStart + offset(batch),
-// in requests of SLUICE_INFLUX_BATCH_POINTS with retries. Rewriting a batch replaces its own points exactly.
-import type { InfluxDB, IPoint } from 'influx';
-import type { MinuteAggregate } from '../shared/parquet.js';
-import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../shared/clients/influx.js';
+// Writes a batch's per-minute partial aggregates to InfluxDB as points stamped minuteStart + offset(batch)
+// (line protocol formatted by the Parquet engine), with retries. Rewriting a batch replaces its own points exactly.
 import { PermanentError, TransientError, classify, errorMessage, type SluiceError } from '../shared/errors.js';
 import { withRetry } from '../shared/retry.js';
-import { pointTimestampNs } from './point-offset.js';
-
-export function toPoints(aggs: readonly MinuteAggregate[], offsetNs: bigint): IPoint[] {
-  return aggs.map((a) => ({
-    measurement: MEASUREMENT_1M,
-    tags: { [TAG_ENTITY]: a.entityId, [TAG_TYPE]: a.eventType },
-    fields: { count: a.count, sum: a.sum, min: a.min, max: a.max },
-    timestamp: pointTimestampNs(a.minuteMs, offsetNs),
-  }));
-}
 
 /**
  * node-influx reports "all hosts down" as ServiceNotAvailableError and HTTP errors as RequestError with
@@ -34,31 +21,56 @@ export function classifyInfluxError(err: unknown): SluiceError {
 }
 
 export interface InfluxSinkOptions {
-  influx: InfluxDB;
+  /** InfluxDB HTTP API base URL (line-protocol writes go straight to /write). */
+  url: string;
   database: string;
-  pointsPerRequest: number;
   /** Observes each request's latency in seconds. */
   observeLatency?: (seconds: number) => void;
+  /** Told when InfluxDB dropped points older than the hot retention (a redriven or very late batch). */
+  onDroppedBeyondRetention?: (detail: string) => void;
 }
+
+/** Write requests in flight per batch. */
+export const WRITE_CONCURRENCY = 2;
 
 export class InfluxSink {
   constructor(private readonly o: InfluxSinkOptions) {}
 
-  /** Writes all points (in order, chunked); transient failures are retried a few times before surfacing. */
-  async write(points: readonly IPoint[], signal?: AbortSignal): Promise<void> {
-    for (let i = 0; i < points.length; i += this.o.pointsPerRequest) {
-      signal?.throwIfAborted();
-      const chunk = points.slice(i, i + this.o.pointsPerRequest) as IPoint[];
-      await withRetry(async () => {
-        const t0 = performance.now();
-        try {
-          await this.o.influx.writePoints(chunk, { database: this.o.database, precision: 'n' });
-        } catch (err) {
-          throw classifyInfluxError(err);
-        } finally {
-          this.o.observeLatency?.((performance.now() - t0) / 1000);
-        }
-      }, { maxAttempts: 3, initialDelayMs: 200, maxDelayMs: 2_000 });
-    }
+  /**
+   * Writes chunks of line protocol prepared by the Parquet engine (see BatchScan.minuteLines), WRITE_CONCURRENCY
+   * requests at a time, with the same retry and error classification as write().
+   */
+  async writeLines(chunks: readonly string[], signal?: AbortSignal): Promise<void> {
+    const u = new URL(this.o.url);
+    const auth = u.username ? { authorization: `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}` } : undefined;
+    const endpoint = `${u.origin}/write?db=${encodeURIComponent(this.o.database)}&precision=n`;
+    let next = 0;
+    const lane = async () => {
+      while (next < chunks.length) {
+        signal?.throwIfAborted();
+        const body = chunks[next++]!;
+        await withRetry(async () => {
+          const t0 = performance.now();
+          let res: Response;
+          try {
+            res = await fetch(endpoint, { method: 'POST', body, headers: { 'content-type': 'text/plain; charset=utf-8', ...auth }, signal: AbortSignal.timeout(60_000) });
+          } catch (err) {
+            throw new TransientError(`InfluxDB unavailable at ${u.origin}: ${errorMessage(err)}`, 'influx_unavailable', { cause: err });
+          } finally {
+            this.o.observeLatency?.((performance.now() - t0) / 1000);
+          }
+          if (res.status === 204) return;
+          const text = (await res.text()).slice(0, 500);
+          // Minutes older than the retention of events_1m are no longer kept hot (rollups and the archive hold
+          // them); InfluxDB drops those points and writes the rest, which is the intended outcome.
+          if (res.status === 400 && /points beyond retention policy dropped/.test(text) && !/field type conflict|unable to parse/.test(text)) {
+            this.o.onDroppedBeyondRetention?.(text);
+            return;
+          }
+          throw classifyInfluxError(Object.assign(new Error(`HTTP ${res.status}: ${text}`), { res: { statusCode: res.status } }));
+        }, { maxAttempts: 3, initialDelayMs: 200, maxDelayMs: 2_000 });
+      }
+    };
+    await Promise.all(Array.from({ length: WRITE_CONCURRENCY }, lane));
   }
 }

@@ -65,7 +65,9 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
     const processor = new BatchProcessor({
       s3,
       dedup: new EventDedup(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_DEDUP_WINDOW),
-      sink: new InfluxSink({ influx, database: cfg.SLUICE_INFLUX_DB, pointsPerRequest: cfg.SLUICE_INFLUX_BATCH_POINTS, observeLatency: (s) => metrics.influxWriteSeconds.observe(s) }),
+      sink: new InfluxSink({ url: cfg.SLUICE_INFLUX_URL, database: cfg.SLUICE_INFLUX_DB, observeLatency: (s) => metrics.influxWriteSeconds.observe(s),
+        onDroppedBeyondRetention: (detail) => wlog.warn({ detail }, 'InfluxDB dropped points older than the hot retention; rollups and the archive keep them') }),
+      pointsPerRequest: cfg.SLUICE_INFLUX_BATCH_POINTS,
       topk: new TopKUpdater(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_TOPK_CAPACITY),
       tempDir: path.join(cfg.SLUICE_DATA_DIR, 'worker-tmp'),
       log: wlog,

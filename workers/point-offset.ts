@@ -14,9 +14,3 @@ export function batchOffsetNs(batchKey: string): bigint {
   const digest = createHash('sha256').update(batchKey, 'utf8').digest();
   return digest.readBigUInt64BE(0) % NS_PER_MINUTE;
 }
-
-/** Nanosecond timestamp (decimal string, for precision 'n') of a batch's point in the minute starting at `minuteMs`. */
-export function pointTimestampNs(minuteMs: number, offsetNs: bigint): string {
-  if (!Number.isSafeInteger(minuteMs) || minuteMs % 60_000 !== 0) throw new RangeError(`minuteMs must be a whole minute in epoch ms, got ${minuteMs}`);
-  return (BigInt(minuteMs) * 1_000_000n + offsetNs).toString();
-}

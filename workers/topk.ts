@@ -39,8 +39,11 @@ interface Increment { key: string; expireAtS: number; member: string; count: num
 /**
  * All increments of a batch in a deterministic order (by key, then member), from counts per base bucket.
  * The order depends only on the batch content, so chunk i is the same chunk on every delivery.
+ * Each bucket keeps only the batch's top `capacity` members (ties by name): a bucket with at most `capacity`
+ * distinct entities overall is never cut, so the accuracy guarantee is unchanged, and Redis does a bounded
+ * amount of work per batch instead of one increment per long-tail entity.
  */
-export function topKIncrements(prefix: string, counts: readonly BucketCount[]): Increment[] {
+export function topKIncrements(prefix: string, counts: readonly BucketCount[], capacity = Infinity): Increment[] {
   const byKey = new Map<string, { expireAtS: number; members: Map<string, number> }>();
   for (const res of Object.values(TOPK_RESOLUTIONS)) {
     if (res.bucketMs % TOPK_BASE_BUCKET_MS !== 0) throw new Error(`top-K bucket ${res.name} is not a multiple of the base bucket`);
@@ -55,7 +58,9 @@ export function topKIncrements(prefix: string, counts: readonly BucketCount[]): 
   const out: Increment[] = [];
   for (const key of [...byKey.keys()].sort()) {
     const b = byKey.get(key)!;
-    for (const member of [...b.members.keys()].sort()) out.push({ key, expireAtS: b.expireAtS, member, count: b.members.get(member)! });
+    let members = [...b.members.entries()];
+    if (members.length > capacity) members = members.sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1)).slice(0, capacity);
+    for (const [member, count] of members.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))) out.push({ key, expireAtS: b.expireAtS, member, count });
   }
   return out;
 }
@@ -68,7 +73,7 @@ export class TopKUpdater {
    * Returns how many chunks were applied now (0 when a previous delivery applied them all).
    */
   async apply(batchKey: string, counts: readonly BucketCount[], nowMs: number = Date.now()): Promise<number> {
-    const incs = topKIncrements(this.prefix, counts);
+    const incs = topKIncrements(this.prefix, counts, this.capacity);
     let applied = 0;
     for (let i = 0, chunk = 0; i < incs.length; i += TOPK_CHUNK, chunk++) {
       const live = incs.slice(i, i + TOPK_CHUNK).filter((x) => x.expireAtS * 1000 > nowMs);

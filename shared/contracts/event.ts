@@ -47,9 +47,14 @@ function describe(v: unknown): string {
   return `${typeof v} ${String(v)}`;
 }
 
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
 function checkString(v: unknown, field: string, max: number): string | undefined {
   if (typeof v !== 'string') return `${field} must be a string of 1–${max} characters, got ${describe(v)}`;
   if (v.length === 0 || v.length > max) return `${field} must be 1–${max} characters long, got ${v.length}`;
+  const bad = CONTROL_CHARS.exec(v);
+  if (bad) return `${field} must not contain control characters (found U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()} at position ${bad.index})`;
   return undefined;
 }
 

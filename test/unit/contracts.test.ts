@@ -19,6 +19,7 @@ describe('event contract', () => {
     [{ ...ok, eventId: '' }, /eventId must be 1–128/],
     [{ ...ok, eventId: 'x'.repeat(129) }, /eventId must be 1–128 characters long, got 129/],
     [{ ...ok, entityId: 5 }, /entityId must be a string/],
+    [{ ...ok, entityId: 'a\nb' }, /entityId must not contain control characters \(found U\+000A at position 1\)/],
     [{ ...ok, eventType: 'View' }, /eventType must match/],
     [{ ...ok, eventType: 'a'.repeat(65) }, /eventType must match/],
     [{ ...ok, timestamp: 'yesterday' }, /timestamp must be epoch milliseconds or an ISO-8601/],
@@ -40,11 +41,11 @@ describe('event contract', () => {
     expect(typeof validateEvent({ ...ok, timestamp: now + 5 * 60_000, dims: { country: 'FR' } }, bounds)).toBe('object');
   });
   it('encodes a staged line that round-trips through JSON', () => {
-    const e = validateEvent({ ...ok, entityId: 'quote " and \n newline' }, bounds);
+    const e = validateEvent({ ...ok, entityId: 'quote " and \\ backslash' }, bounds);
     if (typeof e === 'string') throw new Error(e);
     const line = encodeEventLine(e, now, 'web');
     expect(line.endsWith('\n')).toBe(true);
-    expect(JSON.parse(line)).toEqual({ i: 'e1', n: 'quote " and \n newline', t: 'view', ts: now, v: 1, d: null, it: now, p: 'web' });
+    expect(JSON.parse(line)).toEqual({ i: 'e1', n: 'quote " and \\ backslash', t: 'view', ts: now, v: 1, d: null, it: now, p: 'web' });
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NS_PER_MINUTE, batchKeyOf, batchOffsetNs, pointTimestampNs } from '../../workers/point-offset.js';
+import { NS_PER_MINUTE, batchKeyOf, batchOffsetNs } from '../../workers/point-offset.js';
 
 describe('batch point offset', () => {
   it('is deterministic for a batch key and differs between batch keys', () => {
@@ -19,12 +19,5 @@ describe('batch point offset', () => {
     const tenths = new Array<number>(10).fill(0);
     for (const o of offsets) tenths[Number((o * 10n) / NS_PER_MINUTE)]!++;
     for (const t of tenths) expect(Math.abs(t / offsets.length - 0.1)).toBeLessThan(0.02);
-  });
-
-  it('stamps points at minute start plus the offset, in nanoseconds', () => {
-    const minute = Date.UTC(2026, 0, 31, 12, 34);
-    expect(pointTimestampNs(minute, 0n)).toBe(`${minute}000000`);
-    expect(pointTimestampNs(minute, NS_PER_MINUTE - 1n)).toBe((BigInt(minute + 60_000) * 1_000_000n - 1n).toString());
-    expect(() => pointTimestampNs(minute + 1, 0n)).toThrow(/whole minute/);
   });
 });

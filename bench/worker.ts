@@ -1,0 +1,110 @@
+// `npm run bench:worker`: prepared batches (1M events, Zipf entities) in S3 processed into InfluxDB by 1, 2 and
+// 4 worker processes: events/s (read, deduplicated, aggregated, written), peak RSS per process, and the rate as
+// a ratio to DuckDB running the equivalent GROUP BY minute, entity_id, event_type on the same Parquet files.
+import { mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { loadConfig, PROJECT_ROOT, type Config } from '../shared/config.js';
+import { createLogger } from '../shared/logger.js';
+import { createInflux, ensureDatabase } from '../shared/clients/influx.js';
+import { createS3 } from '../shared/clients/aws.js';
+import { openEngine, parquetFiles, queryParquet } from '../shared/parquet.js';
+import type { Event } from '../shared/contracts/event.js';
+import { ensureLocalServices } from '../localstack/services.js';
+import { setupResources } from '../localstack/setup-resources.js';
+import { FAST_WORKER_ENV, sendManifests, uploadBatches, metricValue, type UploadedBatch } from '../test/support/batches.js';
+import { startProcess, type ChildService } from '../test/support/processes.js';
+import { downloadTo } from '../test/support/sqs.js';
+import { rng, zipf } from './lib/workload.js';
+import { peakRssMiB, progress, writeResults } from './lib/report.js';
+
+const EVENTS = Number(process.env.BENCH_WORKER_EVENTS ?? 1_000_000);
+const BATCHES = Number(process.env.BENCH_WORKER_BATCHES ?? 8);
+const PROCESSES = (process.env.BENCH_WORKER_PROCESSES ?? '1,2,4').split(',').map(Number);
+
+function envFor(run: string, dataDir: string, bucket: string): Record<string, string> {
+  return {
+    ...FAST_WORKER_ENV, SLUICE_DATA_DIR: dataDir, SLUICE_LOG_LEVEL: 'warn', SLUICE_WORKER_PORT: '0', SLUICE_INGEST_PORT: '0', SLUICE_QUERY_PORT: '0',
+    SLUICE_RAW_BUCKET: bucket, SLUICE_COLD_BUCKET: `${bucket}-cold`, SLUICE_QUEUE_NAME: `q-${run}`, SLUICE_DLQ_NAME: `dlq-${run}`,
+    SLUICE_INFLUX_DB: `bench_${run}`, SLUICE_REDIS_PREFIX: `${run}:`, SLUICE_VISIBILITY_TIMEOUT: '60s',
+  };
+}
+
+async function main() {
+  const id = `w${Date.now().toString(36)}`;
+  const dataDir = path.join(PROJECT_ROOT, '.data', 'bench', id);
+  mkdirSync(dataDir, { recursive: true });
+  const bucket = `raw-${id}`;
+  const base: Config = loadConfig({ ...process.env, ...envFor(`${id}prep`, dataDir, bucket) });
+  progress('starting services');
+  const services = await ensureLocalServices({ influxUrl: base.SLUICE_INFLUX_URL, redisUrl: base.SLUICE_REDIS_URL, awsEndpoint: base.AWS_ENDPOINT_URL }, path.join(PROJECT_ROOT, '.data'), createLogger('bench', 'warn'));
+  await setupResources(base);
+
+  progress(`preparing ${BATCHES} batches holding ${EVENTS.toLocaleString()} events (Zipf over 100,000 entities)`);
+  const r = rng(11);
+  const pick = zipf(100_000, 1.1, r);
+  const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 2 * 3_600_000;
+  const types = ['view', 'view', 'view', 'view', 'like', 'share'];
+  const batches: UploadedBatch[] = [];
+  const per = Math.ceil(EVENTS / BATCHES);
+  for (let b = 0; b < BATCHES; b++) {
+    const events: Event[] = [];
+    for (let i = 0; i < per && b * per + i < EVENTS; i++) {
+      events.push({ eventId: `bw-${b}-${i}`, entityId: `video-${pick()}`, eventType: types[Math.floor(r() * types.length)]!, timestamp: hour + Math.floor(r() * 3_600_000), value: 1 + Math.floor(r() * 100), dims: null });
+    }
+    batches.push(...(await uploadBatches(base, events)));
+  }
+  const bytes = batches.reduce((n, b) => n + b.manifest.byteSize, 0);
+
+  const runs = [];
+  for (const processes of PROCESSES) {
+    const run = `${id}p${processes}`;
+    const env = envFor(run, dataDir, bucket);
+    const cfg = loadConfig({ ...process.env, ...env });
+    await setupResources(cfg);
+    await ensureDatabase(createInflux(cfg), cfg.SLUICE_INFLUX_DB);
+    const workers: ChildService[] = await Promise.all(Array.from({ length: processes }, (_, i) => startProcess('worker', env, `worker-${run}-${i}`)));
+    const t0 = performance.now();
+    await sendManifests(cfg, batches.map((b) => b.body));
+    let done = 0;
+    while (done < EVENTS) {
+      await new Promise((res) => setTimeout(res, 100));
+      done = (await Promise.all(workers.map((w) => metricValue(w.url, 'sluice_worker_events_total')))).reduce((a, b) => a + b, 0);
+    }
+    const secs = (performance.now() - t0) / 1000;
+    const rss = workers.map((w) => peakRssMiB(w.proc.pid!));
+    await Promise.all(workers.map((w) => w.kill('SIGTERM')));
+    const res = { processes, seconds: +secs.toFixed(2), eventsPerSec: Math.round(EVENTS / secs), eventsPerSecPerProcess: Math.round(EVENTS / secs / processes), peakRssMiB: rss };
+    progress(`${processes} process(es): ${res.eventsPerSec.toLocaleString()} events/s (${res.eventsPerSecPerProcess.toLocaleString()} per process), peak RSS ${rss.join(', ')} MiB`);
+    runs.push(res);
+  }
+
+  progress('DuckDB reference: the same GROUP BY straight from the Parquet files');
+  const s3 = createS3(base);
+  const files: string[] = [];
+  for (const b of batches) { const f = path.join(dataDir, `${files.length}.parquet`); await downloadTo(s3, bucket, b.manifest.key, f); files.push(f); }
+  await openEngine({ tempDir: path.join(dataDir, 'duck'), memoryLimit: '1GB' });
+  const t = performance.now();
+  await queryParquet(`CREATE TEMP TABLE ref AS SELECT entity_id, event_type, time_bucket(INTERVAL 1 minute, event_time) AS minute, count(*) AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi
+    FROM read_parquet(${parquetFiles(files)}) GROUP BY ALL`);
+  const duckSec = (performance.now() - t) / 1000;
+  const duckRate = Math.round(EVENTS / duckSec);
+  const one = runs.find((x) => x.processes === 1);
+  const result = {
+    events: EVENTS, batches: batches.length, parquetBytes: bytes, runs, duckdbGroupByEventsPerSec: duckRate,
+    ratioOneProcessToDuckDB: one ? +(one.eventsPerSec / duckRate).toFixed(3) : null,
+  };
+  const md = [
+    `${EVENTS.toLocaleString()} events in ${batches.length} Parquet batches (${(bytes / 2 ** 20).toFixed(1)} MiB), Zipf over 100,000 entities; each worker process runs SLUICE_WORKER_CONCURRENCY=4 batches at once.`,
+    '', '| worker processes | events/s (all) | events/s per process | peak RSS per process |', '|---|---|---|---|',
+    ...runs.map((x) => `| ${x.processes} | ${x.eventsPerSec.toLocaleString()} | ${x.eventsPerSecPerProcess.toLocaleString()} | ${x.peakRssMiB.join(', ')} MiB |`),
+    '', `DuckDB \`GROUP BY minute, entity_id, event_type\` on the same files: ${duckRate.toLocaleString()} events/s. One worker process / DuckDB: ${result.ratioOneProcessToDuckDB}.`,
+    'A worker does more than the GROUP BY: download + sha256 verification, an event-id claim in Redis per event, InfluxDB writes and top-K updates.',
+  ].join('\n');
+  const file = writeResults('worker', result, md);
+  progress(`results written to ${path.relative(PROJECT_ROOT, file)}`);
+  rmSync(dataDir, { recursive: true, force: true });
+  await Promise.all(services.map((s) => s.stop()));
+  process.exit(0);
+}
+
+main().catch((err: unknown) => { console.error(err); process.exit(1); });

@@ -1,0 +1,56 @@
+// The Parquet engine (embedded DuckDB, no services): staged lines → Parquet per event-time hour, sorted and
+// typed as the v1 schema says; batch scans that dedup ids and format InfluxDB line protocol exactly.
+import { describe, expect, it, beforeAll } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openEngine, queryParquet, scanBatch, writeEventBatches } from '../../shared/parquet.js';
+import { encodeEventLine, type Event } from '../../shared/contracts/event.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'engine-'));
+const t0 = Date.UTC(2026, 0, 31, 12, 0);
+const ev = (eventId: string, entityId: string, ts: number, value = 1, eventType = 'view'): Event => ({ eventId, entityId, eventType, timestamp: ts, value, dims: null });
+
+async function batch(events: Event[], name: string): Promise<string[]> {
+  const f = path.join(dir, `${name}.ndjson`);
+  writeFileSync(f, events.map((e) => encodeEventLine(e, t0, 'p')).join(''));
+  return (await writeEventBatches([f], path.join(dir, name))).map((w) => w.file);
+}
+
+describe('Parquet engine', () => {
+  beforeAll(async () => { await openEngine({ tempDir: path.join(dir, 'tmp') }); });
+
+  it('writes one file per event-time hour with the v1 schema, sorted by entity then time', async () => {
+    const files = await batch([ev('a', 'z', t0 + 5), ev('b', 'a', t0 + 9), ev('c', 'a', t0 + 1), ev('d', 'a', t0 + 3_600_000)], 'hours');
+    expect(files.map((f) => path.basename(f))).toEqual(['2026-01-31_12.parquet', '2026-01-31_13.parquet']);
+    const schema = await queryParquet(`SELECT name, converted_type FROM parquet_schema('${files[0]}') WHERE name = 'event_time'`);
+    expect(schema[0]).toMatchObject({ converted_type: 'TIMESTAMP_MILLIS' });
+    const rows = await queryParquet(`SELECT event_id FROM read_parquet('${files[0]}')`);
+    expect(rows.map((r) => r.event_id)).toEqual(['c', 'b', 'a']);
+  });
+
+  it('formats per-minute line protocol with escaped tags, once per id, minus excluded ids', async () => {
+    const [file] = await batch([
+      ev('1', 'a b,c=d', t0 + 1_000, 2), ev('2', 'a b,c=d', t0 + 2_000, 5), ev('2', 'a b,c=d', t0 + 2_000, 5), // id 2 repeated in the file
+      ev('3', 'x', t0 + 61_000, 1.5), ev('4', 'x', t0 + 62_000, 7),
+    ], 'lines');
+    const scan = await scanBatch(file!);
+    try {
+      expect(scan.rowCount).toBe(5);
+      expect(scan.eventIds).toEqual(['1', '2', '3', '4']);
+      const out = await scan.minuteLines(['4'], { measurement: 'm', entityTag: 'e', typeTag: 't', offsetNs: 42n, linesPerChunk: 1 });
+      expect(out).toEqual({
+        chunks: [
+          `m,e=a\\ b\\,c\\=d,t=view count=2i,sum=7.0,min=2.0,max=5.0 ${BigInt(t0) * 1_000_000n + 42n}`,
+          `m,e=x,t=view count=1i,sum=1.5,min=1.5,max=1.5 ${BigInt(t0 + 60_000) * 1_000_000n + 42n}`,
+        ],
+        points: 2,
+        events: 3,
+      });
+      const aggs = await scan.aggregate(['4']);
+      expect(aggs.reduce((n, a) => n + a.count, 0)).toBe(3);
+    } finally {
+      scan.close();
+    }
+  });
+});
