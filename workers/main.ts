@@ -60,7 +60,7 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
   let consumers: Consumer[];
   try {
     await withRetry(() => ensureDatabase(influx, cfg.SLUICE_INFLUX_DB).catch((err: unknown) => { throw classify(err, `InfluxDB ${cfg.SLUICE_INFLUX_URL}`); }), { maxAttempts: 5 });
-    await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp') });
+    await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp'), memoryLimit: '256MB', threads: 2 });
     const [mainUrl, dlqUrl] = await Promise.all([queueUrl(sqs, cfg.SLUICE_QUEUE_NAME), queueUrl(sqs, cfg.SLUICE_DLQ_NAME)]);
     const processor = new BatchProcessor({
       s3,
