@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `sluice` command: one sub-command per process (ingest, worker, query), the local stack (start),
+// The `sluice` command: one sub-command per process (ingest, worker, fleet, query), the local stack (start),
 // resource setup, dead-letter handling and configuration help.
 import { Command } from 'commander';
 import { loadConfig, configMarkdown, type Config } from '../shared/config.js';
@@ -35,6 +35,8 @@ program.command('ingest').description('run one ingest node (POST /v1/events)')
   .action(async () => { const { startIngest } = await import('../ingest/main.js'); await serve('ingest', startIngest); });
 program.command('worker').description('run one worker process (SQS → S3 → InfluxDB)')
   .action(async () => { const { startWorker } = await import('../workers/main.js'); await serve('worker', startWorker); });
+program.command('fleet').description('run the worker fleet supervisor: SLUICE_FLEET_MIN…MAX worker processes sized by the queue depth')
+  .action(async () => { const { startFleet } = await import('../workers/fleet.js'); await serve('fleet', startFleet); });
 program.command('query').description('run the query API (GET /v1/stats, /v1/topk, …)')
   .action(async () => { const { startQuery } = await import('../query/main.js'); await serve('query', startQuery); });
 program.command('setup').description('create the buckets and queues of localstack/resources.json on the configured endpoint')
@@ -110,6 +112,61 @@ dlq.command('redrive [messageIds...]').description('move dead letters back to th
     const n = await redriveDeadLetters(config(), o.all ? { all: true } : { ids });
     process.stdout.write(`re-drove ${n} message(s)\n`);
   });
+
+// ---- retention jobs: rollups, compaction, audits, canary ---------------------------------------
+
+/** --from/--to values: ISO-8601 or epoch milliseconds. */
+async function timeOption(name: string, raw: string | undefined): Promise<number | undefined> {
+  if (raw === undefined) return undefined;
+  const { parseTimestamp } = await import('../shared/contracts/event.js');
+  const t = parseTimestamp(/^\d{1,15}$/.test(raw) ? Number(raw) : raw);
+  if (typeof t !== 'number') { process.stderr.write(`--${name} must be an ISO-8601 time or epoch milliseconds, got ${JSON.stringify(raw)}\n`); process.exit(2); }
+  return t;
+}
+const stderrProgress = (msg: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+program.command('rollup').description('fold minutes into hourly/daily rollups (InfluxDB + cold Parquet); resumes from its checkpoint and re-rolls the late window')
+  .option('--from <time>', 're-roll from this time (ISO-8601 or epoch ms) instead of the checkpoint')
+  .option('--to <time>', 're-roll up to this time (default: the last complete period)')
+  .option('--resolution <res>', '1h, 1d or both', 'both')
+  .action(async (o: { from?: string; to?: string; resolution: string }) => {
+    const cfg = config();
+    const { runRollup } = await import('../workers/rollup.js');
+    const resolutions = o.resolution === 'both' ? undefined : o.resolution === '1h' || o.resolution === '1d' ? [o.resolution] as ('1h' | '1d')[] : undefined;
+    if (o.resolution !== 'both' && !resolutions) { process.stderr.write(`--resolution must be 1h, 1d or both, got ${JSON.stringify(o.resolution)}\n`); process.exit(2); }
+    const summary = await runRollup(cfg, { log: createLogger('rollup', cfg.SLUICE_LOG_LEVEL), fromMs: await timeOption('from', o.from), toMs: await timeOption('to', o.to), resolutions });
+    for (const s of summary) process.stdout.write(`${s.res}: ${new Date(s.fromMs).toISOString()} → ${new Date(s.toMs).toISOString()}: ${s.rows} rollup rows, ${s.points} InfluxDB points, ${s.files.length} cold file(s)\n`);
+    process.exit(0);
+  });
+program.command('compact').description('merge raw batch files of days older than SLUICE_COMPACT_AFTER into verified per-day files in the cold bucket')
+  .option('--day <YYYY-MM-DD...>', 'only these event-time days')
+  .action(async (o: { day?: string[] }) => {
+    const cfg = config();
+    const { runCompaction } = await import('../workers/compaction.js');
+    const t0 = performance.now();
+    const days = await runCompaction(cfg, { log: createLogger('compaction', cfg.SLUICE_LOG_LEVEL), days: o.day, progress: stderrProgress });
+    const rows = days.reduce((n, d) => n + d.rows, 0);
+    for (const d of days) process.stdout.write(`${d.dt}: ${d.id ? `${d.inputs} raw file(s), ${d.rows} events → compacted-${d.id}.parquet (${d.bytesOut} bytes)` : 'nothing to compact'}${d.finishedDeletes ? `; finished ${d.finishedDeletes} delete(s) of an earlier run` : ''}\n`);
+    process.stdout.write(`${days.length} day(s), ${rows} events in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.exit(0);
+  });
+program.command('audit').description('recompute counts and sums from the Parquet archive and compare them with the query API; exits 1 on any mismatch')
+  .requiredOption('--from <time>', 'start of the range (ISO-8601 or epoch ms)')
+  .requiredOption('--to <time>', 'end of the range (exclusive)')
+  .option('--entity <entityId>', 'only this entity')
+  .option('--event-type <eventType>', 'only this event type')
+  .option('--query-url <url>', 'query API to check (default SLUICE_QUERY_URL)')
+  .action(async (o: { from: string; to: string; entity?: string; eventType?: string; queryUrl?: string }) => {
+    const cfg = config();
+    const { runAudit, formatAudit } = await import('../workers/audit.js');
+    const report = await runAudit(cfg, {
+      fromMs: (await timeOption('from', o.from))!, toMs: (await timeOption('to', o.to))!, entityId: o.entity, eventType: o.eventType, queryUrl: o.queryUrl, progress: stderrProgress,
+    });
+    process.stdout.write(formatAudit(report) + '\n');
+    process.exit(report.mismatches.length ? 1 : 0);
+  });
+program.command('canary').description('send known events to ingest and alert (Prometheus metrics) when the query API does not count them in time')
+  .action(async () => { const { startCanary } = await import('../workers/canary.js'); await serve('canary', startCanary); });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`sluice: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,7 +1,7 @@
 // `sluice start` (what `npm start` runs): brings up InfluxDB, Redis and the S3+SQS emulator (installing
-// them when missing), creates buckets and queues, then runs one ingest node, the workers and the query API
-// as child processes. Ctrl-C / SIGTERM stops ingest first (it delivers its WAL), lets workers drain the
-// queue, then stops everything this command started.
+// them when missing), creates buckets and queues, then runs one ingest node, the worker fleet supervisor (which
+// sizes its workers by the queue depth) and the query API as child processes. Ctrl-C / SIGTERM stops ingest first
+// (it delivers its WAL), lets the workers drain the queue, then stops everything this command started.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
@@ -15,8 +15,6 @@ import { ensureLocalServices, nodeEntry } from '../localstack/services.js';
 import { setupResources } from '../localstack/setup-resources.js';
 
 interface Child { name: string; proc: ChildProcess; url: string }
-
-const WORKERS = 2;
 
 function spawnService(name: string, args: string[], env: NodeJS.ProcessEnv, logDir: string): Promise<Child> {
   const logFile = path.join(logDir, `${name}.log`);
@@ -59,17 +57,17 @@ export async function runLocalStack(cfg: Config): Promise<void> {
 
   const env = { ...process.env, SLUICE_DATA_DIR: dataDir };
   const ingest = await spawnService('ingest', ['ingest'], { ...env, SLUICE_NODE_ID: process.env.SLUICE_NODE_ID ?? 'ingest-1' }, logDir);
-  const workers = await Promise.all(Array.from({ length: WORKERS }, (_, i) =>
-    spawnService(`worker-${i + 1}`, ['worker'], { ...env, SLUICE_WORKER_PORT: String(cfg.SLUICE_WORKER_PORT + 1 + i) }, logDir)));
-  const query = await spawnService('query', ['query'], env, logDir);
-  const children = [ingest, ...workers, query];
+  // The fleet runs SLUICE_FLEET_MIN…MAX `sluice worker` processes on free ports; its log holds theirs too.
+  const fleet = await spawnService('fleet', ['fleet'], env, logDir);
+  const query = await spawnService('query', ['query'], { ...env, SLUICE_INGEST_URL: ingest.url, SLUICE_FLEET_URL: fleet.url }, logDir);
+  const children = [ingest, fleet, query];
 
   process.stdout.write([
     '',
     'Sluice is running.',
     `  ingest     ${ingest.url}/v1/events`,
     `  query API  ${query.url}/v1/stats   (dashboard: ${query.url}/)`,
-    ...workers.map((w) => `  ${w.name.padEnd(10)} ${w.url}/metrics`),
+    `  workers    ${fleet.url}/v1/fleet   (${cfg.SLUICE_FLEET_MIN}–${cfg.SLUICE_FLEET_MAX} processes by queue depth; metrics: ${fleet.url}/metrics)`,
     `  S3 + SQS   ${cfg.AWS_ENDPOINT_URL}   InfluxDB ${cfg.SLUICE_INFLUX_URL}   Redis ${cfg.SLUICE_REDIS_URL}`,
     `  logs       ${logDir}/`,
     '',
@@ -93,7 +91,8 @@ export async function runLocalStack(cfg: Config): Promise<void> {
     process.stdout.write('Waiting for workers to drain the queue…\n');
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline && (await queueDepth(cfg).catch(() => 0)) > 0) await sleep(500);
-    await Promise.all([...workers, query].map((c) => stopChild(c, 30_000)));
+    // The fleet drains each worker (SIGTERM, SIGKILL only after SLUICE_FLEET_DRAIN_GRACE), so give it longer than that.
+    await Promise.all([stopChild(fleet, cfg.SLUICE_FLEET_DRAIN_GRACE + 30_000), stopChild(query, 30_000)]);
     await Promise.all(services.map((s) => s.stop()));
     process.stdout.write('Stopped.\n');
     process.exit(0);

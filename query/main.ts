@@ -18,6 +18,11 @@ import { createQueryMetrics } from './metrics.js';
 import { registerEntityTotalRoute } from './routes/entity-total.js';
 import { registerStatsRoute } from './routes/stats.js';
 import { registerTopKRoute } from './routes/topk.js';
+import { ColdStorage } from '../shared/clients/cold-storage.js';
+import { ColdRollupReader } from './cold-reader.js';
+import { FederatedReader } from './federated-reader.js';
+import path from 'node:path';
+import { registerDashboard } from './dashboard.js';
 
 /** How long start-up waits for Redis before serving without it (it keeps reconnecting in the background). */
 const REDIS_START_WAIT_MS = 2_000;
@@ -58,6 +63,8 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
 
   const reader = new InfluxReader(influx, cfg.SLUICE_INFLUX_DB, metrics, cfg.SLUICE_QUERY_TIMEOUT);
   const cache = new QueryCache(redis, metrics, log);
+  const cold = new ColdRollupReader(new ColdStorage(cfg), path.join(cfg.SLUICE_DATA_DIR, 'query-cold-cache'));
+  const federated = new FederatedReader(reader, cold, cfg);
   const now = () => Date.now();
 
   const app = Fastify({
@@ -75,9 +82,10 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
   });
   installErrorHandling(app);
   addOpsRoutes(app, registry, () => reader.unready());
-  registerStatsRoute(app, { reader, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
-  registerEntityTotalRoute(app, { reader, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX });
+  registerStatsRoute(app, { reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
+  registerEntityTotalRoute(app, { reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX });
   registerTopKRoute(app, { redis, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
+  registerDashboard(app, { cfg, registry });
 
   try {
     await app.listen({ host: cfg.SLUICE_QUERY_HOST, port: cfg.SLUICE_QUERY_PORT });
