@@ -112,6 +112,7 @@ export const SETTINGS = {
   SLUICE_UPLOAD_CONCURRENCY: int(1, 64)('2', 'Sealed WAL segments converted and uploaded in parallel.'),
 
   SLUICE_WORKER_CONCURRENCY: int(1, 256)('4', 'Batches processed in parallel by one worker process.'),
+  SLUICE_WORKER_HOST: str('127.0.0.1', 'Address a worker\'s /healthz, /readyz and /metrics listen on (0.0.0.0 in a cluster, for probes and scraping).'),
   SLUICE_WORKER_PORT: port('9100', 'Port of a worker\'s /healthz, /readyz and /metrics (0 = any free port).'),
   SLUICE_VISIBILITY_TIMEOUT: duration('60s', 'How long a received batch stays invisible to other workers; extended by a heartbeat while it is processed.'),
   SLUICE_MAX_TRANSIENT_RETRY: duration('5m', 'How long a worker retries a batch through transient faults before releasing it to the queue for later.'),

@@ -132,7 +132,7 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
   addOpsRoutes(app, registry, async () => (stopping ? 'worker is stopping' : ping()));
   let url: string;
   try {
-    url = await app.listen({ host: '127.0.0.1', port: cfg.SLUICE_WORKER_PORT });
+    url = await app.listen({ host: cfg.SLUICE_WORKER_HOST, port: cfg.SLUICE_WORKER_PORT });
   } catch (err) {
     await closeClients();
     throw err;

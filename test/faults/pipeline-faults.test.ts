@@ -97,8 +97,8 @@ describe('fault suite', () => {
     const [poison] = await uploadBatches(cfg, randomEvents(10, { start: pastHour() }), { bytes: Buffer.from('PAR1 definitely not parquet PAR1') });
     await sendManifests(cfg, [poison!.body]);
 
+    expect(await ingest.kill('SIGTERM')).toBe(0); // a graceful stop delivers every WAL segment first
     await waitUntil('the queue is drained', async () => (await queueDepth(cfg, cfg.SLUICE_QUEUE_NAME)) === 0, 180_000);
-    await ingest.kill('SIGTERM');
 
     // 1. Ground truth vs InfluxDB (what the query API reads).
     const truth = new Map<string, { count: number; sum: number }>();
@@ -111,7 +111,8 @@ describe('fault suite', () => {
     const rows = await createInflux(cfg).query<{ entity_id: string; event_type: string; c: number; s: number }>(`SELECT sum("count") AS c, sum("sum") AS s FROM ${MEASUREMENT_1M} GROUP BY entity_id, event_type`);
     const counted = new Map(rows.map((r) => [`${r.entity_id}|${r.event_type}`, { count: r.c, sum: r.s }]));
     const diff = [...new Set([...truth.keys(), ...counted.keys()])].filter((k) => truth.get(k)?.count !== counted.get(k)?.count || Math.abs((truth.get(k)?.sum ?? 0) - (counted.get(k)?.sum ?? 0)) > 1e-6);
-    expect({ faults: faults.length >= 4, diff: diff.slice(0, 5) }).toEqual({ faults: true, diff: [] });
+    const show = (k: string) => `${k}: truth ${JSON.stringify(truth.get(k))} counted ${JSON.stringify(counted.get(k))}`;
+    expect({ faults: faults.length >= 4, diff: diff.slice(0, 5).map(show) }).toEqual({ faults: true, diff: [] });
 
     // 2. The query API agrees on a sample of entities (the heaviest hitters and a few from the tail).
     for (const k of [...truth.keys()].slice(0, 20)) {
