@@ -29,7 +29,7 @@ async function main() {
   const env: Record<string, string> = {
     SLUICE_DATA_DIR: dataDir, SLUICE_LOG_LEVEL: 'warn', SLUICE_NODE_ID: 'bench-ingest', SLUICE_INGEST_PORT: '0', SLUICE_WORKER_PORT: '0',
     SLUICE_RAW_BUCKET: `raw-${run}`, SLUICE_COLD_BUCKET: `cold-${run}`, SLUICE_QUEUE_NAME: `q-${run}`, SLUICE_DLQ_NAME: `dlq-${run}`,
-    SLUICE_REDIS_PREFIX: `${run}:`, SLUICE_WAL_FSYNC: 'true',
+    SLUICE_REDIS_PREFIX: `${run}:`, SLUICE_WAL_FSYNC: process.env.BENCH_FSYNC ?? 'true',
   };
   const cfg = loadConfig({ ...process.env, ...env });
   const log = createLogger('bench', 'warn');
@@ -48,7 +48,9 @@ async function main() {
   progress('starting the ingest node');
   const [cmd, ...args] = nodeEntry('cli/sluice.ts');
   const fd = openSync(path.join(dataDir, 'ingest.log'), 'a');
-  const proc = spawn(cmd!, [...args, 'ingest'], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, 'ipc'] });
+  // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the ingest process itself.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(cmd!, [...nodeArgs, ...args, 'ingest'], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, 'ipc'] });
   const url = await new Promise<string>((resolve, reject) => {
     proc.once('message', (m: { url?: string }) => resolve(m.url ?? ''));
     proc.once('exit', (c) => reject(new Error(`ingest exited with ${c}; see ${dataDir}/ingest.log`)));
