@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createRedis } from '../../shared/clients/redis.js';
 import { createLogger } from '../../shared/logger.js';
 import type { Service } from '../../shared/service.js';
-import { EventDedup } from '../../workers/event-dedup.js';
+import { EventDedup, claimTag } from '../../workers/event-dedup.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
 import {
@@ -49,9 +49,27 @@ describe('worker event dedup', () => {
       const b = await dedup.claim('bucket/b.parquet', ids);
       expect(b.excluded).toEqual(ids.slice(0, 7_000));
       expect((await dedup.claim('bucket/b.parquet', ids)).excluded).toEqual(ids.slice(0, 7_000));
-      const ttl = await redis.ttl(`${cfg.SLUICE_REDIS_PREFIX}eid:id-11999`);
+      // Claims live in the hash of the current minute, which expires one window after that minute ends.
+      const [current] = dedup.windowKeys(Date.now());
+      expect(await redis.hget(current!, 'id-11999')).toBe(claimTag('bucket/b.parquet'));
+      const ttl = await redis.ttl(current!);
       expect(ttl).toBeGreaterThan(cfg.SLUICE_DEDUP_WINDOW / 1000 - 10);
-      expect(ttl).toBeLessThanOrEqual(cfg.SLUICE_DEDUP_WINDOW / 1000);
+      expect(ttl).toBeLessThanOrEqual(cfg.SLUICE_DEDUP_WINDOW / 1000 + 60);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('still recognises a claim made in an earlier minute of the window', async () => {
+    const cfg = await testConfig();
+    const redis = createRedis(cfg);
+    try {
+      const dedup = new EventDedup(redis, cfg.SLUICE_REDIS_PREFIX, 10 * 60_000);
+      const t = Date.now();
+      expect((await dedup.claim('bucket/a.parquet', ['x', 'y'], t - 9 * 60_000)).excluded).toEqual([]);
+      expect((await dedup.claim('bucket/b.parquet', ['x', 'z'], t)).excluded).toEqual(['x']);
+      expect((await dedup.claim('bucket/a.parquet', ['x', 'y'], t)).excluded).toEqual([]); // its own, from 9 minutes ago
+      expect((await dedup.claim('bucket/b.parquet', ['y'], t + 3 * 60_000)).excluded).toEqual([]); // a's claim has left the window
     } finally {
       redis.disconnect();
     }
