@@ -28,14 +28,16 @@ interface RawResponse {
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 
-/** Rows of the single statement's single series as objects keyed by column (none when no data). */
-function rowsOf(raw: RawResponse, database: string): Record<string, unknown>[] {
-  const result = raw.results?.[0];
+/** Rows of statement `index`'s single series as objects keyed by column (none when no data). */
+function rowsOf(raw: RawResponse, database: string, index = 0): Record<string, unknown>[] {
+  const result = raw.results?.[index];
   const error = raw.error ?? result?.error;
   if (error) {
     if (/database not found/i.test(error)) {
       throw new TransientError(`InfluxDB database "${database}" does not exist yet (workers create it on start): ${error}`, 'influx_database_missing');
     }
+    // Rollup retention policies appear with the first rollup run; until then they simply hold nothing.
+    if (/retention policy not found/i.test(error)) return [];
     throw new PermanentError(`InfluxDB rejected the query: ${error}`, 'influx_query_rejected');
   }
   const series = result?.series?.[0];
@@ -81,6 +83,20 @@ export class InfluxReader {
     return { count: num(row?.count), sum: num(row?.sum) };
   }
 
+  /**
+   * Several statements in one request (one round trip, one timeout), e.g. the resolutions a federated
+   * answer is stitched from; returns the rows of each statement in order.
+   */
+  async runMany(kind: InfluxQueryKind, statements: readonly string[]): Promise<Record<string, unknown>[][]> {
+    return this.runRaw(kind, statements.join('; '), (raw) => statements.map((_, i) => rowsOf(raw, this.database, i)));
+  }
+
+  /** Names of the database's retention policies (rollup policies appear with the first rollup run). */
+  async retentionPolicies(): Promise<Set<string>> {
+    const rows = await this.run('stats', `SHOW RETENTION POLICIES ON "${this.database.replaceAll('"', '\\"')}"`);
+    return new Set(rows.map((r) => String(r.name)));
+  }
+
   /** Undefined when InfluxDB answers a ping, otherwise why not. */
   async unready(): Promise<string | undefined> {
     try {
@@ -92,12 +108,16 @@ export class InfluxReader {
   }
 
   private async run(kind: InfluxQueryKind, q: string): Promise<Record<string, unknown>[]> {
+    return this.runRaw(kind, q, (raw) => rowsOf(raw, this.database));
+  }
+
+  private async runRaw<T>(kind: InfluxQueryKind, q: string, parse: (raw: RawResponse) => T): Promise<T> {
     const end = this.metrics.influxDuration.startTimer({ query: kind });
     try {
       const rows = await this.breaker.execute(async () => {
         try {
           const raw = (await this.influx.queryRaw(q, { precision: 'ms', signal: AbortSignal.timeout(this.timeoutMs) })) as RawResponse;
-          return rowsOf(raw, this.database);
+          return parse(raw);
         } catch (err) {
           throw classifyInflux(err);
         }

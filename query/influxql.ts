@@ -6,7 +6,7 @@ import type { StatsRequest, TotalRequest } from './params.js';
 
 const ident = (name: string) => `"${name.replaceAll('"', '\\"')}"`;
 
-function seriesFilter(entityId: string, eventType: string): string {
+export function seriesFilter(entityId: string, eventType: string): string {
   return `${ident(TAG_ENTITY)} = ${influxString(entityId)} AND ${ident(TAG_TYPE)} = ${influxString(eventType)}`;
 }
 
@@ -27,3 +27,19 @@ export function statsQuery(req: Pick<StatsRequest, 'entityId' | 'eventType' | 'f
 export function totalQuery(req: TotalRequest): string {
   return `SELECT sum("count") AS "count", sum("sum") AS "sum" FROM ${ident(MEASUREMENT_1M)} WHERE ${seriesFilter(req.entityId, req.eventType)}`;
 }
+
+/**
+ * The statsQuery shape over any measurement: `from` is `"events_1m"` or a fully qualified
+ * `"db"."rp"."events_1h"` (rollups live in their own retention policies). Used by the federated reader.
+ */
+export function foldedQuery(from: { database?: string; retentionPolicy?: string; measurement: string }, req: Pick<StatsRequest, 'entityId' | 'eventType'>, fromMs: number, toMs: number, step: string): string {
+  const source = from.retentionPolicy ? foldedSource(from.database ?? '', from.retentionPolicy, from.measurement) : ident(from.measurement);
+  return (
+    `SELECT sum("count") AS "count", sum("sum") AS "sum", min("min") AS "min", max("max") AS "max" ` +
+    `FROM ${source} WHERE ${seriesFilter(req.entityId, req.eventType)} ` +
+    `AND time >= ${Math.trunc(fromMs)}ms AND time < ${Math.trunc(toMs)}ms GROUP BY time(${step}) fill(none)`
+  );
+}
+
+/** A fully qualified measurement: "db"."rp"."measurement". */
+export const foldedSource = (database: string, retentionPolicy: string, measurement: string) => `${ident(database)}.${ident(retentionPolicy)}.${ident(measurement)}`;

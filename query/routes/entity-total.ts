@@ -3,18 +3,21 @@
 // serialised from a schema.
 import type { FastifyInstance } from 'fastify';
 import { RECENT_TTL_MS, cacheKey, type QueryCache } from '../cache.js';
+import type { FederatedReader } from '../federated-reader.js';
 import type { InfluxReader } from '../influx-reader.js';
 import { parseTotalParams } from '../params.js';
 
 export interface EntityTotalRouteDeps {
   reader: InfluxReader;
+  /** Adds daily rollups (hot and cold) so totals survive minute retention; without it totals sum minutes only. */
+  federated?: FederatedReader;
   cache: QueryCache;
   redisPrefix: string;
 }
 
 /** How long an all-time total may be served from the cache (new data keeps arriving). */
 export const TOTAL_TTL_MS = RECENT_TTL_MS;
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 
 const replySchema = {
   type: 'object',
@@ -26,7 +29,11 @@ export function registerEntityTotalRoute(app: FastifyInstance, deps: EntityTotal
   app.get('/v1/entities/:entityId/total', { schema: { response: { 200: replySchema } } }, async (req, reply) => {
     const r = parseTotalParams(req.params, req.query);
     const key = cacheKey(deps.redisPrefix, { v: CACHE_VERSION, kind: 'total', entityId: r.entityId, eventType: r.eventType });
-    const { value, cache } = await deps.cache.getOrCompute('total', key, TOTAL_TTL_MS, () => deps.reader.total(r));
+    const compute = () => (deps.federated ?? deps.reader).total(r);
+    // `Cache-Control: no-cache` (audits, benchmarks) answers from the stores, never from the answer cache.
+    const { value, cache } = /\bno-cache\b/i.test(req.headers['cache-control'] ?? '')
+      ? { value: await compute(), cache: 'bypass' }
+      : await deps.cache.getOrCompute('total', key, TOTAL_TTL_MS, compute);
     void reply.header('x-sluice-cache', cache);
     return { entityId: r.entityId, eventType: r.eventType, count: value.count, sum: value.sum };
   });

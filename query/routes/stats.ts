@@ -4,18 +4,21 @@
 import type { FastifyInstance } from 'fastify';
 import { project } from '../buckets.js';
 import { cacheKey, statsTtlMs, type QueryCache } from '../cache.js';
+import type { FederatedReader } from '../federated-reader.js';
 import type { InfluxReader } from '../influx-reader.js';
 import { parseStatsParams } from '../params.js';
 
 export interface StatsRouteDeps {
   reader: InfluxReader;
+  /** Reads 1h/1d steps from rollups (hot and cold) where they exist; without it every step folds minutes. */
+  federated?: FederatedReader;
   cache: QueryCache;
   redisPrefix: string;
   now: () => number;
 }
 
 /** Bump when the cached bucket layout changes, so old entries are never read as new ones. */
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 
 export function registerStatsRoute(app: FastifyInstance, deps: StatsRouteDeps): void {
   app.get('/v1/stats', async (req, reply) => {
@@ -24,7 +27,11 @@ export function registerStatsRoute(app: FastifyInstance, deps: StatsRouteDeps): 
     const key = cacheKey(deps.redisPrefix, {
       v: CACHE_VERSION, kind: 'stats', entityId: r.entityId, eventType: r.eventType, from: r.fromMs, to: r.toMs, step: r.step,
     });
-    const { value: buckets, cache } = await deps.cache.getOrCompute('stats', key, statsTtlMs(r.toMs, nowMs), () => deps.reader.stats(r));
+    const compute = () => (deps.federated ?? deps.reader).stats(r);
+    // `Cache-Control: no-cache` (what audits send) answers from the stores, never from the answer cache.
+    const { value: buckets, cache } = /\bno-cache\b/i.test(req.headers['cache-control'] ?? '')
+      ? { value: await compute(), cache: 'bypass' }
+      : await deps.cache.getOrCompute('stats', key, statsTtlMs(r.toMs, nowMs), compute);
     const { points, total } = project(r.fn, buckets);
     void reply.header('x-sluice-cache', cache);
     return {

@@ -4,6 +4,12 @@ import { InfluxDB, FieldType } from 'influx';
 import type { Config } from '../config.js';
 
 export const MEASUREMENT_1M = 'events_1m';
+/** Hourly and daily rollups (one point per series and period, at the period start), same tags and fields. */
+export const MEASUREMENT_1H = 'events_1h';
+export const MEASUREMENT_1D = 'events_1d';
+/** Retention policies of the rollups (events_1m stays in the database's default policy). */
+export const RP_1H = 'sluice_1h';
+export const RP_1D = 'sluice_1d';
 export const TAG_ENTITY = 'entity_id';
 export const TAG_TYPE = 'event_type';
 
@@ -16,11 +22,11 @@ export function createInflux(cfg: Pick<Config, 'SLUICE_INFLUX_URL' | 'SLUICE_INF
     username: decodeURIComponent(u.username) || undefined,
     password: decodeURIComponent(u.password) || undefined,
     database: cfg.SLUICE_INFLUX_DB,
-    schema: [{
-      measurement: MEASUREMENT_1M,
+    schema: [MEASUREMENT_1M, MEASUREMENT_1H, MEASUREMENT_1D].map((measurement) => ({
+      measurement,
       tags: [TAG_ENTITY, TAG_TYPE],
       fields: { count: FieldType.INTEGER, sum: FieldType.FLOAT, min: FieldType.FLOAT, max: FieldType.FLOAT },
-    }],
+    })),
   });
 }
 

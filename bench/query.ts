@@ -1,0 +1,181 @@
+// `npm run bench:query`: latency p50/p99 of the query API (a child process) at 100 concurrent clients for an
+// entity total, a 24-hour series (1h steps) and a 90-day series (1d steps), each uncached (Cache-Control:
+// no-cache: InfluxDB rollups + minutes stitched) and cached (Redis answer cache); plus rollup duration and
+// compaction throughput in events/s, with DuckDB's own read-sort-write of the same files as the reference.
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { IPoint } from 'influx';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { loadConfig, PROJECT_ROOT } from '../shared/config.js';
+import { createLogger } from '../shared/logger.js';
+import { createS3 } from '../shared/clients/aws.js';
+import { MEASUREMENT_1D, MEASUREMENT_1H, MEASUREMENT_1M, RP_1D, RP_1H, TAG_ENTITY, TAG_TYPE, createInflux, ensureDatabase } from '../shared/clients/influx.js';
+import { DAY_MS, HOUR_MS } from '../shared/contracts/cold-layout.js';
+import { encodeEventLine } from '../shared/contracts/event.js';
+import { rawEventsKey } from '../shared/contracts/parquet-schema.js';
+import { openEngine, parquetFiles, queryParquet, writeEventBatches } from '../shared/parquet.js';
+import { ensureLocalServices, nodeEntry } from '../localstack/services.js';
+import { setupResources } from '../localstack/setup-resources.js';
+import { ensureRetentionPolicies, runRollup } from '../workers/rollup.js';
+import { runCompaction } from '../workers/compaction.js';
+import { eventFactory } from './lib/workload.js';
+import { percentile, progress, writeResults } from './lib/report.js';
+
+const CLIENTS = 100;
+const REQUESTS = Number(process.env.BENCH_QUERY_REQUESTS ?? 500);
+const ENTITIES = Number(process.env.BENCH_QUERY_ENTITIES ?? 50);
+/** Hours of per-minute points (one partial point per minute and series). */
+const MINUTE_HOURS = Number(process.env.BENCH_QUERY_MINUTE_HOURS ?? 30);
+const COMPACT_FILES = Number(process.env.BENCH_COMPACT_FILES ?? 10);
+const COMPACT_EVENTS_PER_FILE = Number(process.env.BENCH_COMPACT_EVENTS_PER_FILE ?? 50_000);
+
+async function main() {
+  const run = `qbench${Date.now().toString(36)}`;
+  const dataDir = path.join(PROJECT_ROOT, '.data', 'bench', run);
+  const env: Record<string, string> = {
+    SLUICE_DATA_DIR: dataDir, SLUICE_LOG_LEVEL: 'warn', SLUICE_QUERY_PORT: '0', SLUICE_INFLUX_DB: `db_${run}`,
+    // Own service ports (started here, stopped at the end) so a developer's running stack is neither used nor disturbed.
+    SLUICE_INFLUX_URL: process.env.BENCH_INFLUX_URL ?? 'http://127.0.0.1:38086', SLUICE_REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:36379',
+    AWS_ENDPOINT_URL: process.env.BENCH_AWS_ENDPOINT ?? 'http://127.0.0.1:34566',
+    SLUICE_RAW_BUCKET: `raw-${run}`, SLUICE_COLD_BUCKET: `cold-${run}`, SLUICE_QUEUE_NAME: `q-${run}`, SLUICE_DLQ_NAME: `dlq-${run}`, SLUICE_REDIS_PREFIX: `${run}:`,
+  };
+  const cfg = loadConfig({ ...process.env, ...env });
+  const log = createLogger('bench', 'warn');
+  mkdirSync(dataDir, { recursive: true });
+  progress('starting services');
+  const services = await ensureLocalServices({ influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, awsEndpoint: cfg.AWS_ENDPOINT_URL }, path.join(PROJECT_ROOT, '.data', 'bench-services'), log);
+  await setupResources(cfg);
+  const influx = createInflux(cfg);
+  await ensureDatabase(influx, cfg.SLUICE_INFLUX_DB);
+  await ensureRetentionPolicies(influx, cfg);
+
+  // ---- data: minutes for the last MINUTE_HOURS, hourly and daily rollups for 90 days before that -------
+  const now = Date.now();
+  const entity = (i: number) => `video-${i}`;
+  progress(`writing ${ENTITIES} series: ${MINUTE_HOURS} h of minutes, 90 days of rollups`);
+  const minuteStart = Math.floor((now - MINUTE_HOURS * HOUR_MS) / 60_000) * 60_000;
+  const write = async (pts: IPoint[], rp?: string) => { for (let i = 0; i < pts.length; i += 10_000) await influx.writePoints(pts.slice(i, i + 10_000), { database: cfg.SLUICE_INFLUX_DB, precision: 'ms', retentionPolicy: rp }); };
+  for (let e = 0; e < ENTITIES; e++) {
+    const tags = { [TAG_ENTITY]: entity(e), [TAG_TYPE]: 'view' };
+    const mins: IPoint[] = [];
+    for (let t = minuteStart; t < now - 60_000; t += 60_000) mins.push({ measurement: MEASUREMENT_1M, tags, fields: { count: 10 + (e % 7), sum: 20, min: 1, max: 3 }, timestamp: t + 17 });
+    await write(mins);
+    const firstHour = Math.floor((now - 90 * DAY_MS) / HOUR_MS) * HOUR_MS;
+    const hours: IPoint[] = [];
+    for (let t = firstHour; t < minuteStart - HOUR_MS; t += HOUR_MS) hours.push({ measurement: MEASUREMENT_1H, tags, fields: { count: 600, sum: 1200, min: 1, max: 3 }, timestamp: t });
+    await write(hours, RP_1H);
+    const days: IPoint[] = [];
+    for (let t = Math.floor(firstHour / DAY_MS) * DAY_MS; t < minuteStart - 2 * DAY_MS; t += DAY_MS) days.push({ measurement: MEASUREMENT_1D, tags, fields: { count: 14_400, sum: 28_800, min: 1, max: 3 }, timestamp: t });
+    await write(days, RP_1D);
+  }
+  progress('rollup job over the minutes');
+  let t0 = performance.now();
+  const rolled = await runRollup(cfg, { log });
+  const rollupSeconds = (performance.now() - t0) / 1000;
+
+  // ---- the query API under load ------------------------------------------------------------------------
+  progress('starting the query API');
+  const [cmd, ...args] = nodeEntry('cli/sluice.ts');
+  const fd = openSync(path.join(dataDir, 'query.log'), 'a');
+  const proc = spawn(cmd!, [...args, 'query'], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, 'ipc'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    proc.once('message', (m: { url?: string }) => resolve(m.url ?? ''));
+    proc.once('exit', (c) => reject(new Error(`query exited with ${c}; see ${dataDir}/query.log`)));
+  });
+
+  const to = Math.floor(now / 60_000) * 60_000;
+  const paths: Record<string, (i: number) => string> = {
+    total: (i) => `/v1/entities/${entity(i % ENTITIES)}/total?eventType=view`,
+    series24h: (i) => `/v1/stats?entityId=${entity(i % ENTITIES)}&eventType=view&fn=count&step=1h&from=${to - DAY_MS}&to=${to}`,
+    series90d: (i) => `/v1/stats?entityId=${entity(i % ENTITIES)}&eventType=view&fn=count&step=1d&from=${to - 90 * DAY_MS}&to=${to}`,
+  };
+  async function phase(make: (i: number) => string, cached: boolean) {
+    const lat: number[] = [];
+    let next = 0;
+    let errors = 0;
+    const headers: Record<string, string> = cached ? {} : { 'cache-control': 'no-cache' };
+    if (cached) for (let i = 0; i < ENTITIES; i++) await (await fetch(url + make(i))).arrayBuffer(); // warm the answer cache
+    const t = performance.now();
+    await Promise.all(Array.from({ length: CLIENTS }, async () => {
+      while (next < REQUESTS) {
+        const i = next++;
+        const s = performance.now();
+        try {
+          const res = await fetch(url + make(i), { headers, signal: AbortSignal.timeout(30_000) });
+          await res.arrayBuffer();
+          if (!res.ok) errors++;
+        } catch {
+          errors++;
+        }
+        lat.push(performance.now() - s);
+      }
+    }));
+    const seconds = (performance.now() - t) / 1000;
+    lat.sort((a, b) => a - b);
+    return { requests: REQUESTS, errors, rps: Math.round(REQUESTS / seconds), p50Ms: +percentile(lat, 50).toFixed(1), p99Ms: +percentile(lat, 99).toFixed(1) };
+  }
+  const latency: Record<string, { uncached: Awaited<ReturnType<typeof phase>>; cached: Awaited<ReturnType<typeof phase>> }> = {};
+  for (const [name, make] of Object.entries(paths)) {
+    progress(`${name}: ${REQUESTS} requests, ${CLIENTS} clients, uncached then cached`);
+    latency[name] = { uncached: await phase(make, false), cached: await phase(make, true) };
+  }
+  proc.kill('SIGTERM');
+
+  // ---- compaction throughput ---------------------------------------------------------------------------
+  progress(`compaction: ${COMPACT_FILES} raw files × ${COMPACT_EVENTS_PER_FILE} events`);
+  mkdirSync(dataDir, { recursive: true });
+  await openEngine({ tempDir: path.join(dataDir, 'duckdb-tmp') });
+  const day = Math.floor(now / DAY_MS) * DAY_MS - 3 * DAY_MS;
+  const make = eventFactory({ entities: 100_000, skew: 1.1, seed: 7, spreadMs: HOUR_MS - 1, baseMs: day });
+  const s3 = createS3(cfg);
+  const local: string[] = [];
+  for (let f = 0; f < COMPACT_FILES; f++) {
+    const lines = path.join(dataDir, `lines-${f}.ndjson`);
+    const chunk: string[] = [];
+    for (let i = 0; i < COMPACT_EVENTS_PER_FILE; i++) { const e = make(`f${f}`); chunk.push(encodeEventLine({ ...e, timestamp: e.timestamp + (f % 24) * HOUR_MS, dims: null }, now, 'bench')); }
+    writeFileSync(lines, chunk.join(''));
+    const [w] = await writeEventBatches([lines], path.join(dataDir, `batch-${f}`));
+    local.push(w!.file);
+    await s3.send(new PutObjectCommand({ Bucket: cfg.SLUICE_RAW_BUCKET, Key: rawEventsKey(w!.partition, 'bench', `f${f}`), Body: readFileSync(w!.file) }));
+  }
+  s3.destroy();
+  t0 = performance.now();
+  const [compacted] = await runCompaction(cfg, { log });
+  const compactSeconds = (performance.now() - t0) / 1000;
+  t0 = performance.now();
+  await queryParquet(`COPY (SELECT * FROM read_parquet(${parquetFiles(local)}, union_by_name = true) ORDER BY entity_id, event_time, event_id) TO '${path.join(dataDir, 'native.parquet')}' (FORMAT parquet, COMPRESSION zstd)`);
+  const nativeSeconds = (performance.now() - t0) / 1000;
+  const events = compacted?.rows ?? 0;
+  const compaction = {
+    files: COMPACT_FILES, events, seconds: +compactSeconds.toFixed(2), eventsPerSecond: Math.round(events / compactSeconds),
+    bytesIn: compacted?.bytesIn, bytesOut: compacted?.bytesOut,
+    nativeDuckdbMergeSeconds: +nativeSeconds.toFixed(2), ratioToNativeMerge: +(compactSeconds / nativeSeconds).toFixed(2),
+  };
+
+  const result = {
+    setup: { clients: CLIENTS, requestsPerPhase: REQUESTS, entities: ENTITIES, minuteHours: MINUTE_HOURS, rollupDays: 90 },
+    rollup: { seconds: +rollupSeconds.toFixed(2), resolutions: rolled.map((r) => ({ res: r.res, rows: r.rows, points: r.points, files: r.files.length })) },
+    latency,
+    compaction,
+  };
+  const row = (n: string, k: 'uncached' | 'cached') => { const p = latency[n]![k]; return `| ${n} | ${k} | ${p.p50Ms} | ${p.p99Ms} | ${p.rps} | ${p.errors} |`; };
+  const md = [
+    `${CLIENTS} concurrent clients, ${REQUESTS} requests per phase, ${ENTITIES} series; uncached = \`Cache-Control: no-cache\` (InfluxDB rollups + minutes stitched), cached = Redis answer cache.`,
+    '', '| query | cache | p50 ms | p99 ms | req/s | errors |', '|---|---|---|---|---|---|',
+    ...Object.keys(latency).flatMap((n) => [row(n, 'uncached'), row(n, 'cached')]),
+    '', `Rollup job (minutes of ${MINUTE_HOURS} h × ${ENTITIES} series → hours and days, InfluxDB + cold Parquet): ${rollupSeconds.toFixed(1)} s.`,
+    '', `Compaction: ${events} events in ${COMPACT_FILES} raw files → one verified cold file in ${compactSeconds.toFixed(1)} s = **${compaction.eventsPerSecond} events/s** ` +
+      `(download, merge-sort, upload, read-back verification, manifest, delete). DuckDB's own merge-sort of the same local files: ${nativeSeconds.toFixed(1)} s (ratio ${compaction.ratioToNativeMerge}×).`,
+  ].join('\n');
+  const file = writeResults('query', result, md);
+  progress(`results in ${file}`);
+  process.stdout.write(md + '\n');
+  await Promise.all(services.map((s) => s.stop()));
+  process.exit(0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:query failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

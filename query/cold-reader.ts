@@ -1,0 +1,64 @@
+// Reads hourly and daily rollups from the cold bucket for ranges older than InfluxDB keeps them: lists the
+// rollup files (listing cached briefly), downloads each once per version (etag) into a local cache folder,
+// and queries them with the Parquet engine. Files are rewritten by the rollup job, so a new etag re-downloads.
+import { mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { ColdObject, ColdStorage } from '../shared/clients/cold-storage.js';
+import { coldFileStart, parseRollupKey, rollupPrefix, type RollupResolution } from '../shared/contracts/cold-layout.js';
+import { openEngine, readRollups, type RollupRow } from '../shared/parquet.js';
+
+/** How long a listing of the cold rollups is trusted before it is listed again. */
+export const COLD_LISTING_TTL_MS = 60_000;
+/** Downloads in parallel for one answer. */
+const DOWNLOAD_CONCURRENCY = 8;
+
+export class ColdRollupReader {
+  private readonly listings = new Map<RollupResolution, { at: number; objects: Promise<ColdObject[]> }>();
+  /** key → local file of the version with that etag. */
+  private readonly local = new Map<string, { etag: string; file: Promise<string> }>();
+  private engine: Promise<unknown> | undefined;
+
+  constructor(private readonly cold: ColdStorage, private readonly cacheDir: string, private readonly now: () => number = Date.now) {
+    mkdirSync(cacheDir, { recursive: true });
+  }
+
+  private listing(res: RollupResolution): Promise<ColdObject[]> {
+    const cached = this.listings.get(res);
+    if (cached && this.now() - cached.at < COLD_LISTING_TTL_MS) return cached.objects;
+    const objects = this.cold.list(rollupPrefix(res));
+    objects.catch(() => this.listings.delete(res));
+    this.listings.set(res, { at: this.now(), objects });
+    return objects;
+  }
+
+  private fetch(o: ColdObject): Promise<string> {
+    const have = this.local.get(o.key);
+    if (have && have.etag === o.etag) return have.file;
+    const file = path.join(this.cacheDir, `${o.key.replaceAll('/', '_')}-${o.etag.replace(/[^A-Za-z0-9]/g, '')}.parquet`);
+    const p = this.cold.getToFile(o.key, file).then(() => {
+      if (have) void have.file.then((old) => rmSync(old, { force: true }), () => undefined);
+      return file;
+    });
+    p.catch(() => this.local.delete(o.key));
+    this.local.set(o.key, { etag: o.etag, file: p });
+    return p;
+  }
+
+  /** Rollup rows of one series whose period starts in [fromMs, toMs). */
+  async rows(res: RollupResolution, q: { entityId: string; eventType: string; fromMs: number; toMs: number }): Promise<RollupRow[]> {
+    if (q.toMs <= q.fromMs) return [];
+    const first = coldFileStart(res, q.fromMs);
+    const wanted = (await this.listing(res)).filter((o) => {
+      const k = parseRollupKey(o.key);
+      return k !== undefined && k.res === res && k.startMs >= first && k.startMs < q.toMs;
+    });
+    if (!wanted.length) return [];
+    this.engine ??= openEngine({ tempDir: path.join(this.cacheDir, 'duckdb-tmp'), memoryLimit: '256MB' });
+    await this.engine;
+    const files: string[] = [];
+    for (let i = 0; i < wanted.length; i += DOWNLOAD_CONCURRENCY) {
+      files.push(...(await Promise.all(wanted.slice(i, i + DOWNLOAD_CONCURRENCY).map((o) => this.fetch(o)))));
+    }
+    return readRollups(files, q);
+  }
+}

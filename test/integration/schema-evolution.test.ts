@@ -1,0 +1,56 @@
+// Parquet schema evolution: a v2 batch file (v1 columns + optional session_id) next to v1 files is read by the
+// worker's scan (same aggregates as its events), merged by compaction with v1 files (session ids kept, v1 rows
+// NULL) and counted by the audit's recomputation — each path reads both versions by column name.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../../shared/config.js';
+import { encodeEventLine } from '../../shared/contracts/event.js';
+import { EVENT_COLUMNS } from '../../shared/contracts/parquet-schema.js';
+import { archiveTotals, compactEventFiles, fingerprintEventFiles, openEngine, queryParquet, scanBatch, writeEventBatches } from '../../shared/parquet.js';
+import { groundTruth, randomEvents } from '../support/batches.js';
+import { expectedTotals, sameTotals, writeV2File } from '../support/archive.js';
+
+const dir = path.join(PROJECT_ROOT, '.data', 'tests', `schema-${Date.now().toString(36)}`);
+const start = Date.UTC(2026, 0, 10, 8);
+const v1Events = randomEvents(1_200, { start, minutes: 50, entities: 9, idPrefix: 'one' });
+const v2Events = randomEvents(800, { start, minutes: 50, entities: 9, idPrefix: 'two' });
+let v1File: string;
+const v2File = path.join(dir, 'v2.parquet');
+
+beforeAll(async () => {
+  mkdirSync(dir, { recursive: true });
+  await openEngine({ tempDir: path.join(dir, 'duckdb-tmp') });
+  writeFileSync(path.join(dir, 'lines.ndjson'), v1Events.map((e) => encodeEventLine(e, Date.now(), 'test')).join(''));
+  const [written] = await writeEventBatches([path.join(dir, 'lines.ndjson')], path.join(dir, 'v1'));
+  v1File = written!.file;
+  await writeV2File(v2Events, v2File);
+});
+
+describe('schema v1 + v2', () => {
+  it('the worker scan aggregates a v2 file exactly', async () => {
+    const scan = await scanBatch(v2File);
+    try {
+      expect(scan.rowCount).toBe(800);
+      const got = new Map((await scan.aggregate([])).map((a) => [`${a.entityId}|${a.eventType}|${a.minuteMs}`, { count: a.count, sum: a.sum, min: a.min, max: a.max }]));
+      expect(got).toEqual(groundTruth(v2Events));
+    } finally {
+      scan.close();
+    }
+  });
+
+  it('compaction merges v1 and v2 files by column name, keeping every row and the session ids', async () => {
+    const out = path.join(dir, 'compacted.parquet');
+    const fp = await compactEventFiles([v1File, v2File], out, EVENT_COLUMNS);
+    expect(fp.rows).toBe(2_000);
+    expect(await fingerprintEventFiles([out])).toEqual(fp);
+    const [r] = await queryParquet(`SELECT count(session_id)::BIGINT AS s, count(*) FILTER (WHERE schema_version = 1)::BIGINT AS v1 FROM read_parquet('${out}')`);
+    expect(Number(r!.s)).toBe(800);
+    expect(Number(r!.v1)).toBe(1_200);
+  });
+
+  it('the audit recomputation counts v1 and v2 files together', async () => {
+    const totals = await archiveTotals([v1File, v2File], { fromMs: start, toMs: start + 3_600_000 });
+    expect(sameTotals(totals, expectedTotals([...v1Events, ...v2Events]))).toBe(true);
+  });
+});

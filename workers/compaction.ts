@@ -1,0 +1,136 @@
+// Compaction (`sluice compact`): merges the raw batch files of event-time days older than SLUICE_COMPACT_AFTER
+// into one sorted, zstd file per day and run in the cold bucket. Crash-safe at every step: the compacted file
+// counts only once its manifest exists, the manifest is written only after the uploaded copy was read back
+// and matched the inputs (rows + id checksum), and originals are deleted last; a rerun finishes any step.
+import type { S3Client } from '@aws-sdk/client-s3';
+import { mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { Config } from '../shared/config.js';
+import { createS3 } from '../shared/clients/aws.js';
+import { ColdStorage } from '../shared/clients/cold-storage.js';
+import { sha256File } from '../shared/clients/object-store.js';
+import {
+  COMPACTION_MANIFEST_VERSION, DAY_MS, compactedKey, compactionId, compactionManifestKey, encodeCompactionManifest, type CompactionManifest,
+} from '../shared/contracts/cold-layout.js';
+import { EVENT_COLUMNS } from '../shared/contracts/parquet-schema.js';
+import { PermanentError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import { compactEventFiles, fingerprintEventFiles, openEngine } from '../shared/parquet.js';
+import { deleteRaw, downloadRaw, rawDays, resolveDay } from './archive.js';
+
+/** Steps after which a run may stop; a rerun must always complete the day without loss or duplicates. */
+export type CompactionStep = 'uploaded' | 'verified' | 'manifest-written' | 'originals-deleted';
+
+/** Compacted files without a manifest older than this are leftovers of an abandoned run and are removed. */
+export const ORPHAN_AGE_MS = 3_600_000;
+
+export interface CompactionOptions {
+  log: Logger;
+  nowMs?: number;
+  /** Only these days (YYYY-MM-DD), still subject to SLUICE_COMPACT_AFTER. */
+  days?: string[];
+  /** Called after each step (fault-injection point for tests; a throw stops the run there). */
+  onStep?: (step: CompactionStep, info: { dt: string; id: string }) => void | Promise<void>;
+  /** Progress lines for long runs. */
+  progress?: (msg: string) => void;
+}
+
+export interface DayResult {
+  dt: string;
+  /** Compaction id, or undefined when the day had no live raw files. */
+  id?: string;
+  inputs: number;
+  rows: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Raw files of earlier, interrupted runs deleted by this run. */
+  finishedDeletes: number;
+}
+
+/** Days whose event-time day ended at least SLUICE_COMPACT_AFTER before now. */
+export function dueDays(days: readonly string[], nowMs: number, compactAfterMs: number): string[] {
+  return days.filter((dt) => Date.parse(`${dt}T00:00:00Z`) + DAY_MS <= nowMs - compactAfterMs);
+}
+
+async function compactDay(cfg: Config, s3: S3Client, cold: ColdStorage, dt: string, tmp: string, o: CompactionOptions, nowMs: number): Promise<DayResult> {
+  const day = await resolveDay(s3, cfg.SLUICE_RAW_BUCKET, cold, dt);
+  const result: DayResult = { dt, inputs: 0, rows: 0, bytesIn: 0, bytesOut: 0, finishedDeletes: 0 };
+
+  // 1. Finish what an interrupted run verified but did not delete.
+  if (day.supersededRaw.length) {
+    await deleteRaw(s3, cfg.SLUICE_RAW_BUCKET, day.supersededRaw.map((r) => r.key));
+    result.finishedDeletes = day.supersededRaw.length;
+    o.log.info({ dt, deleted: day.supersededRaw.length }, 'deleted raw files an earlier compaction had already verified');
+  }
+  const inputs = day.liveRaw.map((r) => r.key).sort();
+  const id = inputs.length ? compactionId(inputs) : undefined;
+  // 2. Remove abandoned unverified outputs (never read by anyone); keep a fresh one, it may be a concurrent run's.
+  const orphans = day.unverified.filter((u) => !u.key.includes(`compacted-${id}.`) && nowMs - u.lastModified.getTime() > ORPHAN_AGE_MS);
+  if (orphans.length) await cold.remove(orphans.map((u) => u.key));
+  if (!id) return result;
+
+  // 3. Merge the live raw files.
+  const dir = path.join(tmp, dt);
+  mkdirSync(dir, { recursive: true });
+  const local: string[] = [];
+  for (const [i, key] of inputs.entries()) {
+    const f = path.join(dir, `in-${i}.parquet`);
+    await downloadRaw(s3, cfg.SLUICE_RAW_BUCKET, key, f);
+    local.push(f);
+    if ((i + 1) % 50 === 0) o.progress?.(`${dt}: downloaded ${i + 1}/${inputs.length} raw files`);
+  }
+  const merged = path.join(dir, 'compacted.parquet');
+  const source = await compactEventFiles(local, merged, EVENT_COLUMNS);
+  const dataKey = compactedKey(dt, id);
+  const { sha256, bytes } = await sha256File(merged);
+  await cold.putFile(dataKey, merged, { 'sluice-compaction': id });
+  await o.onStep?.('uploaded', { dt, id });
+
+  // 4. Verify the stored copy, read back from the cold bucket, against the inputs.
+  const readBack = path.join(dir, 'read-back.parquet');
+  await cold.getToFile(dataKey, readBack);
+  const stored = await fingerprintEventFiles([readBack]);
+  const storedHash = (await sha256File(readBack)).sha256;
+  if (stored.rows !== source.rows || stored.idChecksum !== source.idChecksum || storedHash !== sha256) {
+    throw new PermanentError(
+      `compacted file s3://${cold.bucket}/${dataKey} does not match its ${inputs.length} inputs (rows ${stored.rows} vs ${source.rows}, ids ${stored.idChecksum} vs ${source.idChecksum}); originals kept, rerun compaction`,
+      'compaction_mismatch',
+    );
+  }
+  await o.onStep?.('verified', { dt, id });
+
+  // 5. The manifest makes the compacted file the home of these events; then the originals go.
+  const manifest: CompactionManifest = {
+    version: COMPACTION_MANIFEST_VERSION, id, dt, inputBucket: cfg.SLUICE_RAW_BUCKET, inputs,
+    output: { bucket: cold.bucket, key: dataKey, bytes, sha256 }, rows: source.rows, idChecksum: source.idChecksum, createdAt: new Date(nowMs).toISOString(),
+  };
+  await cold.putText(compactionManifestKey(dt, id), encodeCompactionManifest(manifest));
+  await o.onStep?.('manifest-written', { dt, id });
+  await deleteRaw(s3, cfg.SLUICE_RAW_BUCKET, inputs);
+  await o.onStep?.('originals-deleted', { dt, id });
+  rmSync(dir, { recursive: true, force: true });
+  return { ...result, id, inputs: inputs.length, rows: source.rows, bytesIn: day.liveRaw.reduce((n, r) => n + r.bytes, 0), bytesOut: bytes };
+}
+
+/** Compacts every due day (or `days`), one at a time. */
+export async function runCompaction(cfg: Config, o: CompactionOptions): Promise<DayResult[]> {
+  const nowMs = o.nowMs ?? Date.now();
+  const s3 = createS3(cfg);
+  const cold = new ColdStorage(cfg);
+  const tmp = path.join(cfg.SLUICE_DATA_DIR, 'compaction-tmp', `${process.pid}-${nowMs}`);
+  await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp') });
+  try {
+    const days = dueDays(o.days ?? (await rawDays(s3, cfg.SLUICE_RAW_BUCKET)), nowMs, cfg.SLUICE_COMPACT_AFTER);
+    const out: DayResult[] = [];
+    for (const [i, dt] of days.entries()) {
+      o.progress?.(`compacting ${dt} (${i + 1}/${days.length})`);
+      const r = await compactDay(cfg, s3, cold, dt, tmp, o, nowMs);
+      o.log.info(r, r.id ? 'compacted day' : 'nothing to compact');
+      out.push(r);
+    }
+    return out;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+    s3.destroy();
+  }
+}
