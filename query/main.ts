@@ -83,7 +83,7 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
   installErrorHandling(app);
   addOpsRoutes(app, registry, () => reader.unready());
   registerStatsRoute(app, { reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
-  registerEntityTotalRoute(app, { reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX });
+  registerEntityTotalRoute(app, { redis, reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX });
   registerTopKRoute(app, { redis, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
   registerDashboard(app, { cfg, registry });
 

@@ -141,7 +141,16 @@ export interface BatchScan {
    * request-sized chunks: the hot path creates no per-point JavaScript objects.
    */
   minuteLines(excluded: readonly string[], o: LineProtocolOptions): Promise<LineChunks>;
+  /** Count and sum per (entity, event type) with the same id rules, ordered by entity then type. */
+  entityTotals(excluded: readonly string[]): Promise<EntityTotal[]>;
   close(): void;
+}
+
+export interface EntityTotal {
+  entityId: string;
+  eventType: string;
+  count: number;
+  sum: number;
 }
 
 export interface LineProtocolOptions {
@@ -222,6 +231,12 @@ export async function scanBatch(file: string): Promise<BatchScan> {
           FROM lines GROUP BY rn // ${Math.max(1, Math.floor(o.linesPerChunk))} ORDER BY rn // ${Math.max(1, Math.floor(o.linesPerChunk))}`)).getColumnsJS();
         const [bodies = [], points = [], events = []] = rows as [string[], number[], number[]];
         return { chunks: bodies, points: points.reduce((a, b) => a + b, 0), events: events.reduce((a, b) => a + b, 0) };
+      },
+      async entityTotals(excluded) {
+        const from = await uniqueEvents(excluded);
+        const [entities = [], types = [], counts = [], sums = []] = (await c.runAndReadAll(`
+          SELECT entity_id, event_type, count(*)::INTEGER, sum(value) FROM ${from} GROUP BY ALL ORDER BY entity_id, event_type`)).getColumnsJS() as [string[], string[], number[], number[]];
+        return entities.map((entityId, i) => ({ entityId, eventType: types[i]!, count: counts[i]!, sum: sums[i]! }));
       },
       async countBuckets(excluded, bucketMs) {
         if (!Number.isInteger(bucketMs) || bucketMs <= 0) throw new RangeError(`bucketMs must be a positive integer, got ${bucketMs}`);

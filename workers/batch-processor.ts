@@ -15,9 +15,10 @@ import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../shared/clients/influx.j
 import type { BatchStats } from './outcome.js';
 import { batchKeyOf, batchOffsetNs } from './point-offset.js';
 import { TOPK_BASE_BUCKET_MS, type TopKUpdater } from './topk.js';
+import type { EntityTotalsUpdater } from './entity-totals.js';
 
 /** Points between stages where a fault can be injected (the step has just completed). */
-export const BATCH_STEPS = ['decoded', 'fetched', 'scanned', 'claimed', 'aggregated', 'written', 'topk_updated', 'before_ack'] as const;
+export const BATCH_STEPS = ['decoded', 'fetched', 'scanned', 'claimed', 'aggregated', 'written', 'topk_updated', 'totals_updated', 'before_ack'] as const;
 export type BatchStep = (typeof BATCH_STEPS)[number];
 
 /** Called after each step; a throw there behaves like a failure of that step (used by fault tests). */
@@ -30,6 +31,7 @@ export interface BatchProcessorDeps {
   /** Points per InfluxDB write request. */
   pointsPerRequest: number;
   topk: TopKUpdater;
+  totals: EntityTotalsUpdater;
   /** Folder for downloaded batches (SLUICE_DATA_DIR/worker-tmp). */
   tempDir: string;
   log: Logger;
@@ -72,11 +74,14 @@ export class BatchProcessor {
           measurement: MEASUREMENT_1M, entityTag: TAG_ENTITY, typeTag: TAG_TYPE, offsetNs: batchOffsetNs(batchKey), linesPerChunk: this.d.pointsPerRequest,
         });
         const buckets = await scan.countBuckets(excluded, TOPK_BASE_BUCKET_MS);
+        const totals = await scan.entityTotals(excluded);
         await step('aggregated', batchKey);
         await this.d.sink.writeLines(lines.chunks, signal);
         await step('written', batchKey);
         await this.d.topk.apply(batchKey, buckets);
         await step('topk_updated', batchKey);
+        await this.d.totals.apply(batchKey, totals);
+        await step('totals_updated', batchKey);
         const counted = lines.events;
         const stats: BatchStats = { batchKey, rows: scan.rowCount, counted, duplicates: scan.rowCount - counted, points: lines.points };
         await step('before_ack', batchKey);

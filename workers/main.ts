@@ -21,6 +21,7 @@ import { EventDedup } from './event-dedup.js';
 import { InfluxSink } from './influx-sink.js';
 import { MessageHandler } from './message-handler.js';
 import { TopKUpdater } from './topk.js';
+import { EntityTotalsUpdater } from './entity-totals.js';
 import { WorkerMetrics } from './worker-metrics.js';
 
 export interface WorkerOptions {
@@ -69,6 +70,7 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
         onDroppedBeyondRetention: (detail) => wlog.warn({ detail }, 'InfluxDB dropped points older than the hot retention; rollups and the archive keep them') }),
       pointsPerRequest: cfg.SLUICE_INFLUX_BATCH_POINTS,
       topk: new TopKUpdater(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_TOPK_CAPACITY),
+      totals: new EntityTotalsUpdater(redis, cfg.SLUICE_REDIS_PREFIX),
       tempDir: path.join(cfg.SLUICE_DATA_DIR, 'worker-tmp'),
       log: wlog,
       onStep: opts.onStep,

@@ -1,13 +1,18 @@
 // GET /v1/entities/:entityId/total: all-time count and sum of one entity's event type. The most frequent
-// read, so it is cached briefly in Redis, concurrent misses share one InfluxDB query, and the reply is
-// serialised from a schema.
+// read: answered from the totals workers keep in Redis (one round trip, exact, see workers/entity-totals.ts);
+// only when Redis has nothing for the entity (or is down) is it computed from InfluxDB and the cold tier,
+// cached briefly, with concurrent misses sharing one computation. The reply is serialised from a schema.
 import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { readEntityTotal } from '../../shared/entity-totals-store.js';
 import { RECENT_TTL_MS, cacheKey, type QueryCache } from '../cache.js';
 import type { FederatedReader } from '../federated-reader.js';
 import type { InfluxReader } from '../influx-reader.js';
 import { parseTotalParams } from '../params.js';
 
 export interface EntityTotalRouteDeps {
+  /** Redis holding the workers' all-time totals (shared/entity-totals-store.ts). */
+  redis?: Redis;
   reader: InfluxReader;
   /** Adds daily rollups (hot and cold) so totals survive minute retention; without it totals sum minutes only. */
   federated?: FederatedReader;
@@ -28,6 +33,13 @@ const replySchema = {
 export function registerEntityTotalRoute(app: FastifyInstance, deps: EntityTotalRouteDeps): void {
   app.get('/v1/entities/:entityId/total', { schema: { response: { 200: replySchema } } }, async (req, reply) => {
     const r = parseTotalParams(req.params, req.query);
+    if (deps.redis?.status === 'ready') {
+      const kept = await readEntityTotal(deps.redis, deps.redisPrefix, r.entityId, r.eventType).catch(() => undefined);
+      if (kept) {
+        void reply.header('x-sluice-cache', 'totals');
+        return { entityId: r.entityId, eventType: r.eventType, count: kept.count, sum: kept.sum };
+      }
+    }
     const key = cacheKey(deps.redisPrefix, { v: CACHE_VERSION, kind: 'total', entityId: r.entityId, eventType: r.eventType });
     const compute = () => (deps.federated ?? deps.reader).total(r);
     // `Cache-Control: no-cache` (audits, benchmarks) answers from the stores, never from the answer cache.

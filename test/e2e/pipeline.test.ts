@@ -70,6 +70,10 @@ describe('end to end', () => {
       const [count, sum] = await Promise.all([stat(entity, type, 'count'), stat(entity, type, 'sum')]);
       expect({ k, count: count.total, sum: sum.total }).toEqual({ k, count: want.count, sum: want.sum });
       expect(count.points.reduce((n, p) => n + p.value, 0)).toBe(want.count);
+      // The all-time total, the most frequent read, comes from the totals the workers keep in Redis.
+      const total = await fetch(`${queryUrl}/v1/entities/${entity}/total?eventType=${type}`);
+      expect(total.headers.get('x-sluice-cache')).toBe('totals');
+      expect(await total.json()).toEqual({ entityId: entity, eventType: type, count: want.count, sum: want.sum });
     }
 
     // The archive, read by DuckDB, holds the same totals.

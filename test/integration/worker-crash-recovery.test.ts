@@ -6,6 +6,7 @@ import { createRedis } from '../../shared/clients/redis.js';
 import { TransientError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/logger.js';
 import type { Service } from '../../shared/service.js';
+import { readEntityTotal } from '../../shared/entity-totals-store.js';
 import { readTopK } from '../../shared/topk-store.js';
 import type { BatchStep } from '../../workers/batch-processor.js';
 import { startWorker } from '../../workers/main.js';
@@ -18,7 +19,7 @@ const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
 afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.close())); });
 
-const CRASH_POINTS: BatchStep[] = ['fetched', 'claimed', 'written', 'topk_updated', 'before_ack'];
+const CRASH_POINTS: BatchStep[] = ['fetched', 'claimed', 'written', 'topk_updated', 'totals_updated', 'before_ack'];
 
 describe('worker crash recovery', () => {
   it.each(CRASH_POINTS)('a failure after "%s" is repaired by redelivery', async (crashAt) => {
@@ -51,6 +52,13 @@ describe('worker crash recovery', () => {
     try {
       const top = await readTopK(redis, cfg.SLUICE_REDIS_PREFIX, 'view', '1d', 100);
       expect(new Map(top.map((t) => [t.entityId, t.count]))).toEqual(exact);
+      // and so were the all-time entity totals
+      for (const [entity, count] of exact) {
+        const t = await readEntityTotal(redis, cfg.SLUICE_REDIS_PREFIX, entity, 'view');
+        const sum = events.filter((e) => e.entityId === entity && e.eventType === 'view').reduce((n, e) => n + e.value, 0);
+        expect(t?.count).toBe(count);
+        expect(Math.abs(t!.sum - sum)).toBeLessThan(1e-6);
+      }
     } finally {
       redis.disconnect();
     }
