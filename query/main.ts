@@ -70,7 +70,7 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     // Room for the longest entityId fully percent-encoded (4 UTF-8 bytes × "%XX"); its length is checked after decoding.
-    maxParamLength: ENTITY_ID_MAX * 12,
+    routerOptions: { maxParamLength: ENTITY_ID_MAX * 12 },
     // Per-request log lines would dominate the hot path; latency and status are in /metrics, errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
   });
