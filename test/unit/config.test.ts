@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseDuration, parseSize, configMarkdown, SETTINGS } from '../../shared/config.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { loadConfig, parseDuration, parseSize, configMarkdown, SETTINGS, PROJECT_ROOT } from '../../shared/config.js';
 
 describe('config', () => {
   it('has a default for every setting that passes its own validation', () => {
@@ -27,8 +29,10 @@ describe('config', () => {
     expect(loadConfig({ SLUICE_API_KEYS: 'web:k1, app:k2' }).SLUICE_API_KEYS.get('k2')).toBe('app');
     expect(() => loadConfig({ SLUICE_API_KEYS: 'nokey' })).toThrow(/SLUICE_API_KEYS must be comma-separated producer:key pairs/);
   });
-  it('documents every setting in the generated table', () => {
+  it('documents every setting in the generated table, and the README carries that table', () => {
     const md = configMarkdown();
     for (const name of Object.keys(SETTINGS)) expect(md).toContain(`\`${name}\``);
+    // Regenerate with: npx sluice config --markdown
+    expect(readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8')).toContain(md);
   });
 });
