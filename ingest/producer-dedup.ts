@@ -4,12 +4,24 @@
 // exact dedup still counts each id once); ingest never fails because of it.
 //
 // Layout: one Redis set per minute of arrival (`<prefix>seen:<minute>`), expiring after the window. A request
-// costs one SADD to mark and one SMISMEMBER per minute of the window to check — a few commands per request
-// instead of one per event, which keeps Redis from becoming the bottleneck of a busy ingest node.
+// costs one SADD to mark and one Lua call (SMISMEMBER over the window's sets) to check: the ids cross the wire
+// once each way, not once per event or per minute, which keeps Redis and the client off the hot path.
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
 
 const BUCKET_MS = 60_000;
+const SEEN_SLICE = 4_000;
+
+/** KEYS: the window's sets; ARGV: ids. Returns 1/0 per id: seen in any of the sets. One round trip, ids sent once. */
+const SEEN_SCRIPT = `
+local seen = {}
+for i = 1, #ARGV do seen[i] = 0 end
+for k = 1, #KEYS do
+  local got = redis.call('SMISMEMBER', KEYS[k], unpack(ARGV))
+  for i = 1, #got do if got[i] == 1 then seen[i] = 1 end end
+end
+return seen
+`;
 
 export class ProducerDedup {
   private warnedAt = 0;
@@ -22,13 +34,16 @@ export class ProducerDedup {
     const out = ids.map(() => false);
     if (ids.length === 0 || this.windowMs <= 0 || this.redis.status !== 'ready') return out;
     const current = Math.floor(nowMs / BUCKET_MS);
-    const buckets = Math.ceil(this.windowMs / BUCKET_MS) + 1;
-    const p = this.redis.pipeline();
-    for (let b = 0; b < buckets; b++) p.smismember(this.bucketKey(current - b), ...ids);
+    const keys = Array.from({ length: Math.ceil(this.windowMs / BUCKET_MS) + 1 }, (_, b) => this.bucketKey(current - b));
     try {
-      for (const [err, flags] of (await p.exec()) ?? []) {
-        if (err) throw err;
-        (flags as number[]).forEach((f, i) => { if (f === 1) out[i] = true; });
+      // Lua's unpack() takes a few thousand values at most: large requests are checked in slices.
+      for (let i = 0; i < ids.length; i += SEEN_SLICE) {
+        const flags = (await this.redis.evalsha(this.seenSha ??= await this.loadScript(), keys.length, ...keys, ...ids.slice(i, i + SEEN_SLICE)).catch(async (err: Error) => {
+          if (!/NOSCRIPT/.test(err.message)) throw err;
+          this.seenSha = await this.loadScript();
+          return this.redis.evalsha(this.seenSha, keys.length, ...keys, ...ids.slice(i, i + SEEN_SLICE));
+        })) as number[];
+        for (let j = 0; j < flags.length; j++) if (flags[j] === 1) out[i + j] = true;
       }
     } catch (err) {
       this.warn(err);
@@ -46,6 +61,11 @@ export class ProducerDedup {
     } catch (err) {
       this.warn(err);
     }
+  }
+
+  private seenSha: string | undefined;
+  private async loadScript(): Promise<string> {
+    return (await this.redis.script('LOAD', SEEN_SCRIPT)) as string;
   }
 
   private warn(err: unknown): void {
