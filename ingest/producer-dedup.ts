@@ -4,23 +4,44 @@
 // exact dedup still counts each id once); ingest never fails because of it.
 //
 // Layout: one Redis set per minute of arrival (`<prefix>seen:<minute>`), expiring after the window. A request
-// costs one SADD to mark and one Lua call (SMISMEMBER over the window's sets) to check: the ids cross the wire
-// once each way, not once per event or per minute, which keeps Redis and the client off the hot path.
+// costs two Lua calls, one to check (SMISMEMBER over the window's sets) and one to mark (SADD): the ids cross the
+// wire as one string each way, not once per event or per minute, which keeps Redis and the client off the hot path.
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
 
 const BUCKET_MS = 60_000;
-const SEEN_SLICE = 4_000;
+/** Ids per Lua unpack() (Redis' Lua accepts a few thousand values at most). */
+const SLICE = 4_000;
 
-/** KEYS: the window's sets; ARGV: ids. Returns 1/0 per id: seen in any of the sets. One round trip, ids sent once. */
-const SEEN_SCRIPT = `
+/**
+ * Both scripts take the ids as ONE newline-joined argument (validated ids hold no control characters): the
+ * client sends one string per request instead of one protocol argument per id, and Lua splits it.
+ */
+const SPLIT = `
+local ids = {}
+for id in string.gmatch(ARGV[1], '[^\\n]+') do ids[#ids + 1] = id end
+`;
+
+/** KEYS: the window's sets. Returns 1/0 per id: seen in any of the sets. */
+const SEEN_SCRIPT = `${SPLIT}
 local seen = {}
-for i = 1, #ARGV do seen[i] = 0 end
+for i = 1, #ids do seen[i] = 0 end
 for k = 1, #KEYS do
-  local got = redis.call('SMISMEMBER', KEYS[k], unpack(ARGV))
-  for i = 1, #got do if got[i] == 1 then seen[i] = 1 end end
+  for from = 1, #ids, ${SLICE} do
+    local got = redis.call('SMISMEMBER', KEYS[k], unpack(ids, from, math.min(#ids, from + ${SLICE} - 1)))
+    for i = 1, #got do if got[i] == 1 then seen[from + i - 1] = 1 end end
+  end
 end
 return seen
+`;
+
+/** KEYS[1]: the current minute's set; ARGV[2]: its expiry (epoch ms). */
+const MARK_SCRIPT = `${SPLIT}
+for from = 1, #ids, ${SLICE} do
+  redis.call('SADD', KEYS[1], unpack(ids, from, math.min(#ids, from + ${SLICE} - 1)))
+end
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return #ids
 `;
 
 export class ProducerDedup {
@@ -36,15 +57,8 @@ export class ProducerDedup {
     const current = Math.floor(nowMs / BUCKET_MS);
     const keys = Array.from({ length: Math.ceil(this.windowMs / BUCKET_MS) + 1 }, (_, b) => this.bucketKey(current - b));
     try {
-      // Lua's unpack() takes a few thousand values at most: large requests are checked in slices.
-      for (let i = 0; i < ids.length; i += SEEN_SLICE) {
-        const flags = (await this.redis.evalsha(this.seenSha ??= await this.loadScript(), keys.length, ...keys, ...ids.slice(i, i + SEEN_SLICE)).catch(async (err: Error) => {
-          if (!/NOSCRIPT/.test(err.message)) throw err;
-          this.seenSha = await this.loadScript();
-          return this.redis.evalsha(this.seenSha, keys.length, ...keys, ...ids.slice(i, i + SEEN_SLICE));
-        })) as number[];
-        for (let j = 0; j < flags.length; j++) if (flags[j] === 1) out[i + j] = true;
-      }
+      const flags = (await this.redis.eval(SEEN_SCRIPT, keys.length, ...keys, ids.join('\n'))) as number[];
+      for (let i = 0; i < flags.length; i++) if (flags[i] === 1) out[i] = true;
     } catch (err) {
       this.warn(err);
     }
@@ -57,15 +71,10 @@ export class ProducerDedup {
     const minute = Math.floor(nowMs / BUCKET_MS);
     const key = this.bucketKey(minute);
     try {
-      await this.redis.pipeline().sadd(key, ...ids).pexpireat(key, (minute + 1) * BUCKET_MS + this.windowMs + BUCKET_MS).exec();
+      await this.redis.eval(MARK_SCRIPT, 1, key, ids.join('\n'), (minute + 1) * BUCKET_MS + this.windowMs + BUCKET_MS);
     } catch (err) {
       this.warn(err);
     }
-  }
-
-  private seenSha: string | undefined;
-  private async loadScript(): Promise<string> {
-    return (await this.redis.script('LOAD', SEEN_SCRIPT)) as string;
   }
 
   private warn(err: unknown): void {

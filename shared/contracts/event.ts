@@ -53,6 +53,7 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 function checkString(v: unknown, field: string, max: number): string | undefined {
   if (typeof v !== 'string') return `${field} must be a string of 1–${max} characters, got ${describe(v)}`;
   if (v.length === 0 || v.length > max) return `${field} must be 1–${max} characters long, got ${v.length}`;
+  if (!(v as unknown as { isWellFormed(): boolean }).isWellFormed()) return `${field} must be valid Unicode (it holds a lone surrogate escape such as \\ud800)`;
   const bad = CONTROL_CHARS.exec(v);
   if (bad) return `${field} must not contain control characters (found U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()} at position ${bad.index})`;
   return undefined;
@@ -115,12 +116,17 @@ export interface EventLine {
   i: string; n: string; t: string; ts: number; v: number; d: Record<string, string> | null; it: number; p: string;
 }
 
+/** A JSON string literal; validated ids hold no control characters, so only `"` and `\\` ever need escaping. */
+function quote(s: string): string {
+  return s.includes('"') || s.includes('\\') ? JSON.stringify(s) : `"${s}"`;
+}
+
 /**
- * Encodes one event as an EventLine. Hot path: strings that may need escaping go through JSON.stringify,
- * the rest (validated numbers, eventType limited to [a-z0-9_.-]) is concatenated directly.
+ * Encodes one event as an EventLine. Hot path: validated numbers and eventType ([a-z0-9_.-]) are concatenated
+ * directly, strings are quoted without JSON.stringify unless they hold a quote or a backslash.
  */
 export function encodeEventLine(e: Event, ingestTimeMs: number, producer: string): string {
-  return `{"i":${JSON.stringify(e.eventId)},"n":${JSON.stringify(e.entityId)},"t":"${e.eventType}","ts":${e.timestamp},"v":${e.value},"d":${e.dims === null ? 'null' : JSON.stringify(e.dims)},"it":${ingestTimeMs},"p":${JSON.stringify(producer)}}\n`;
+  return `{"i":${quote(e.eventId)},"n":${quote(e.entityId)},"t":"${e.eventType}","ts":${e.timestamp},"v":${e.value},"d":${e.dims === null ? 'null' : JSON.stringify(e.dims)},"it":${ingestTimeMs},"p":${quote(producer)}}\n`;
 }
 
 /** DuckDB column types of an EventLine, for read_json. */

@@ -19,6 +19,7 @@ describe('event contract', () => {
     [{ ...ok, eventId: '' }, /eventId must be 1–128/],
     [{ ...ok, eventId: 'x'.repeat(129) }, /eventId must be 1–128 characters long, got 129/],
     [{ ...ok, entityId: 5 }, /entityId must be a string/],
+    [{ ...ok, eventId: 'x\ud800' }, /eventId must be valid Unicode/],
     [{ ...ok, entityId: 'a\nb' }, /entityId must not contain control characters \(found U\+000A at position 1\)/],
     [{ ...ok, eventType: 'View' }, /eventType must match/],
     [{ ...ok, eventType: 'a'.repeat(65) }, /eventType must match/],
