@@ -20,6 +20,9 @@ import { peakRssMiB, progress, writeResults } from './lib/report.js';
 const EVENTS = Number(process.env.BENCH_WORKER_EVENTS ?? 1_000_000);
 const BATCHES = Number(process.env.BENCH_WORKER_BATCHES ?? 8);
 const PROCESSES = (process.env.BENCH_WORKER_PROCESSES ?? '1,2,4').split(',').map(Number);
+const ENTITIES = Number(process.env.BENCH_WORKER_ENTITIES ?? 10_000);
+/** Event times of the prepared batches spread over this many minutes (ingest flushes every few seconds, so a real batch spans little time). */
+const SPREAD_MINUTES = Number(process.env.BENCH_WORKER_SPREAD_MINUTES ?? 10);
 
 function envFor(run: string, dataDir: string, bucket: string): Record<string, string> {
   return {
@@ -39,9 +42,9 @@ async function main() {
   const services = await ensureLocalServices({ influxUrl: base.SLUICE_INFLUX_URL, redisUrl: base.SLUICE_REDIS_URL, awsEndpoint: base.AWS_ENDPOINT_URL }, path.join(PROJECT_ROOT, '.data'), createLogger('bench', 'warn'));
   await setupResources(base);
 
-  progress(`preparing ${BATCHES} batches holding ${EVENTS.toLocaleString()} events (Zipf over 100,000 entities)`);
+  progress(`preparing ${BATCHES} batches holding ${EVENTS.toLocaleString()} events (Zipf over ${ENTITIES.toLocaleString()} entities, ${SPREAD_MINUTES} minutes)`);
   const r = rng(11);
-  const pick = zipf(100_000, 1.1, r);
+  const pick = zipf(ENTITIES, 1.1, r);
   const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 2 * 3_600_000;
   const types = ['view', 'view', 'view', 'view', 'like', 'share'];
   const batches: UploadedBatch[] = [];
@@ -49,7 +52,7 @@ async function main() {
   for (let b = 0; b < BATCHES; b++) {
     const events: Event[] = [];
     for (let i = 0; i < per && b * per + i < EVENTS; i++) {
-      events.push({ eventId: `bw-${b}-${i}`, entityId: `video-${pick()}`, eventType: types[Math.floor(r() * types.length)]!, timestamp: hour + Math.floor(r() * 3_600_000), value: 1 + Math.floor(r() * 100), dims: null });
+      events.push({ eventId: `bw-${b}-${i}`, entityId: `video-${pick()}`, eventType: types[Math.floor(r() * types.length)]!, timestamp: hour + Math.floor(r() * SPREAD_MINUTES * 60_000), value: 1 + Math.floor(r() * 100), dims: null });
     }
     batches.push(...(await uploadBatches(base, events)));
   }
@@ -72,8 +75,9 @@ async function main() {
     }
     const secs = (performance.now() - t0) / 1000;
     const rss = workers.map((w) => peakRssMiB(w.proc.pid!));
+    const points = (await Promise.all(workers.map((w) => metricValue(w.url, 'sluice_worker_influx_points_total')))).reduce((a, b) => a + b, 0);
     await Promise.all(workers.map((w) => w.kill('SIGTERM')));
-    const res = { processes, seconds: +secs.toFixed(2), eventsPerSec: Math.round(EVENTS / secs), eventsPerSecPerProcess: Math.round(EVENTS / secs / processes), peakRssMiB: rss };
+    const res = { processes, influxPoints: points, seconds: +secs.toFixed(2), eventsPerSec: Math.round(EVENTS / secs), eventsPerSecPerProcess: Math.round(EVENTS / secs / processes), peakRssMiB: rss };
     progress(`${processes} process(es): ${res.eventsPerSec.toLocaleString()} events/s (${res.eventsPerSecPerProcess.toLocaleString()} per process), peak RSS ${rss.join(', ')} MiB`);
     runs.push(res);
   }
@@ -94,7 +98,7 @@ async function main() {
     ratioOneProcessToDuckDB: one ? +(one.eventsPerSec / duckRate).toFixed(3) : null,
   };
   const md = [
-    `${EVENTS.toLocaleString()} events in ${batches.length} Parquet batches (${(bytes / 2 ** 20).toFixed(1)} MiB), Zipf over 100,000 entities; each worker process runs SLUICE_WORKER_CONCURRENCY=4 batches at once.`,
+    `${EVENTS.toLocaleString()} events in ${batches.length} Parquet batches (${(bytes / 2 ** 20).toFixed(1)} MiB), Zipf (s = 1.1) over ${ENTITIES.toLocaleString()} entities, 3 event types, event times over ${SPREAD_MINUTES} minutes; ${runs[0]?.influxPoints.toLocaleString()} InfluxDB points per run. Each worker process runs SLUICE_WORKER_CONCURRENCY=4 batches at once; every process shares the 2 cores with InfluxDB, Redis and the S3/SQS emulator.`,
     '', '| worker processes | events/s (all) | events/s per process | peak RSS per process |', '|---|---|---|---|',
     ...runs.map((x) => `| ${x.processes} | ${x.eventsPerSec.toLocaleString()} | ${x.eventsPerSecPerProcess.toLocaleString()} | ${x.peakRssMiB.join(', ')} MiB |`),
     '', `DuckDB \`GROUP BY minute, entity_id, event_type\` on the same files: ${duckRate.toLocaleString()} events/s. One worker process / DuckDB: ${result.ratioOneProcessToDuckDB}.`,

@@ -3,13 +3,14 @@
 // can never make an unstored event look like a duplicate. Redis unavailable → dedup is skipped (workers'
 // exact dedup still counts each id once); ingest never fails because of it.
 //
-// Layout: one Redis set per minute of arrival (`<prefix>seen:<minute>`), expiring after the window. A request
+// Layout: one Redis set per five minutes of arrival (`<prefix>seen:<bucket>`), expiring after the window. A request
 // costs two Lua calls, one to check (SMISMEMBER over the window's sets) and one to mark (SADD): the ids cross the
 // wire as one string each way, not once per event or per minute, which keeps Redis and the client off the hot path.
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
 
-const BUCKET_MS = 60_000;
+/** Width of one set: a window of 10 minutes reads three sets (ids are remembered 10 to 15 minutes). */
+const BUCKET_MS = 300_000;
 /** Ids per Lua unpack() (Redis' Lua accepts a few thousand values at most). */
 const SLICE = 4_000;
 
@@ -48,7 +49,7 @@ export class ProducerDedup {
   private warnedAt = 0;
   constructor(private readonly redis: Redis, private readonly prefix: string, private readonly windowMs: number, private readonly log: Logger) {}
 
-  private bucketKey(minute: number): string { return `${this.prefix}seen:${minute}`; }
+  private bucketKey(bucket: number): string { return `${this.prefix}seen:${bucket}`; }
 
   /** Which of `ids` were already accepted within the window (by any node). */
   async seen(ids: readonly string[], nowMs = Date.now()): Promise<boolean[]> {
@@ -68,10 +69,10 @@ export class ProducerDedup {
   /** Marks ids as accepted (after they are durable). Best effort. */
   async mark(ids: readonly string[], nowMs = Date.now()): Promise<void> {
     if (ids.length === 0 || this.windowMs <= 0 || this.redis.status !== 'ready') return;
-    const minute = Math.floor(nowMs / BUCKET_MS);
-    const key = this.bucketKey(minute);
+    const bucket = Math.floor(nowMs / BUCKET_MS);
+    const key = this.bucketKey(bucket);
     try {
-      await this.redis.eval(MARK_SCRIPT, 1, key, ids.join('\n'), (minute + 1) * BUCKET_MS + this.windowMs + BUCKET_MS);
+      await this.redis.eval(MARK_SCRIPT, 1, key, ids.join('\n'), (bucket + 1) * BUCKET_MS + this.windowMs + BUCKET_MS);
     } catch (err) {
       this.warn(err);
     }

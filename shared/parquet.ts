@@ -121,10 +121,15 @@ async function loadExcluded(c: DuckDBConnection, excluded: readonly string[]): P
 }
 
 export interface BatchScan {
-  /** Distinct event ids of the batch, in a stable order. */
-  eventIds: string[];
-  /** Rows in the file (≥ eventIds.length when a file repeats an id). */
+  /** Distinct event ids in the file. */
+  distinctIds: number;
+  /** Rows in the file (≥ distinctIds when a file repeats an id). */
   rowCount: number;
+  /**
+   * The distinct event ids in a stable order, joined by newlines into chunks of at most `size` ids: ready to
+   * send as one argument each (ids hold no control characters), without one JavaScript string per id.
+   */
+  idChunks(size: number): Promise<string[]>;
   /**
    * Aggregates per minute, counting each event id once and skipping `excluded` ids.
    * Within a file, the first row of an id in (ingest_time, entity_id, event_time) order wins.
@@ -183,15 +188,14 @@ export async function scanBatch(file: string): Promise<BatchScan> {
   try {
     await readBatchTable(c, file);
     const rowCount = Number((await c.runAndReadAll('SELECT count(*)::BIGINT FROM batch')).getRowsJS()[0]![0]);
-    const ids = (await c.runAndReadAll('SELECT DISTINCT event_id FROM batch ORDER BY event_id')).getColumnsJS()[0] as string[] | undefined;
-    const eventIds = ids ?? [];
+    const distinctIds = Number((await c.runAndReadAll('SELECT count(DISTINCT event_id)::BIGINT FROM batch')).getRowsJS()[0]![0]);
     // The rows to count: each id once, minus ids excluded by other batches. Built once per exclusion set and shared
     // by aggregate() and countBuckets(); when the file repeats no id and nothing is excluded it is the batch itself.
     let prepared: { excluded: readonly string[]; table: string } | undefined;
     const uniqueEvents = async (excluded: readonly string[]): Promise<string> => {
       if (prepared?.excluded === excluded) return prepared.table;
       let table = 'batch';
-      if (excluded.length > 0 || eventIds.length !== rowCount) {
+      if (excluded.length > 0 || distinctIds !== rowCount) {
         await loadExcluded(c, excluded);
         await c.run(`CREATE OR REPLACE TEMP TABLE unique_events AS
           SELECT * FROM batch ANTI JOIN excluded USING (event_id)
@@ -202,8 +206,16 @@ export async function scanBatch(file: string): Promise<BatchScan> {
       return table;
     };
     return {
-      eventIds,
+      distinctIds,
       rowCount,
+      async idChunks(size) {
+        const n = Math.max(1, Math.floor(size));
+        const [chunks = []] = (await c.runAndReadAll(`
+          SELECT string_agg(event_id, chr(10) ORDER BY event_id) FROM (
+            SELECT event_id, (row_number() OVER (ORDER BY event_id) - 1) // ${n} AS k FROM (SELECT DISTINCT event_id FROM batch)
+          ) GROUP BY k ORDER BY k`)).getColumnsJS() as [string[]];
+        return chunks;
+      },
       async aggregate(excluded) {
         const from = await uniqueEvents(excluded);
         const rows = (await c.runAndReadAll(`

@@ -8,7 +8,7 @@ import { decodeManifest } from '../shared/contracts/manifest.js';
 import { PermanentError, SluiceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { scanBatch } from '../shared/parquet.js';
-import type { EventDedup } from './event-dedup.js';
+import { CLAIM_CHUNK, type EventDedup } from './event-dedup.js';
 import { fetchBatch } from './fetch-batch.js';
 import { InfluxSink } from './influx-sink.js';
 import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../shared/clients/influx.js';
@@ -68,7 +68,7 @@ export class BatchProcessor {
       });
       try {
         await step('scanned', batchKey);
-        const { excluded } = await this.d.dedup.claim(batchKey, scan.eventIds);
+        const { excluded } = await this.d.dedup.claimChunks(batchKey, await scan.idChunks(CLAIM_CHUNK));
         await step('claimed', batchKey);
         const lines = await scan.minuteLines(excluded, {
           measurement: MEASUREMENT_1M, entityTag: TAG_ENTITY, typeTag: TAG_TYPE, offsetNs: batchOffsetNs(batchKey), linesPerChunk: this.d.pointsPerRequest,

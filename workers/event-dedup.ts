@@ -2,8 +2,8 @@
 // SLUICE_DEDUP_WINDOW. A batch skips ids claimed by another batch and keeps ids it claimed itself, so a
 // redelivered or concurrently delivered batch computes the same exclusion set every time.
 //
-// Layout: one Redis hash per minute of claiming (`<prefix>eid:<minute>`: event id → owner tag), expiring after
-// the window. One atomic Lua call per chunk of ids reads the owners from the window's hashes (one HMGET each)
+// Layout: one Redis hash per five minutes of claiming (`<prefix>eid:<bucket>`: event id → owner tag), expiring
+// after the window. One atomic Lua call per chunk of ids reads the owners from the window's hashes (one HMGET each)
 // and claims the unowned ids in the current one (one HSET): a handful of Redis operations per chunk instead
 // of one per event.
 import { createHash } from 'node:crypto';
@@ -12,17 +12,19 @@ import { TransientError, errorMessage } from '../shared/errors.js';
 
 /** Ids per Lua call: bounds the time one call holds Redis and stays within Lua's argument limits. */
 export const CLAIM_CHUNK = 3_000;
-/** Width of one claims hash. */
-export const CLAIM_BUCKET_MS = 60_000;
+/** Width of one claims hash: a window of 10 minutes reads three hashes (claims live 10 to 15 minutes). */
+export const CLAIM_BUCKET_MS = 300_000;
 
 /**
  * KEYS: the window's hashes, newest (the current minute, where new claims go) first. ARGV[1] owner tag,
- * ARGV[2] expiry of the current hash (epoch ms), ARGV[3..] ids. Returns the ids owned by a different tag.
+ * ARGV[2] expiry of the current hash (epoch ms), ARGV[3] the ids joined by newlines (validated ids hold no
+ * control characters; one string costs the client far less than one protocol argument per id).
+ * Returns the ids owned by a different tag.
  */
 const CLAIM_SCRIPT = `
 local tag = ARGV[1]
 local ids = {}
-for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+for id in string.gmatch(ARGV[3], '[^\\n]+') do ids[#ids + 1] = id end
 local owner = {}
 for k = 1, #KEYS do
   local got = redis.call('HMGET', KEYS[k], unpack(ids))
@@ -70,15 +72,22 @@ export class EventDedup {
   }
 
   /** Claims `ids` for `batchKey`. Redis unreachable → TransientError dedup_unavailable. */
-  async claim(batchKey: string, ids: readonly string[], nowMs = Date.now()): Promise<ClaimResult> {
+  claim(batchKey: string, ids: readonly string[], nowMs = Date.now()): Promise<ClaimResult> {
+    const chunks: string[] = [];
+    for (let i = 0; i < ids.length; i += CLAIM_CHUNK) chunks.push(ids.slice(i, i + CLAIM_CHUNK).join('\n'));
+    return this.claimChunks(batchKey, chunks, nowMs);
+  }
+
+  /** Claims ids given as newline-joined chunks of at most CLAIM_CHUNK ids (see BatchScan.idChunks). */
+  async claimChunks(batchKey: string, chunks: readonly string[], nowMs = Date.now()): Promise<ClaimResult> {
     const tag = claimTag(batchKey);
     const keys = this.windowKeys(nowMs);
     const expireAt = (Math.floor(nowMs / CLAIM_BUCKET_MS) + 1) * CLAIM_BUCKET_MS + this.windowMs;
     const excluded: string[] = [];
-    for (let i = 0; i < ids.length; i += CLAIM_CHUNK) {
+    for (const chunk of chunks) {
       let got: unknown;
       try {
-        got = await this.redis.eval(CLAIM_SCRIPT, keys.length, ...keys, tag, expireAt, ...ids.slice(i, i + CLAIM_CHUNK));
+        got = await this.redis.eval(CLAIM_SCRIPT, keys.length, ...keys, tag, expireAt, chunk);
       } catch (err) {
         // Every Redis failure is the dependency's, not the batch's: the batch must wait, never be dead-lettered.
         throw new TransientError(`Redis event-id claims failed: ${errorMessage(err)}`, 'dedup_unavailable', { cause: err });

@@ -128,6 +128,7 @@ export class MessageHandler {
     const handle = message.ReceiptHandle!;
     if (outcome.kind === 'delivered') {
       o.metrics.events.inc(outcome.stats.counted);
+      o.metrics.points.inc(outcome.stats.points);
       o.metrics.duplicates.inc(outcome.stats.duplicates);
       log.info({ ...outcome.stats }, 'batch delivered');
       return outcome;

@@ -5,6 +5,7 @@ import type { OutcomeKind } from './outcome.js';
 
 export class WorkerMetrics {
   readonly batches: prom.Counter<'outcome'>;
+  readonly points: prom.Counter;
   readonly events: prom.Counter;
   readonly duplicates: prom.Counter;
   readonly batchSeconds: prom.Histogram<'outcome'>;
@@ -18,6 +19,7 @@ export class WorkerMetrics {
     const registers = [registry];
     this.batches = new prom.Counter({ name: 'sluice_worker_batches_total', help: 'Batches finished, by outcome (delivered, retry, rejected).', labelNames: ['outcome'], registers });
     this.events = new prom.Counter({ name: 'sluice_worker_events_total', help: 'Events added to the InfluxDB aggregates.', registers });
+    this.points = new prom.Counter({ name: 'sluice_worker_influx_points_total', help: 'Per-minute points written to InfluxDB (one per entity, event type and minute of a batch).', registers });
     this.duplicates = new prom.Counter({ name: 'sluice_worker_duplicates_dropped_total', help: 'Rows not counted because their event id was repeated in the file or counted by another batch.', registers });
     this.batchSeconds = new prom.Histogram({ name: 'sluice_worker_batch_duration_seconds', help: 'Time from receiving a batch to its outcome.', labelNames: ['outcome'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600], registers });
     this.influxWriteSeconds = new prom.Histogram({ name: 'sluice_worker_influx_write_seconds', help: 'Latency of one InfluxDB write request.', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });

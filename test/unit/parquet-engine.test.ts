@@ -37,7 +37,8 @@ describe('Parquet engine', () => {
     const scan = await scanBatch(file!);
     try {
       expect(scan.rowCount).toBe(5);
-      expect(scan.eventIds).toEqual(['1', '2', '3', '4']);
+      expect(scan.distinctIds).toBe(4);
+      expect(await scan.idChunks(3)).toEqual(['1\n2\n3', '4']);
       const out = await scan.minuteLines(['4'], { measurement: 'm', entityTag: 'e', typeTag: 't', offsetNs: 42n, linesPerChunk: 1 });
       expect(out).toEqual({
         chunks: [
