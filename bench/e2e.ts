@@ -2,15 +2,13 @@
 // end to end (accepted and counted), freshness p50/p99 (accepted → visible in the query API), query latency
 // p50/p99, peak RSS of every process, exactness against the ground truth, and DuckDB computing the same
 // aggregates from the same archived Parquet files as the native reference.
-import { mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, PROJECT_ROOT } from '../shared/config.js';
-import { createLogger } from '../shared/logger.js';
-import { createInflux, ensureDatabase, MEASUREMENT_1M } from '../shared/clients/influx.js';
+import { PROJECT_ROOT } from '../shared/config.js';
+import { createInflux, MEASUREMENT_1M } from '../shared/clients/influx.js';
 import { createS3 } from '../shared/clients/aws.js';
 import { openEngine, parquetFiles, queryParquet } from '../shared/parquet.js';
-import { ensureLocalServices } from '../localstack/services.js';
-import { setupResources } from '../localstack/setup-resources.js';
+import { benchEnv, prepareRun } from './lib/stack.js';
 import { startProcess, type ChildService } from '../test/support/processes.js';
 import { downloadTo, listKeys } from '../test/support/sqs.js';
 import { runLoad } from './load-generator.js';
@@ -24,19 +22,11 @@ const FLUSH_AGE = process.env.BENCH_FLUSH_AGE ?? '5s';
 
 async function main() {
   const id = `e${Date.now().toString(36)}`;
-  const dataDir = path.join(PROJECT_ROOT, '.data', 'bench', id);
-  mkdirSync(dataDir, { recursive: true });
-  const env: Record<string, string> = {
-    SLUICE_DATA_DIR: dataDir, SLUICE_LOG_LEVEL: 'warn', SLUICE_NODE_ID: 'bench-e2e', SLUICE_INGEST_PORT: '0', SLUICE_QUERY_PORT: '0', SLUICE_WORKER_PORT: '0',
-    SLUICE_RAW_BUCKET: `raw-${id}`, SLUICE_COLD_BUCKET: `cold-${id}`, SLUICE_QUEUE_NAME: `q-${id}`, SLUICE_DLQ_NAME: `dlq-${id}`,
-    SLUICE_INFLUX_DB: `bench_${id}`, SLUICE_REDIS_PREFIX: `${id}:`, SLUICE_FLUSH_MAX_AGE: FLUSH_AGE, SLUICE_WORKER_POLL_WAIT: '1s',
-  };
-  const cfg = loadConfig({ ...process.env, ...env });
+  const env = benchEnv(id, { SLUICE_FLUSH_MAX_AGE: FLUSH_AGE });
+  const dataDir = env.SLUICE_DATA_DIR!;
   progress('starting services');
-  const services = await ensureLocalServices({ influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, awsEndpoint: cfg.AWS_ENDPOINT_URL }, path.join(PROJECT_ROOT, '.data'), createLogger('bench', 'warn'));
-  await setupResources(cfg);
+  const { cfg, services } = await prepareRun(env);
   const influx = createInflux(cfg);
-  await ensureDatabase(influx, cfg.SLUICE_INFLUX_DB);
   const ingest = await startProcess('ingest', env);
   const workers: ChildService[] = await Promise.all(Array.from({ length: WORKERS }, (_, i) => startProcess('worker', env, `worker-${i}`)));
   const query = await startProcess('query', env);

@@ -4,14 +4,13 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, PROJECT_ROOT } from '../shared/config.js';
-import { createLogger } from '../shared/logger.js';
+import { PROJECT_ROOT } from '../shared/config.js';
 import { createSqs } from '../shared/clients/aws.js';
 import { decodeManifest } from '../shared/contracts/manifest.js';
 import { encodeEventLine, validateEvent } from '../shared/contracts/event.js';
 import { openEngine, queryParquet, writeEventBatches } from '../shared/parquet.js';
-import { ensureLocalServices, nodeEntry } from '../localstack/services.js';
-import { setupResources } from '../localstack/setup-resources.js';
+import { nodeEntry } from '../localstack/services.js';
+import { benchEnv, prepareRun } from './lib/stack.js';
 import { receiveAll } from '../test/support/sqs.js';
 import { eventFactory } from './lib/workload.js';
 import { peakRssMiB, percentile, progress, writeResults } from './lib/report.js';
@@ -24,19 +23,11 @@ const BURST_REQUESTS = Number(process.env.BENCH_BURST_REQUESTS ?? 400);
 const ENCODE_EVENTS = Number(process.env.BENCH_ENCODE_EVENTS ?? 1_000_000);
 
 async function main() {
-  const run = `bench${Date.now().toString(36)}`;
-  const dataDir = path.join(PROJECT_ROOT, '.data', 'bench', run);
-  const env: Record<string, string> = {
-    SLUICE_DATA_DIR: dataDir, SLUICE_LOG_LEVEL: 'warn', SLUICE_NODE_ID: 'bench-ingest', SLUICE_INGEST_PORT: '0', SLUICE_WORKER_PORT: '0',
-    SLUICE_RAW_BUCKET: `raw-${run}`, SLUICE_COLD_BUCKET: `cold-${run}`, SLUICE_QUEUE_NAME: `q-${run}`, SLUICE_DLQ_NAME: `dlq-${run}`,
-    SLUICE_REDIS_PREFIX: `${run}:`, SLUICE_WAL_FSYNC: process.env.BENCH_FSYNC ?? 'true',
-  };
-  const cfg = loadConfig({ ...process.env, ...env });
-  const log = createLogger('bench', 'warn');
-  mkdirSync(dataDir, { recursive: true });
+  const run = `i${Date.now().toString(36)}`;
+  const env = benchEnv(run, { SLUICE_NODE_ID: 'bench-ingest', SLUICE_WAL_FSYNC: process.env.BENCH_FSYNC ?? 'true' });
+  const dataDir = env.SLUICE_DATA_DIR!;
   progress('starting services');
-  const services = await ensureLocalServices({ influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, awsEndpoint: cfg.AWS_ENDPOINT_URL }, path.join(PROJECT_ROOT, '.data'), log);
-  await setupResources(cfg);
+  const { cfg, services } = await prepareRun(env);
 
   // Pre-encode request bodies: the generator must not be what is measured.
   progress('generating workload');

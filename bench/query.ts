@@ -8,22 +8,21 @@ import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { IPoint } from 'influx';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { loadConfig, PROJECT_ROOT } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { createS3 } from '../shared/clients/aws.js';
-import { MEASUREMENT_1D, MEASUREMENT_1H, MEASUREMENT_1M, RP_1D, RP_1H, TAG_ENTITY, TAG_TYPE, createInflux, ensureDatabase } from '../shared/clients/influx.js';
+import { MEASUREMENT_1D, MEASUREMENT_1H, MEASUREMENT_1M, RP_1D, RP_1H, TAG_ENTITY, TAG_TYPE, createInflux } from '../shared/clients/influx.js';
 import { DAY_MS, HOUR_MS } from '../shared/contracts/cold-layout.js';
 import { encodeEventLine } from '../shared/contracts/event.js';
 import { rawEventsKey } from '../shared/contracts/parquet-schema.js';
 import { openEngine, parquetFiles, queryParquet, writeEventBatches } from '../shared/parquet.js';
-import { ensureLocalServices, nodeEntry } from '../localstack/services.js';
-import { setupResources } from '../localstack/setup-resources.js';
+import { nodeEntry } from '../localstack/services.js';
 import { createRedis } from '../shared/clients/redis.js';
 import { ensureRetentionPolicies, runRollup } from '../workers/rollup.js';
 import { EntityTotalsUpdater } from '../workers/entity-totals.js';
 import { runCompaction } from '../workers/compaction.js';
 import { eventFactory } from './lib/workload.js';
 import { percentile, progress, writeResults } from './lib/report.js';
+import { benchEnv, prepareRun } from './lib/stack.js';
 
 const CLIENTS = 100;
 const REQUESTS = Number(process.env.BENCH_QUERY_REQUESTS ?? 2_000);
@@ -34,23 +33,13 @@ const COMPACT_FILES = Number(process.env.BENCH_COMPACT_FILES ?? 10);
 const COMPACT_EVENTS_PER_FILE = Number(process.env.BENCH_COMPACT_EVENTS_PER_FILE ?? 50_000);
 
 async function main() {
-  const run = `qbench${Date.now().toString(36)}`;
-  const dataDir = path.join(PROJECT_ROOT, '.data', 'bench', run);
-  const env: Record<string, string> = {
-    SLUICE_DATA_DIR: dataDir, SLUICE_LOG_LEVEL: 'warn', SLUICE_QUERY_PORT: '0', SLUICE_INFLUX_DB: `db_${run}`,
-    // Own service ports (started here, stopped at the end) so a developer's running stack is neither used nor disturbed.
-    SLUICE_INFLUX_URL: process.env.BENCH_INFLUX_URL ?? 'http://127.0.0.1:38086', SLUICE_REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:36379',
-    AWS_ENDPOINT_URL: process.env.BENCH_AWS_ENDPOINT ?? 'http://127.0.0.1:34566',
-    SLUICE_RAW_BUCKET: `raw-${run}`, SLUICE_COLD_BUCKET: `cold-${run}`, SLUICE_QUEUE_NAME: `q-${run}`, SLUICE_DLQ_NAME: `dlq-${run}`, SLUICE_REDIS_PREFIX: `${run}:`,
-  };
-  const cfg = loadConfig({ ...process.env, ...env });
+  const run = `q${Date.now().toString(36)}`;
+  const env = benchEnv(run);
+  const dataDir = env.SLUICE_DATA_DIR!;
   const log = createLogger('bench', 'warn');
-  mkdirSync(dataDir, { recursive: true });
   progress('starting services');
-  const services = await ensureLocalServices({ influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, awsEndpoint: cfg.AWS_ENDPOINT_URL }, path.join(PROJECT_ROOT, '.data', 'bench-services'), log);
-  await setupResources(cfg);
+  const { cfg, services } = await prepareRun(env);
   const influx = createInflux(cfg);
-  await ensureDatabase(influx, cfg.SLUICE_INFLUX_DB);
   await ensureRetentionPolicies(influx, cfg);
 
   // ---- data: minutes for the last MINUTE_HOURS, hourly and daily rollups for 90 days before that -------

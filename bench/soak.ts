@@ -1,13 +1,9 @@
 // `npm run soak`: the whole stack under a steady load (default one hour at 25,000 events/s, half the sustained
 // rate measured by bench:e2e), sampling every process's RSS and open file handles over time to show leaks:
 // a healthy run has flat RSS and handle counts after warm-up, and exact counts at the end.
-import { readdirSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { loadConfig, PROJECT_ROOT } from '../shared/config.js';
-import { createLogger } from '../shared/logger.js';
-import { createInflux, ensureDatabase, MEASUREMENT_1M } from '../shared/clients/influx.js';
-import { ensureLocalServices } from '../localstack/services.js';
-import { setupResources } from '../localstack/setup-resources.js';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createInflux, MEASUREMENT_1M } from '../shared/clients/influx.js';
+import { benchEnv, prepareRun } from './lib/stack.js';
 import { startProcess, type ChildService } from '../test/support/processes.js';
 import { runLoad } from './load-generator.js';
 import { progress, writeResults } from './lib/report.js';
@@ -27,18 +23,10 @@ function sample(pid: number): { rssMiB: number; handles: number } {
 
 async function main() {
   const id = `s${Date.now().toString(36)}`;
-  const dataDir = path.join(PROJECT_ROOT, '.data', 'bench', id);
-  mkdirSync(dataDir, { recursive: true });
-  const env: Record<string, string> = {
-    SLUICE_DATA_DIR: dataDir, SLUICE_LOG_LEVEL: 'warn', SLUICE_NODE_ID: 'soak', SLUICE_INGEST_PORT: '0', SLUICE_QUERY_PORT: '0', SLUICE_WORKER_PORT: '0',
-    SLUICE_RAW_BUCKET: `raw-${id}`, SLUICE_COLD_BUCKET: `cold-${id}`, SLUICE_QUEUE_NAME: `q-${id}`, SLUICE_DLQ_NAME: `dlq-${id}`,
-    SLUICE_INFLUX_DB: `soak_${id}`, SLUICE_REDIS_PREFIX: `${id}:`, SLUICE_FLUSH_MAX_AGE: '5s', SLUICE_WORKER_POLL_WAIT: '1s',
-  };
-  const cfg = loadConfig({ ...process.env, ...env });
-  const services = await ensureLocalServices({ influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, awsEndpoint: cfg.AWS_ENDPOINT_URL }, path.join(PROJECT_ROOT, '.data'), createLogger('soak', 'warn'));
-  await setupResources(cfg);
+  const env = benchEnv(id, { SLUICE_FLUSH_MAX_AGE: '5s' });
+  const dataDir = env.SLUICE_DATA_DIR!;
+  const { cfg, services } = await prepareRun(env);
   const influx = createInflux(cfg);
-  await ensureDatabase(influx, cfg.SLUICE_INFLUX_DB);
   const procs: Record<string, ChildService> = {
     ingest: await startProcess('ingest', env),
     'worker-0': await startProcess('worker', env, 'worker-0'),

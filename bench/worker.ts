@@ -1,21 +1,18 @@
 // `npm run bench:worker`: prepared batches (1M events, Zipf entities) in S3 processed into InfluxDB by 1, 2 and
 // 4 worker processes: events/s (read, deduplicated, aggregated, written), peak RSS per process, and the rate as
 // a ratio to DuckDB running the equivalent GROUP BY minute, entity_id, event_type on the same Parquet files.
-import { mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, PROJECT_ROOT, type Config } from '../shared/config.js';
-import { createLogger } from '../shared/logger.js';
-import { createInflux, ensureDatabase } from '../shared/clients/influx.js';
+import { PROJECT_ROOT } from '../shared/config.js';
 import { createS3 } from '../shared/clients/aws.js';
 import { openEngine, parquetFiles, queryParquet } from '../shared/parquet.js';
 import type { Event } from '../shared/contracts/event.js';
-import { ensureLocalServices } from '../localstack/services.js';
-import { setupResources } from '../localstack/setup-resources.js';
 import { FAST_WORKER_ENV, sendManifests, uploadBatches, metricValue, type UploadedBatch } from '../test/support/batches.js';
 import { startProcess, type ChildService } from '../test/support/processes.js';
 import { downloadTo } from '../test/support/sqs.js';
 import { rng, zipf } from './lib/workload.js';
 import { peakRssMiB, progress, writeResults } from './lib/report.js';
+import { benchEnv, prepareRun } from './lib/stack.js';
 
 const EVENTS = Number(process.env.BENCH_WORKER_EVENTS ?? 1_000_000);
 const BATCHES = Number(process.env.BENCH_WORKER_BATCHES ?? 8);
@@ -24,23 +21,14 @@ const ENTITIES = Number(process.env.BENCH_WORKER_ENTITIES ?? 10_000);
 /** Event times of the prepared batches spread over this many minutes (ingest flushes every few seconds, so a real batch spans little time). */
 const SPREAD_MINUTES = Number(process.env.BENCH_WORKER_SPREAD_MINUTES ?? 10);
 
-function envFor(run: string, dataDir: string, bucket: string): Record<string, string> {
-  return {
-    ...FAST_WORKER_ENV, SLUICE_DATA_DIR: dataDir, SLUICE_LOG_LEVEL: 'warn', SLUICE_WORKER_PORT: '0', SLUICE_INGEST_PORT: '0', SLUICE_QUERY_PORT: '0',
-    SLUICE_RAW_BUCKET: bucket, SLUICE_COLD_BUCKET: `${bucket}-cold`, SLUICE_QUEUE_NAME: `q-${run}`, SLUICE_DLQ_NAME: `dlq-${run}`,
-    SLUICE_INFLUX_DB: `bench_${run}`, SLUICE_REDIS_PREFIX: `${run}:`, SLUICE_VISIBILITY_TIMEOUT: '60s',
-  };
-}
-
 async function main() {
   const id = `w${Date.now().toString(36)}`;
+  // Every run (1, 2, 4 processes) reads the same prepared objects with its own queue, database and claims.
+  const envFor = (run: string) => benchEnv(run, { ...FAST_WORKER_ENV, SLUICE_RAW_BUCKET: `raw-${id}`, SLUICE_VISIBILITY_TIMEOUT: '60s', SLUICE_DATA_DIR: path.join(PROJECT_ROOT, '.data', 'bench', id) });
   const dataDir = path.join(PROJECT_ROOT, '.data', 'bench', id);
-  mkdirSync(dataDir, { recursive: true });
-  const bucket = `raw-${id}`;
-  const base: Config = loadConfig({ ...process.env, ...envFor(`${id}prep`, dataDir, bucket) });
   progress('starting services');
-  const services = await ensureLocalServices({ influxUrl: base.SLUICE_INFLUX_URL, redisUrl: base.SLUICE_REDIS_URL, awsEndpoint: base.AWS_ENDPOINT_URL }, path.join(PROJECT_ROOT, '.data'), createLogger('bench', 'warn'));
-  await setupResources(base);
+  const { cfg: base, services } = await prepareRun(envFor(`${id}prep`));
+  const bucket = base.SLUICE_RAW_BUCKET;
 
   progress(`preparing ${BATCHES} batches holding ${EVENTS.toLocaleString()} events (Zipf over ${ENTITIES.toLocaleString()} entities, ${SPREAD_MINUTES} minutes)`);
   const r = rng(11);
@@ -61,10 +49,8 @@ async function main() {
   const runs = [];
   for (const processes of PROCESSES) {
     const run = `${id}p${processes}`;
-    const env = envFor(run, dataDir, bucket);
-    const cfg = loadConfig({ ...process.env, ...env });
-    await setupResources(cfg);
-    await ensureDatabase(createInflux(cfg), cfg.SLUICE_INFLUX_DB);
+    const env = envFor(run);
+    const { cfg } = await prepareRun(env);
     const workers: ChildService[] = await Promise.all(Array.from({ length: processes }, (_, i) => startProcess('worker', env, `worker-${run}-${i}`)));
     const t0 = performance.now();
     await sendManifests(cfg, batches.map((b) => b.body));

@@ -88,7 +88,7 @@ export function ensureDebianPackages(log: Logger, needed: { influxdb: boolean; r
   }
 }
 
-function startChild(name: string, cmd: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
+function startChild(cmd: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const fd = openSync(logFile, 'a');
   const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', fd, fd], env });
   child.on('error', () => undefined);
@@ -145,7 +145,7 @@ export async function ensureInflux(url: string, dataDir: string, log: Logger): P
   const conf = path.join(dir, 'influxdb.conf');
   writeFileSync(conf, influxConfig(dir, '127.0.0.1', Number(u.port || 8086)));
   const logFile = path.join(dir, 'influxd.log');
-  const child = startChild('influxdb', ['influxd', 'run', '-config', conf], logFile);
+  const child = startChild(['influxd', 'run', '-config', conf], logFile);
   await waitFor(`InfluxDB at ${url}`, () => httpOk(`${url}/ping`), child, logFile);
   log.info({ url, dataDir: dir }, 'started InfluxDB');
   return { name: 'influxdb', started: true, stop: stopper(child) };
@@ -161,7 +161,7 @@ export async function ensureRedis(url: string, dataDir: string, log: Logger): Pr
   mkdirSync(dir, { recursive: true });
   const logFile = path.join(dir, 'redis.log');
   // appendonly + fsync everysec: dedup claims and top-K survive a Redis restart.
-  const child = startChild('redis', ['redis-server', '--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
+  const child = startChild(['redis-server', '--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
     '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--protected-mode', 'yes', '--daemonize', 'no'], logFile);
   await waitFor(`Redis at ${url}`, () => redisPing(host, port), child, logFile);
   log.info({ url, dataDir: dir }, 'started Redis');
@@ -174,7 +174,7 @@ export async function ensureEmulator(endpoint: string, dataDir: string, log: Log
   if (!LOOPBACK.has(u.hostname)) throw new Error(`No S3/SQS endpoint answering at ${endpoint} (AWS_ENDPOINT_URL) and it is not local, so the emulator cannot be started here`);
   mkdirSync(dataDir, { recursive: true });
   const logFile = path.resolve(dataDir, 'fauxqs.log');
-  const child = startChild('fauxqs', nodeEntry('localstack/emulator.ts'), logFile, { ...process.env, SLUICE_EMULATOR_PORT: u.port || '4566' });
+  const child = startChild(nodeEntry('localstack/emulator.ts'), logFile, { ...process.env, SLUICE_EMULATOR_PORT: u.port || '4566' });
   await waitFor(`fauxqs at ${endpoint}`, () => httpOk(`${endpoint}/health`), child, logFile);
   log.info({ endpoint }, 'started the fauxqs S3+SQS emulator');
   return { name: 'fauxqs', started: true, stop: stopper(child) };
