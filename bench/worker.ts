@@ -88,7 +88,7 @@ async function main() {
     '', '| worker processes | events/s (all) | events/s per process | peak RSS per process |', '|---|---|---|---|',
     ...runs.map((x) => `| ${x.processes} | ${x.eventsPerSec.toLocaleString()} | ${x.eventsPerSecPerProcess.toLocaleString()} | ${x.peakRssMiB.join(', ')} MiB |`),
     '', `DuckDB \`GROUP BY minute, entity_id, event_type\` on the same files: ${duckRate.toLocaleString()} events/s. One worker process / DuckDB: ${result.ratioOneProcessToDuckDB}.`,
-    'A worker does more than the GROUP BY: download + sha256 verification, an event-id claim in Redis per event, InfluxDB writes and top-K updates.',
+    'A worker does more than the GROUP BY: download + sha256 verification, event-id claims in Redis, InfluxDB writes, top-K and all-time totals.',
   ].join('\n');
   const file = writeResults('worker', result, md);
   progress(`results written to ${path.relative(PROJECT_ROOT, file)}`);
