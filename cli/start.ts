@@ -5,11 +5,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import type { Config } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { createInflux, ensureDatabase } from '../shared/clients/influx.js';
-import { createSqs, queueUrl } from '../shared/clients/aws.js';
+import { createSqs } from '../shared/clients/aws.js';
+import { queueBacklog } from '../shared/queue-stats.js';
 import { sleep } from '../shared/retry.js';
 import { ensureLocalServices, nodeEntry } from '../localstack/services.js';
 import { setupResources } from '../localstack/setup-resources.js';
@@ -39,8 +39,7 @@ async function stopChild(c: Child, timeoutMs: number): Promise<void> {
 async function queueDepth(cfg: Config): Promise<number> {
   const sqs = createSqs(cfg);
   try {
-    const r = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: await queueUrl(sqs, cfg.SLUICE_QUEUE_NAME), AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }));
-    return Number(r.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(r.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+    return await queueBacklog(sqs, cfg.SLUICE_QUEUE_NAME);
   } finally {
     sqs.destroy();
   }

@@ -32,3 +32,9 @@ export async function readQueueStats(sqs: SQSClient, queueName: string): Promise
     throw classify(err, `SQS queue ${queueName}`);
   }
 }
+
+/** Messages not yet done: visible + in flight + delayed. */
+export async function queueBacklog(sqs: SQSClient, queueName: string): Promise<number> {
+  const q = await readQueueStats(sqs, queueName);
+  return q.visible + q.inFlight + q.delayed;
+}

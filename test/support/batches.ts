@@ -1,12 +1,13 @@
 // Builds real batches for worker tests the way ingest does: events → staged NDJSON → Parquet (shared/parquet)
 // → S3 object with its sha256 → manifest on SQS; plus the exact expected aggregates and readers of the results.
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../../shared/config.js';
 import { createS3, createSqs, queueUrl } from '../../shared/clients/aws.js';
+import { queueBacklog } from '../../shared/queue-stats.js';
 import { MEASUREMENT_1M, createInflux } from '../../shared/clients/influx.js';
 import { encodeEventLine, type Event } from '../../shared/contracts/event.js';
 import { encodeManifest, type BatchManifest } from '../../shared/contracts/manifest.js';
@@ -108,12 +109,7 @@ export async function sendManifests(cfg: Config, bodies: readonly string[]): Pro
 export async function queueDepth(cfg: Config, name: string): Promise<number> {
   const sqs = createSqs(cfg);
   try {
-    const r = await sqs.send(new GetQueueAttributesCommand({
-      QueueUrl: await queueUrl(sqs, name),
-      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
-    }));
-    const a = r.Attributes ?? {};
-    return Number(a.ApproximateNumberOfMessages ?? 0) + Number(a.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(a.ApproximateNumberOfMessagesDelayed ?? 0);
+    return await queueBacklog(sqs, name);
   } finally {
     sqs.destroy();
   }

@@ -1,6 +1,6 @@
 // Test helpers that read the real emulator: drain manifests from a queue, download objects, count queue depth.
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { DeleteMessageCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { writeFileSync } from 'node:fs';
 import { queueUrl } from '../../shared/clients/aws.js';
 
@@ -17,11 +17,6 @@ export async function receiveAll(sqs: SQSClient, queueName: string, opts: { dele
     if (!r.Messages?.length) await new Promise((res) => setTimeout(res, 100));
   }
   return out;
-}
-
-export async function queueCounts(sqs: SQSClient, queueName: string): Promise<{ visible: number; inFlight: number }> {
-  const r = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: await queueUrl(sqs, queueName), AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }));
-  return { visible: Number(r.Attributes?.ApproximateNumberOfMessages ?? 0), inFlight: Number(r.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0) };
 }
 
 export async function listKeys(s3: S3Client, bucket: string, prefix = ''): Promise<string[]> {
