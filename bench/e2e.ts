@@ -2,17 +2,15 @@
 // end to end (accepted and counted), freshness p50/p99 (accepted → visible in the query API), query latency
 // p50/p99, peak RSS of every process, exactness against the ground truth, and DuckDB computing the same
 // aggregates from the same archived Parquet files as the native reference.
-import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../shared/config.js';
 import { createInflux, MEASUREMENT_1M } from '../shared/clients/influx.js';
 import { createS3 } from '../shared/clients/aws.js';
 import { openEngine, parquetFiles, queryParquet } from '../shared/parquet.js';
-import { benchEnv, prepareRun } from './lib/stack.js';
+import { benchEnv, finishRun, prepareRun } from './lib/stack.js';
 import { startProcess, type ChildService } from '../test/support/processes.js';
 import { downloadTo, listKeys } from '../test/support/sqs.js';
 import { runLoad } from './load-generator.js';
-import { peakRssMiB, percentile, progress, writeResults } from './lib/report.js';
+import { peakRssMiB, percentile, progress } from './lib/report.js';
 
 const RATE = Number(process.env.BENCH_RATE ?? 50_000);
 const DURATION_MS = Number(process.env.BENCH_DURATION_S ?? 60) * 1000;
@@ -130,11 +128,7 @@ async function main() {
     `| peak RSS ingest / workers / query | ${rss.ingest} / ${rss.workers.join(', ')} / ${rss.query} MiB |`,
     `| DuckDB: same aggregates from the ${files.length} archived files | ${duckSec.toFixed(2)} s (${result.duckdb.eventsPerSec.toLocaleString()} events/s), ${duckMismatches} mismatches vs truth |`,
   ].join('\n');
-  const file = writeResults('e2e', result, md);
-  progress(`results written to ${path.relative(PROJECT_ROOT, file)}`);
-  rmSync(dataDir, { recursive: true, force: true });
-  await Promise.all(services.map((s) => s.stop()));
-  process.exit(0);
+  await finishRun('e2e', result, md, dataDir, services);
 }
 
 main().catch((err: unknown) => { console.error(err); process.exit(1); });

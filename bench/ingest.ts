@@ -2,18 +2,17 @@
 // Reports accepted events/s per ingest process, ack latency p50/p99, Parquet bytes/event and peak RSS, and
 // our WAL→Parquet encode rate as a ratio to DuckDB's native Parquet writer on the same events.
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync, openSync, statSync } from 'node:fs';
+import { mkdirSync, writeFileSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../shared/config.js';
 import { createSqs } from '../shared/clients/aws.js';
 import { decodeManifest } from '../shared/contracts/manifest.js';
 import { encodeEventLine, validateEvent } from '../shared/contracts/event.js';
 import { openEngine, queryParquet, writeEventBatches } from '../shared/parquet.js';
 import { nodeEntry } from '../localstack/services.js';
-import { benchEnv, prepareRun } from './lib/stack.js';
+import { benchEnv, finishRun, prepareRun } from './lib/stack.js';
 import { receiveAll } from '../test/support/sqs.js';
 import { eventFactory } from './lib/workload.js';
-import { peakRssMiB, percentile, progress, writeResults } from './lib/report.js';
+import { peakRssMiB, percentile, progress } from './lib/report.js';
 
 const EVENTS_PER_REQUEST = 1_000;
 const STEADY_CLIENTS = 4;
@@ -126,11 +125,7 @@ async function main() {
     `| DuckDB native Parquet writer, same rows | ${encode.duckdbNativeEventsPerSec.toLocaleString()} events/s |`,
     `| ratio ours / native | ${encode.ratioToNative} |`,
   ].join('\n');
-  const file = writeResults('ingest', result, md);
-  progress(`results written to ${path.relative(PROJECT_ROOT, file)}`);
-  rmSync(dataDir, { recursive: true, force: true });
-  await Promise.all(services.map((s) => s.stop()));
-  process.exit(0);
+  await finishRun('ingest', result, md, dataDir, services);
 }
 
 main().catch((err: unknown) => { console.error(err); process.exit(1); });

@@ -1,7 +1,6 @@
 // `npm run bench:worker`: prepared batches (1M events, Zipf entities) in S3 processed into InfluxDB by 1, 2 and
 // 4 worker processes: events/s (read, deduplicated, aggregated, written), peak RSS per process, and the rate as
 // a ratio to DuckDB running the equivalent GROUP BY minute, entity_id, event_type on the same Parquet files.
-import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../shared/config.js';
 import { createS3 } from '../shared/clients/aws.js';
@@ -11,8 +10,8 @@ import { FAST_WORKER_ENV, sendManifests, uploadBatches, metricValue, type Upload
 import { startProcess, type ChildService } from '../test/support/processes.js';
 import { downloadTo } from '../test/support/sqs.js';
 import { rng, zipf } from './lib/workload.js';
-import { peakRssMiB, progress, writeResults } from './lib/report.js';
-import { benchEnv, prepareRun } from './lib/stack.js';
+import { peakRssMiB, progress } from './lib/report.js';
+import { benchEnv, finishRun, prepareRun } from './lib/stack.js';
 
 const EVENTS = Number(process.env.BENCH_WORKER_EVENTS ?? 1_000_000);
 const BATCHES = Number(process.env.BENCH_WORKER_BATCHES ?? 8);
@@ -90,11 +89,7 @@ async function main() {
     '', `DuckDB \`GROUP BY minute, entity_id, event_type\` on the same files: ${duckRate.toLocaleString()} events/s. One worker process / DuckDB: ${result.ratioOneProcessToDuckDB}.`,
     'A worker does more than the GROUP BY: download + sha256 verification, event-id claims in Redis, InfluxDB writes, top-K and all-time totals.',
   ].join('\n');
-  const file = writeResults('worker', result, md);
-  progress(`results written to ${path.relative(PROJECT_ROOT, file)}`);
-  rmSync(dataDir, { recursive: true, force: true });
-  await Promise.all(services.map((s) => s.stop()));
-  process.exit(0);
+  await finishRun('worker', result, md, dataDir, services);
 }
 
 main().catch((err: unknown) => { console.error(err); process.exit(1); });

@@ -1,11 +1,12 @@
 // What every benchmark run shares: an isolated environment (its own buckets, queues, InfluxDB database, Redis
 // prefix and data folder) on the benchmarks' own service ports, so a developer's running stack is neither used
 // nor disturbed, and the services are started here and stopped at the end.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, PROJECT_ROOT, type Config } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
 import { createInflux, ensureDatabase } from '../../shared/clients/influx.js';
+import { progress, writeResults } from './report.js';
 import { ensureLocalServices, type RunningService } from '../../localstack/services.js';
 import { setupResources } from '../../localstack/setup-resources.js';
 
@@ -39,4 +40,13 @@ export async function prepareRun(env: Record<string, string>): Promise<{ cfg: Co
   await setupResources(cfg);
   await ensureDatabase(createInflux(cfg), cfg.SLUICE_INFLUX_DB);
   return { cfg, services };
+}
+
+/** Writes the results, removes the run's data folder, stops the services it started and exits. */
+export async function finishRun(name: string, result: Record<string, unknown>, markdown: string, dataDir: string, services: RunningService[], exitCode = 0): Promise<never> {
+  const file = writeResults(name, result, markdown);
+  progress(`results written to ${path.relative(PROJECT_ROOT, file)}`);
+  rmSync(dataDir, { recursive: true, force: true });
+  await Promise.all(services.map((s) => s.stop()));
+  process.exit(exitCode);
 }
