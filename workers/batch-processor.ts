@@ -1,6 +1,6 @@
-// The stages of one batch, in order: decode manifest → fetch + verify object → scan Parquet → claim event ids
-// → aggregate → write InfluxDB → update top-K → acknowledge → remove temp file. Every stage before the
-// acknowledgement is idempotent for the same batch, so a crash at any point is repaired by redelivery.
+// The stages of one batch, in order: decode manifest → fetch + verify object → scan Parquet → claim event ids →
+// aggregate → write InfluxDB, top-K and all-time totals (together) → acknowledge → remove temp file. Every stage
+// before the acknowledgement is idempotent for the same batch, so a crash at any point is repaired by redelivery.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
@@ -76,12 +76,14 @@ export class BatchProcessor {
         const buckets = await scan.countBuckets(excluded, TOPK_BASE_BUCKET_MS);
         const totals = await scan.entityTotals(excluded);
         await step('aggregated', batchKey);
-        await this.d.sink.writeLines(lines.chunks, signal);
-        await step('written', batchKey);
-        await this.d.topk.apply(batchKey, buckets);
-        await step('topk_updated', batchKey);
-        await this.d.totals.apply(batchKey, totals);
-        await step('totals_updated', batchKey);
+        // The three effects are independent and each idempotent per batch: write them at once, and wait for all of
+        // them to settle (so no write of this attempt outlives it) before acknowledging or failing.
+        const effects = await Promise.allSettled([
+          this.d.sink.writeLines(lines.chunks, signal).then(() => step('written', batchKey)),
+          this.d.topk.apply(batchKey, buckets).then(() => step('topk_updated', batchKey)),
+          this.d.totals.apply(batchKey, totals).then(() => step('totals_updated', batchKey)),
+        ]);
+        for (const e of effects) if (e.status === 'rejected') throw e.reason;
         const counted = lines.events;
         const stats: BatchStats = { batchKey, rows: scan.rowCount, counted, duplicates: scan.rowCount - counted, points: lines.points };
         await step('before_ack', batchKey);
