@@ -17,10 +17,12 @@ const DURATION_MS = Number(process.env.BENCH_DURATION_S ?? 60) * 1000;
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
 const ENTITIES = Number(process.env.BENCH_ENTITIES ?? 10_000);
 const FLUSH_AGE = process.env.BENCH_FLUSH_AGE ?? '5s';
+/** Smaller batches spread one flush over every worker slot: lower freshness, more (smaller) raw files until compaction. */
+const FLUSH_EVENTS = process.env.BENCH_FLUSH_EVENTS ?? '100000';
 
 async function main() {
   const id = `e${Date.now().toString(36)}`;
-  const env = benchEnv(id, { SLUICE_FLUSH_MAX_AGE: FLUSH_AGE });
+  const env = benchEnv(id, { SLUICE_FLUSH_MAX_AGE: FLUSH_AGE, SLUICE_FLUSH_MAX_EVENTS: FLUSH_EVENTS });
   const dataDir = env.SLUICE_DATA_DIR!;
   progress('starting services');
   const { cfg, services } = await prepareRun(env);
@@ -117,7 +119,7 @@ async function main() {
     workers: WORKERS,
   };
   const md = [
-    `Load: \`sluice load\` at ${RATE.toLocaleString()} events/s for ${DURATION_MS / 1000} s, ${ENTITIES.toLocaleString()} entities (Zipf 1.1), 1% re-sent duplicates, 1% late events, 5× bursts for 3 s every 30 s; one ingest node (fsync on, flush age ${FLUSH_AGE}), ${WORKERS} worker processes, the query API, InfluxDB, Redis and fauxqs all on this machine.`,
+    `Load: \`sluice load\` at ${RATE.toLocaleString()} events/s for ${DURATION_MS / 1000} s, ${ENTITIES.toLocaleString()} entities (Zipf 1.1), 1% re-sent duplicates, 1% late events, 5× bursts for 3 s every 30 s; one ingest node (fsync on, flush at ${FLUSH_AGE} or ${Number(FLUSH_EVENTS).toLocaleString()} events), ${WORKERS} worker processes, the query API, InfluxDB, Redis and fauxqs all on this machine.`,
     '', '| measure | value |', '|---|---|',
     `| unique events acknowledged | ${load.uniqueEvents.toLocaleString()} (${load.sent.toLocaleString()} sent incl. ${load.duplicatesSent.toLocaleString()} re-sent duplicates) |`,
     `| accepted events/s | ${result.acceptedPerSec.toLocaleString()} |`,

@@ -100,7 +100,7 @@ export const SETTINGS = {
   SLUICE_INGEST_PORT: port('8080', 'Port of the ingest HTTP server.'),
   SLUICE_MAX_BODY_BYTES: size('16MiB', 'Largest accepted request body after decompression; bigger requests get 413.'),
   SLUICE_MAX_EVENT_AGE: duration('7d', 'Events older than this (by their timestamp) are rejected.'),
-  SLUICE_FLUSH_MAX_EVENTS: int(1, 50_000_000)('1000000', 'A batch is flushed to S3 when it holds this many events…'),
+  SLUICE_FLUSH_MAX_EVENTS: int(1, 50_000_000)('250000', 'A batch is flushed to S3 when it holds this many events (smaller batches spread over more worker slots: fresher counts, smaller raw files until compaction)…'),
   SLUICE_FLUSH_MAX_BYTES: size('128MiB', '…or when its WAL segment reaches this size…'),
   SLUICE_FLUSH_MAX_AGE: duration('10s', '…or when its oldest event has waited this long, even if no more traffic arrives.'),
   SLUICE_WAL_FSYNC: bool('true', 'fsync the WAL before acknowledging (turn off only for throwaway benchmarks).'),
