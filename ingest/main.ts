@@ -29,7 +29,8 @@ const ANONYMOUS = 'anonymous';
 
 export async function startIngest(cfg: Config, log: Logger): Promise<Service & { delivery: SegmentDelivery; wal: WriteAheadLog }> {
   const nodeDir = path.resolve(cfg.SLUICE_DATA_DIR, 'ingest', cfg.SLUICE_NODE_ID);
-  await openEngine({ tempDir: path.join(nodeDir, 'duckdb-tmp'), memoryLimit: '384MB', threads: 2 });
+  // One engine thread: Parquet conversion runs beside the request path and must not starve it of CPU.
+  await openEngine({ tempDir: path.join(nodeDir, 'duckdb-tmp'), memoryLimit: '128MB', threads: 1 });
   const registry = createRegistry('ingest');
   const metrics = createIngestMetrics(registry);
   const s3 = createS3(cfg);
@@ -89,6 +90,28 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   };
 
   const retryAfterSeconds = () => Math.max(1, Math.ceil(cfg.SLUICE_FLUSH_MAX_AGE / 1000));
+
+  // Memory bound: bodies being read and parsed are counted before they are read (by Content-Length, or the
+  // body limit when it is absent); past SLUICE_MAX_INFLIGHT_BYTES a request is turned away at once.
+  let inflightBytes = 0;
+  const held = new WeakMap<FastifyRequest, number>();
+  const release = (req: FastifyRequest) => {
+    const n = held.get(req);
+    if (n !== undefined) { inflightBytes -= n; held.delete(req); }
+  };
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.method !== 'POST' || req.routeOptions.url !== '/v1/events') return;
+    const declared = Number(req.headers['content-length']);
+    const bytes = Number.isFinite(declared) && declared >= 0 ? Math.min(declared, cfg.SLUICE_MAX_BODY_BYTES) : cfg.SLUICE_MAX_BODY_BYTES;
+    if (inflightBytes > 0 && inflightBytes + bytes > cfg.SLUICE_MAX_INFLIGHT_BYTES) {
+      metrics.requests.inc({ status: '503' });
+      return reply.code(503).header('retry-after', '1').send({ error: `ingest node is busy (${inflightBytes} bytes of requests in progress, limit SLUICE_MAX_INFLIGHT_BYTES=${cfg.SLUICE_MAX_INFLIGHT_BYTES}); retry after 1s` });
+    }
+    inflightBytes += bytes;
+    held.set(req, bytes);
+  });
+  app.addHook('onResponse', async (req) => release(req));
+  app.addHook('onRequestAbort', async (req) => release(req));
 
   app.post('/v1/events', async (req, reply) => {
     const t0 = performance.now();

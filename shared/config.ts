@@ -99,6 +99,7 @@ export const SETTINGS = {
   SLUICE_INGEST_HOST: str('127.0.0.1', 'Address the ingest HTTP server listens on (0.0.0.0 to accept remote producers).'),
   SLUICE_INGEST_PORT: port('8080', 'Port of the ingest HTTP server.'),
   SLUICE_MAX_BODY_BYTES: size('16MiB', 'Largest accepted request body after decompression; bigger requests get 413.'),
+  SLUICE_MAX_INFLIGHT_BYTES: size('64MiB', 'Request bodies an ingest node reads and parses at once; beyond it new requests get 503 with Retry-After, so memory stays bounded whatever the load.'),
   SLUICE_MAX_EVENT_AGE: duration('7d', 'Events older than this (by their timestamp) are rejected.'),
   SLUICE_FLUSH_MAX_EVENTS: int(1, 50_000_000)('250000', 'A batch is flushed to S3 when it holds this many events (smaller batches spread over more worker slots: fresher counts, smaller raw files until compaction)…'),
   SLUICE_FLUSH_MAX_BYTES: size('128MiB', '…or when its WAL segment reaches this size…'),

@@ -145,3 +145,24 @@ describe('ingest HTTP API', () => {
     expect((await second.json()).error).toMatch(/rate limit of 50 events\/s for producer app/);
   });
 });
+
+describe('ingest memory bound', () => {
+  it('turns requests away with 503 and Retry-After once SLUICE_MAX_INFLIGHT_BYTES of bodies are in progress, and serves again after', async () => {
+    const cfg = await testConfig({ SLUICE_MAX_INFLIGHT_BYTES: '300KiB' });
+    const ingest = await startIngest(cfg, log);
+    try {
+      const now = Date.now();
+      const body = (p: string) => JSON.stringify(Array.from({ length: 1_000 }, (_, i) => ({ eventId: `${p}-${i}`, entityId: `video-${i % 10}`, eventType: 'view', timestamp: now, dims: { pad: 'x'.repeat(40) } })));
+      const results = await Promise.all(Array.from({ length: 12 }, (_, i) => post(ingest.url, body(`m${i}`))));
+      const statuses = results.map((r) => r.status);
+      expect(statuses.filter((s) => s === 202).length).toBeGreaterThan(0);
+      const busy = results.filter((r) => r.status === 503);
+      expect(busy.length).toBeGreaterThan(0);
+      expect(busy[0]!.headers.get('retry-after')).toBe('1');
+      expect((await busy[0]!.json()).error).toMatch(/SLUICE_MAX_INFLIGHT_BYTES=307200/);
+      expect((await post(ingest.url, body('after'))).status).toBe(202); // the bound is released as requests finish
+    } finally {
+      await ingest.close();
+    }
+  });
+});
