@@ -38,16 +38,25 @@ async function main() {
   const probes = (async () => {
     for (let n = 0; probing; n++) {
       const entity = `probe-${id}-${n}`;
-      const r = await fetch(`${ingest.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify([{ eventId: entity, entityId: entity, eventType: 'probe', timestamp: Date.now() }]) });
+      const r = await fetch(`${ingest.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify([{ eventId: entity, entityId: entity, eventType: 'probe', timestamp: Date.now() }]),
+      });
       const acked = performance.now();
       if (r.status === 202) {
         void (async () => {
           const deadline = Date.now() + 120_000;
           while (Date.now() < deadline) {
             const q0 = performance.now();
-            const res = await fetch(`${query.url}/v1/entities/${entity}/total?eventType=probe`, { headers: { 'cache-control': 'no-cache' } }).then((x) => x.json() as Promise<{ count?: number }>).catch(() => ({ count: 0 }));
+            const res = await fetch(`${query.url}/v1/entities/${entity}/total?eventType=probe`, { headers: { 'cache-control': 'no-cache' } })
+              .then((x) => x.json() as Promise<{ count?: number }>)
+              .catch(() => ({ count: 0 }));
             queryLatency.push(performance.now() - q0);
-            if (res.count === 1) { freshness.push(performance.now() - acked); return; }
+            if (res.count === 1) {
+              freshness.push(performance.now() - acked);
+              return;
+            }
             await new Promise((res2) => setTimeout(res2, 250));
           }
         })();
@@ -56,19 +65,42 @@ async function main() {
     }
   })();
 
-  progress(`load: ${RATE.toLocaleString()} events/s for ${DURATION_MS / 1000}s over ${ENTITIES.toLocaleString()} entities (Zipf 1.1), 1% re-sent duplicates, 1% late, 5× bursts`);
+  progress(
+    `load: ${RATE.toLocaleString()} events/s for ${DURATION_MS / 1000}s over ${ENTITIES.toLocaleString()} entities (Zipf 1.1), 1% re-sent duplicates, 1% late, 5× bursts`,
+  );
   const t0 = performance.now();
   const load = await runLoad({
-    url: ingest.url, rate: RATE, durationMs: DURATION_MS, entities: ENTITIES, skew: 1.1, types: { view: 0.85, like: 0.12, share: 0.03 },
-    duplicateRatio: 0.01, lateRatio: 0.01, burstEveryMs: 30_000, burstForMs: 3_000, burstFactor: 5, seed: 3, idPrefix: id,
-    onProgress: (p) => { if (Math.round(p.elapsedMs / 1000) % 10 === 0) progress(`sent ${p.sent.toLocaleString()} (${Math.round(p.sent / (p.elapsedMs / 1000)).toLocaleString()}/s), queued in client ${p.queued.toLocaleString()}`); },
+    url: ingest.url,
+    rate: RATE,
+    durationMs: DURATION_MS,
+    entities: ENTITIES,
+    skew: 1.1,
+    types: { view: 0.85, like: 0.12, share: 0.03 },
+    duplicateRatio: 0.01,
+    lateRatio: 0.01,
+    burstEveryMs: 30_000,
+    burstForMs: 3_000,
+    burstFactor: 5,
+    seed: 3,
+    idPrefix: id,
+    onProgress: (p) => {
+      if (Math.round(p.elapsedMs / 1000) % 10 === 0)
+        progress(
+          `sent ${p.sent.toLocaleString()} (${Math.round(p.sent / (p.elapsedMs / 1000)).toLocaleString()}/s), queued in client ${p.queued.toLocaleString()}`,
+        );
+    },
   });
   const acceptedAt = performance.now();
   progress(`load done: ${load.uniqueEvents.toLocaleString()} unique events acknowledged; waiting until all are counted`);
-  const countedTotal = async () => Number((await influx.query<{ c: number }>(`SELECT sum("count") AS c FROM ${MEASUREMENT_1M} WHERE event_type <> 'probe'`))[0]?.c ?? 0);
+  const countedTotal = async () =>
+    Number((await influx.query<{ c: number }>(`SELECT sum("count") AS c FROM ${MEASUREMENT_1M} WHERE event_type <> 'probe'`))[0]?.c ?? 0);
   let counted = 0;
   const deadline = Date.now() + 10 * 60_000;
-  while (Date.now() < deadline && (counted = await countedTotal()) < load.uniqueEvents) await new Promise((r) => setTimeout(r, 1_000));
+  for (;;) {
+    counted = await countedTotal();
+    if (counted >= load.uniqueEvents || Date.now() >= deadline) break;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
   const countedAt = performance.now();
   probing = false;
   await probes;
@@ -80,12 +112,18 @@ async function main() {
     const [entity, type] = k.split('\u0000');
     const key = `${entity}|${type}`;
     const x = truth.get(key) ?? { count: 0, sum: 0 };
-    x.count += v.count; x.sum += v.sum;
+    x.count += v.count;
+    x.sum += v.sum;
     truth.set(key, x);
   }
-  const rows = await influx.query<{ entity_id: string; event_type: string; c: number; s: number }>(`SELECT sum("count") AS c, sum("sum") AS s FROM ${MEASUREMENT_1M} WHERE event_type <> 'probe' GROUP BY entity_id, event_type`);
+  const rows = await influx.query<{ entity_id: string; event_type: string; c: number; s: number }>(
+    `SELECT sum("count") AS c, sum("sum") AS s FROM ${MEASUREMENT_1M} WHERE event_type <> 'probe' GROUP BY entity_id, event_type`,
+  );
   let mismatches = 0;
-  for (const r of rows) { const t = truth.get(`${r.entity_id}|${r.event_type}`); if (!t || t.count !== r.c || Math.abs(t.sum - r.s) > 1e-6) mismatches++; }
+  for (const r of rows) {
+    const t = truth.get(`${r.entity_id}|${r.event_type}`);
+    if (!t || t.count !== r.c || Math.abs(t.sum - r.s) > 1e-6) mismatches++;
+  }
   mismatches += Math.max(0, truth.size - rows.length);
 
   await ingest.kill('SIGTERM');
@@ -95,23 +133,42 @@ async function main() {
   const s3 = createS3(cfg);
   const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
   const files: string[] = [];
-  for (const k of keys) { const f = path.join(dataDir, `${files.length}.parquet`); await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f); files.push(f); }
+  for (const k of keys) {
+    const f = path.join(dataDir, `${files.length}.parquet`);
+    await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
+    files.push(f);
+  }
   await openEngine({ tempDir: path.join(dataDir, 'duck'), memoryLimit: '1GB' });
   const d0 = performance.now();
-  const ref = await queryParquet(`SELECT entity_id, event_type, count(*)::BIGINT AS c, sum(value) AS s FROM (SELECT DISTINCT ON (event_id) * FROM read_parquet(${parquetFiles(files)}) WHERE event_type <> 'probe') GROUP BY ALL`);
+  const ref = await queryParquet(
+    `SELECT entity_id, event_type, count(*)::BIGINT AS c, sum(value) AS s FROM (SELECT DISTINCT ON (event_id) * FROM read_parquet(${parquetFiles(files)}) WHERE event_type <> 'probe') GROUP BY ALL`,
+  );
   const duckSec = (performance.now() - d0) / 1000;
   let duckMismatches = 0;
-  for (const r of ref) { const t = truth.get(`${r.entity_id}|${r.event_type}`); if (!t || t.count !== Number(r.c) || Math.abs(t.sum - (r.s as number)) > 1e-6) duckMismatches++; }
+  for (const r of ref) {
+    const t = truth.get(`${r.entity_id}|${r.event_type}`);
+    if (!t || t.count !== Number(r.c) || Math.abs(t.sum - (r.s as number)) > 1e-6) duckMismatches++;
+  }
 
   freshness.sort((a, b) => a - b);
   queryLatency.sort((a, b) => a - b);
   const e2eSec = (countedAt - t0) / 1000;
   const result = {
-    load: { targetRate: RATE, seconds: DURATION_MS / 1000, entities: ENTITIES, sent: load.sent, duplicatesSent: load.duplicatesSent, uniqueAcknowledged: load.uniqueEvents, clientRetries: load.clientStats.retries },
+    load: {
+      targetRate: RATE,
+      seconds: DURATION_MS / 1000,
+      entities: ENTITIES,
+      sent: load.sent,
+      duplicatesSent: load.duplicatesSent,
+      uniqueAcknowledged: load.uniqueEvents,
+      clientRetries: load.clientStats.retries,
+    },
     acceptedPerSec: Math.round(load.uniqueEvents / ((acceptedAt - t0) / 1000)),
     endToEndPerSec: Math.round(load.uniqueEvents / e2eSec),
     drainSecondsAfterLoad: +((countedAt - acceptedAt) / 1000).toFixed(1),
-    counted, exact: counted === load.uniqueEvents && mismatches === 0, seriesMismatches: mismatches,
+    counted,
+    exact: counted === load.uniqueEvents && mismatches === 0,
+    seriesMismatches: mismatches,
     freshnessMs: { samples: freshness.length, p50: Math.round(percentile(freshness, 50)), p99: Math.round(percentile(freshness, 99)), flushAge: FLUSH_AGE },
     queryMs: { samples: queryLatency.length, p50: +percentile(queryLatency, 50).toFixed(1), p99: +percentile(queryLatency, 99).toFixed(1) },
     peakRssMiB: rss,
@@ -120,7 +177,9 @@ async function main() {
   };
   const md = [
     `Load: \`sluice load\` at ${RATE.toLocaleString()} events/s for ${DURATION_MS / 1000} s, ${ENTITIES.toLocaleString()} entities (Zipf 1.1), 1% re-sent duplicates, 1% late events, 5× bursts for 3 s every 30 s; one ingest node (fsync on, flush at ${FLUSH_AGE} or ${Number(FLUSH_EVENTS).toLocaleString()} events), ${WORKERS} worker processes, the query API, InfluxDB, Redis and fauxqs all on this machine.`,
-    '', '| measure | value |', '|---|---|',
+    '',
+    '| measure | value |',
+    '|---|---|',
     `| unique events acknowledged | ${load.uniqueEvents.toLocaleString()} (${load.sent.toLocaleString()} sent incl. ${load.duplicatesSent.toLocaleString()} re-sent duplicates) |`,
     `| accepted events/s | ${result.acceptedPerSec.toLocaleString()} |`,
     `| end-to-end events/s (accepted and counted) | ${result.endToEndPerSec.toLocaleString()} |`,
@@ -133,4 +192,7 @@ async function main() {
   await finishRun('e2e', result, md, dataDir, services);
 }
 
-main().catch((err: unknown) => { console.error(err); process.exit(1); });
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

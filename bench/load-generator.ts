@@ -32,7 +32,13 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
 }
 
-export interface LoadProgress { sent: number; unique: number; duplicatesSent: number; elapsedMs: number; queued: number }
+export interface LoadProgress {
+  sent: number;
+  unique: number;
+  duplicatesSent: number;
+  elapsedMs: number;
+  queued: number;
+}
 
 export interface Truth {
   /** key `${entityId}\u0000${eventType}\u0000${minuteMs}` → {count, sum} of unique events. */
@@ -41,7 +47,12 @@ export interface Truth {
   failedEvents: number;
 }
 
-export interface LoadResult extends Truth { sent: number; duplicatesSent: number; elapsedMs: number; clientStats: SluiceClient['stats'] }
+export interface LoadResult extends Truth {
+  sent: number;
+  duplicatesSent: number;
+  elapsedMs: number;
+  clientStats: SluiceClient['stats'];
+}
 
 export const truthKey = (entityId: string, eventType: string, minuteMs: number) => `${entityId}\u0000${eventType}\u0000${minuteMs}`;
 
@@ -51,7 +62,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const typeNames = Object.keys(o.types);
   const weights = Object.values(o.types);
   const total = weights.reduce((a, b) => a + b, 0);
-  const pickType = () => { let u = r() * total; for (let i = 0; i < weights.length; i++) { u -= weights[i]!; if (u <= 0) return typeNames[i]!; } return typeNames[typeNames.length - 1]!; };
+  const pickType = () => {
+    let u = r() * total;
+    for (let i = 0; i < weights.length; i++) {
+      u -= weights[i]!;
+      if (u <= 0) return typeNames[i]!;
+    }
+    return typeNames[typeNames.length - 1]!;
+  };
 
   const perMinute = new Map<string, { count: number; sum: number }>();
   const originals = new WeakSet<object>();
@@ -66,9 +84,21 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     unique += sign;
   };
   const client = new SluiceClient({
-    url: o.url, apiKey: o.apiKey, maxBatchEvents: o.batchEvents ?? 1_000, concurrency: o.concurrency ?? 4, maxQueuedEvents: 200_000, maxAttempts: 1_000, backoffMaxMs: 2_000,
+    url: o.url,
+    apiKey: o.apiKey,
+    maxBatchEvents: o.batchEvents ?? 1_000,
+    concurrency: o.concurrency ?? 4,
+    maxQueuedEvents: 200_000,
+    maxAttempts: 1_000,
+    backoffMaxMs: 2_000,
     // Events the system refused or never acknowledged are not part of the truth (a re-sent copy is not an original).
-    onError: (e) => { for (const ev of e.events) if (originals.has(ev)) { failedEvents++; count(ev as Required<typeof ev> & { timestamp: number }, -1); } },
+    onError: (e) => {
+      for (const ev of e.events)
+        if (originals.has(ev)) {
+          failedEvents++;
+          count(ev as Required<typeof ev> & { timestamp: number }, -1);
+        }
+    },
   });
   type Sent = { eventId: string; entityId: string; eventType: string; timestamp: number; value: number };
   const recent: Sent[] = [];
@@ -93,13 +123,22 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         duplicatesSent++;
       } else {
         const late = r() < o.lateRatio;
-        ev = { eventId: `${o.idPrefix}-${seq++}`, entityId: `video-${pick()}`, eventType: pickType(), timestamp: now - (late ? 300_000 + Math.floor(r() * 3_300_000) : Math.floor(r() * 2_000)), value: 1 + Math.floor(r() * 10) };
+        ev = {
+          eventId: `${o.idPrefix}-${seq++}`,
+          entityId: `video-${pick()}`,
+          eventType: pickType(),
+          timestamp: now - (late ? 300_000 + Math.floor(r() * 3_300_000) : Math.floor(r() * 2_000)),
+          value: 1 + Math.floor(r() * 10),
+        };
         original = true;
       }
       try {
         client.add(ev);
       } catch (err) {
-        if (err instanceof QueueFullError) { owed = 0; break; } // backpressure: the producer slows down
+        if (err instanceof QueueFullError) {
+          owed = 0;
+          break;
+        } // backpressure: the producer slows down
         throw err;
       }
       if (original) {

@@ -47,24 +47,33 @@ async function main() {
   const entity = (i: number) => `video-${i}`;
   progress(`writing ${ENTITIES} series: ${MINUTE_HOURS} h of minutes, 90 days of rollups`);
   const minuteStart = Math.floor((now - MINUTE_HOURS * HOUR_MS) / 60_000) * 60_000;
-  const write = async (pts: IPoint[], rp?: string) => { for (let i = 0; i < pts.length; i += 10_000) await influx.writePoints(pts.slice(i, i + 10_000), { database: cfg.SLUICE_INFLUX_DB, precision: 'ms', retentionPolicy: rp }); };
+  const write = async (pts: IPoint[], rp?: string) => {
+    for (let i = 0; i < pts.length; i += 10_000)
+      await influx.writePoints(pts.slice(i, i + 10_000), { database: cfg.SLUICE_INFLUX_DB, precision: 'ms', retentionPolicy: rp });
+  };
   for (let e = 0; e < ENTITIES; e++) {
     const tags = { [TAG_ENTITY]: entity(e), [TAG_TYPE]: 'view' };
     const mins: IPoint[] = [];
-    for (let t = minuteStart; t < now - 60_000; t += 60_000) mins.push({ measurement: MEASUREMENT_1M, tags, fields: { count: 10 + (e % 7), sum: 20, min: 1, max: 3 }, timestamp: t + 17 });
+    for (let t = minuteStart; t < now - 60_000; t += 60_000)
+      mins.push({ measurement: MEASUREMENT_1M, tags, fields: { count: 10 + (e % 7), sum: 20, min: 1, max: 3 }, timestamp: t + 17 });
     await write(mins);
     const firstHour = Math.floor((now - 90 * DAY_MS) / HOUR_MS) * HOUR_MS;
     const hours: IPoint[] = [];
-    for (let t = firstHour; t < minuteStart - HOUR_MS; t += HOUR_MS) hours.push({ measurement: MEASUREMENT_1H, tags, fields: { count: 600, sum: 1200, min: 1, max: 3 }, timestamp: t });
+    for (let t = firstHour; t < minuteStart - HOUR_MS; t += HOUR_MS)
+      hours.push({ measurement: MEASUREMENT_1H, tags, fields: { count: 600, sum: 1200, min: 1, max: 3 }, timestamp: t });
     await write(hours, RP_1H);
     const days: IPoint[] = [];
-    for (let t = Math.floor(firstHour / DAY_MS) * DAY_MS; t < minuteStart - 2 * DAY_MS; t += DAY_MS) days.push({ measurement: MEASUREMENT_1D, tags, fields: { count: 14_400, sum: 28_800, min: 1, max: 3 }, timestamp: t });
+    for (let t = Math.floor(firstHour / DAY_MS) * DAY_MS; t < minuteStart - 2 * DAY_MS; t += DAY_MS)
+      days.push({ measurement: MEASUREMENT_1D, tags, fields: { count: 14_400, sum: 28_800, min: 1, max: 3 }, timestamp: t });
     await write(days, RP_1D);
   }
   // Workers keep all-time totals in Redis as they process batches; the benchmark adds the same totals.
   const redis = createRedis(cfg);
   const totals = new EntityTotalsUpdater(redis, cfg.SLUICE_REDIS_PREFIX);
-  await totals.apply('bench/seed', Array.from({ length: ENTITIES }, (_, e) => ({ entityId: entity(e), eventType: 'view', count: 1_000_000 + e, sum: 2_000_000 + e })));
+  await totals.apply(
+    'bench/seed',
+    Array.from({ length: ENTITIES }, (_, e) => ({ entityId: entity(e), eventType: 'view', count: 1_000_000 + e, sum: 2_000_000 + e })),
+  );
   redis.disconnect();
   progress('rollup job over the minutes');
   let t0 = performance.now();
@@ -90,14 +99,15 @@ async function main() {
   // A keep-alive HTTP client with one connection per simulated client (Node's fetch costs more CPU per request
   // than the server it measures, on a machine this small).
   const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
-  const get = (pathAndQuery: string, headers: Record<string, string>) => new Promise<number>((resolve, reject) => {
-    const req = http.get(url + pathAndQuery, { agent, headers, timeout: 30_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+  const get = (pathAndQuery: string, headers: Record<string, string>) =>
+    new Promise<number>((resolve, reject) => {
+      const req = http.get(url + pathAndQuery, { agent, headers, timeout: 30_000 }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
     });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
   async function phase(make: (i: number) => string, cached: boolean, clients = CLIENTS, requests = REQUESTS) {
     const lat: number[] = [];
     let next = 0;
@@ -105,18 +115,20 @@ async function main() {
     const headers: Record<string, string> = cached ? {} : { 'cache-control': 'no-cache' };
     if (cached) for (let i = 0; i < ENTITIES; i++) await get(make(i), {}); // warm the answer cache
     const t = performance.now();
-    await Promise.all(Array.from({ length: clients }, async () => {
-      while (next < requests) {
-        const i = next++;
-        const s = performance.now();
-        try {
-          if ((await get(make(i), headers)) !== 200) errors++;
-        } catch {
-          errors++;
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (next < requests) {
+          const i = next++;
+          const s = performance.now();
+          try {
+            if ((await get(make(i), headers)) !== 200) errors++;
+          } catch {
+            errors++;
+          }
+          lat.push(performance.now() - s);
         }
-        lat.push(performance.now() - s);
-      }
-    }));
+      }),
+    );
     const seconds = (performance.now() - t) / 1000;
     lat.sort((a, b) => a - b);
     return { requests, errors, rps: Math.round(requests / seconds), p50Ms: +percentile(lat, 50).toFixed(1), p99Ms: +percentile(lat, 99).toFixed(1) };
@@ -141,7 +153,10 @@ async function main() {
   for (let f = 0; f < COMPACT_FILES; f++) {
     const lines = path.join(dataDir, `lines-${f}.ndjson`);
     const chunk: string[] = [];
-    for (let i = 0; i < COMPACT_EVENTS_PER_FILE; i++) { const e = make(`f${f}`); chunk.push(encodeEventLine({ ...e, timestamp: e.timestamp + (f % 24) * HOUR_MS, dims: null }, now, 'bench')); }
+    for (let i = 0; i < COMPACT_EVENTS_PER_FILE; i++) {
+      const e = make(`f${f}`);
+      chunk.push(encodeEventLine({ ...e, timestamp: e.timestamp + (f % 24) * HOUR_MS, dims: null }, now, 'bench'));
+    }
     writeFileSync(lines, chunk.join(''));
     const [w] = await writeEventBatches([lines], path.join(dataDir, `batch-${f}`));
     local.push(w!.file);
@@ -152,13 +167,20 @@ async function main() {
   const [compacted] = await runCompaction(cfg, { log });
   const compactSeconds = (performance.now() - t0) / 1000;
   t0 = performance.now();
-  await queryParquet(`COPY (SELECT * FROM read_parquet(${parquetFiles(local)}, union_by_name = true) ORDER BY entity_id, event_time, event_id) TO '${path.join(dataDir, 'native.parquet')}' (FORMAT parquet, COMPRESSION zstd)`);
+  await queryParquet(
+    `COPY (SELECT * FROM read_parquet(${parquetFiles(local)}, union_by_name = true) ORDER BY entity_id, event_time, event_id) TO '${path.join(dataDir, 'native.parquet')}' (FORMAT parquet, COMPRESSION zstd)`,
+  );
   const nativeSeconds = (performance.now() - t0) / 1000;
   const events = compacted?.rows ?? 0;
   const compaction = {
-    files: COMPACT_FILES, events, seconds: +compactSeconds.toFixed(2), eventsPerSecond: Math.round(events / compactSeconds),
-    bytesIn: compacted?.bytesIn, bytesOut: compacted?.bytesOut,
-    nativeDuckdbMergeSeconds: +nativeSeconds.toFixed(2), ratioToNativeMerge: +(compactSeconds / nativeSeconds).toFixed(2),
+    files: COMPACT_FILES,
+    events,
+    seconds: +compactSeconds.toFixed(2),
+    eventsPerSecond: Math.round(events / compactSeconds),
+    bytesIn: compacted?.bytesIn,
+    bytesOut: compacted?.bytesOut,
+    nativeDuckdbMergeSeconds: +nativeSeconds.toFixed(2),
+    ratioToNativeMerge: +(compactSeconds / nativeSeconds).toFixed(2),
   };
 
   const result = {
@@ -167,13 +189,20 @@ async function main() {
     latency,
     compaction,
   };
-  const row = (n: string, k: 'uncached' | 'cached' | 'oneClient') => { const p = latency[n]![k]; return `| ${n} | ${k === 'oneClient' ? 'cached, 1 client' : k} | ${p.p50Ms} | ${p.p99Ms} | ${p.rps} | ${p.errors} |`; };
+  const row = (n: string, k: 'uncached' | 'cached' | 'oneClient') => {
+    const p = latency[n]![k];
+    return `| ${n} | ${k === 'oneClient' ? 'cached, 1 client' : k} | ${p.p50Ms} | ${p.p99Ms} | ${p.rps} | ${p.errors} |`;
+  };
   const md = [
     `${CLIENTS} concurrent clients, ${REQUESTS} requests per phase, ${ENTITIES} series; uncached = \`Cache-Control: no-cache\` (InfluxDB rollups + minutes stitched), cached = Redis answer cache. Totals are answered from the all-time totals the workers keep in Redis in both phases.`,
-    '', '| query | cache | p50 ms | p99 ms | req/s | errors |', '|---|---|---|---|---|---|',
+    '',
+    '| query | cache | p50 ms | p99 ms | req/s | errors |',
+    '|---|---|---|---|---|---|',
     ...Object.keys(latency).flatMap((n) => [row(n, 'uncached'), row(n, 'cached'), row(n, 'oneClient')]),
-    '', `Rollup job (minutes of ${MINUTE_HOURS} h × ${ENTITIES} series → hours and days, InfluxDB + cold Parquet): ${rollupSeconds.toFixed(1)} s.`,
-    '', `Compaction: ${events} events in ${COMPACT_FILES} raw files → one verified cold file in ${compactSeconds.toFixed(1)} s = **${compaction.eventsPerSecond} events/s** ` +
+    '',
+    `Rollup job (minutes of ${MINUTE_HOURS} h × ${ENTITIES} series → hours and days, InfluxDB + cold Parquet): ${rollupSeconds.toFixed(1)} s.`,
+    '',
+    `Compaction: ${events} events in ${COMPACT_FILES} raw files → one verified cold file in ${compactSeconds.toFixed(1)} s = **${compaction.eventsPerSecond} events/s** ` +
       `(download, merge-sort, upload, read-back verification, manifest, delete). DuckDB's own merge-sort of the same local files: ${nativeSeconds.toFixed(1)} s (ratio ${compaction.ratioToNativeMerge}×).`,
   ].join('\n');
   const file = writeResults('query', result, md);

@@ -39,17 +39,36 @@ async function main() {
     const row: (typeof samples)[number] = { t: Math.round((Date.now() - t0) / 1000) };
     for (const [name, p] of Object.entries(procs)) row[name] = sample(p.proc.pid!);
     samples.push(row);
-    progress(`${row.t}s ${Object.entries(procs).map(([n]) => `${n} ${(row[n] as { rssMiB: number }).rssMiB} MiB/${(row[n] as { handles: number }).handles} fds`).join('  ')}`);
+    progress(
+      `${row.t}s ${Object.entries(procs)
+        .map(([n]) => `${n} ${(row[n] as { rssMiB: number }).rssMiB} MiB/${(row[n] as { handles: number }).handles} fds`)
+        .join('  ')}`,
+    );
   }, SAMPLE_S * 1000);
   progress(`soak: ${RATE.toLocaleString()} events/s for ${DURATION_S}s`);
   const load = await runLoad({
-    url: procs.ingest!.url, rate: RATE, durationMs: DURATION_S * 1000, entities: 10_000, skew: 1.1, types: { view: 0.85, like: 0.12, share: 0.03 },
-    duplicateRatio: 0.01, lateRatio: 0.01, burstEveryMs: 0, burstForMs: 0, burstFactor: 1, seed: 5, idPrefix: id,
+    url: procs.ingest!.url,
+    rate: RATE,
+    durationMs: DURATION_S * 1000,
+    entities: 10_000,
+    skew: 1.1,
+    types: { view: 0.85, like: 0.12, share: 0.03 },
+    duplicateRatio: 0.01,
+    lateRatio: 0.01,
+    burstEveryMs: 0,
+    burstForMs: 0,
+    burstFactor: 1,
+    seed: 5,
+    idPrefix: id,
   });
   clearInterval(timer);
   let counted = 0;
   const deadline = Date.now() + 10 * 60_000;
-  while (Date.now() < deadline && (counted = Number((await influx.query<{ c: number }>(`SELECT sum("count") AS c FROM ${MEASUREMENT_1M}`))[0]?.c ?? 0)) < load.uniqueEvents) await new Promise((r) => setTimeout(r, 1_000));
+  for (;;) {
+    counted = Number((await influx.query<{ c: number }>(`SELECT sum("count") AS c FROM ${MEASUREMENT_1M}`))[0]?.c ?? 0);
+    if (counted >= load.uniqueEvents || Date.now() >= deadline) break;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
   for (const p of Object.values(procs)) await p.kill('SIGTERM');
   const growth = (name: string, key: 'rssMiB' | 'handles') => {
     const vals = samples.map((s) => (s[name] as { rssMiB: number; handles: number })[key]).filter(Number.isFinite);
@@ -59,7 +78,9 @@ async function main() {
   const summary = Object.keys(procs).map((n) => ({ process: n, rssGrowthAfterWarmupMiB: growth(n, 'rssMiB'), handleGrowthAfterWarmup: growth(n, 'handles') }));
   const md = [
     `${RATE.toLocaleString()} events/s for ${DURATION_S} s; ${load.uniqueEvents.toLocaleString()} unique events, ${counted.toLocaleString()} counted (${counted === load.uniqueEvents ? 'exact' : 'NOT exact'}). Samples every ${SAMPLE_S} s.`,
-    '', '| process | RSS growth after warm-up | handle growth after warm-up |', '|---|---|---|',
+    '',
+    '| process | RSS growth after warm-up | handle growth after warm-up |',
+    '|---|---|---|',
     ...summary.map((x) => `| ${x.process} | ${x.rssGrowthAfterWarmupMiB} MiB | ${x.handleGrowthAfterWarmup} |`),
   ].join('\n');
   writeResults('soak', { rate: RATE, seconds: DURATION_S, unique: load.uniqueEvents, counted, summary, samples }, md);
@@ -68,4 +89,7 @@ async function main() {
   process.exit(counted === load.uniqueEvents ? 0 : 1);
 }
 
-main().catch((err: unknown) => { console.error(err); process.exit(1); });
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

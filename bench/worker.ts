@@ -23,13 +23,21 @@ const SPREAD_MINUTES = Number(process.env.BENCH_WORKER_SPREAD_MINUTES ?? 10);
 async function main() {
   const id = `w${Date.now().toString(36)}`;
   // Every run (1, 2, 4 processes) reads the same prepared objects with its own queue, database and claims.
-  const envFor = (run: string) => benchEnv(run, { ...FAST_WORKER_ENV, SLUICE_RAW_BUCKET: `raw-${id}`, SLUICE_VISIBILITY_TIMEOUT: '60s', SLUICE_DATA_DIR: path.join(PROJECT_ROOT, '.data', 'bench', id) });
+  const envFor = (run: string) =>
+    benchEnv(run, {
+      ...FAST_WORKER_ENV,
+      SLUICE_RAW_BUCKET: `raw-${id}`,
+      SLUICE_VISIBILITY_TIMEOUT: '60s',
+      SLUICE_DATA_DIR: path.join(PROJECT_ROOT, '.data', 'bench', id),
+    });
   const dataDir = path.join(PROJECT_ROOT, '.data', 'bench', id);
   progress('starting services');
   const { cfg: base, services } = await prepareRun(envFor(`${id}prep`));
   const bucket = base.SLUICE_RAW_BUCKET;
 
-  progress(`preparing ${BATCHES} batches holding ${EVENTS.toLocaleString()} events (Zipf over ${ENTITIES.toLocaleString()} entities, ${SPREAD_MINUTES} minutes)`);
+  progress(
+    `preparing ${BATCHES} batches holding ${EVENTS.toLocaleString()} events (Zipf over ${ENTITIES.toLocaleString()} entities, ${SPREAD_MINUTES} minutes)`,
+  );
   const r = rng(11);
   const pick = zipf(ENTITIES, 1.1, r);
   const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 2 * 3_600_000;
@@ -39,7 +47,14 @@ async function main() {
   for (let b = 0; b < BATCHES; b++) {
     const events: Event[] = [];
     for (let i = 0; i < per && b * per + i < EVENTS; i++) {
-      events.push({ eventId: `bw-${b}-${i}`, entityId: `video-${pick()}`, eventType: types[Math.floor(r() * types.length)]!, timestamp: hour + Math.floor(r() * SPREAD_MINUTES * 60_000), value: 1 + Math.floor(r() * 100), dims: null });
+      events.push({
+        eventId: `bw-${b}-${i}`,
+        entityId: `video-${pick()}`,
+        eventType: types[Math.floor(r() * types.length)]!,
+        timestamp: hour + Math.floor(r() * SPREAD_MINUTES * 60_000),
+        value: 1 + Math.floor(r() * 100),
+        dims: null,
+      });
     }
     batches.push(...(await uploadBatches(base, events)));
   }
@@ -52,7 +67,10 @@ async function main() {
     const { cfg } = await prepareRun(env);
     const workers: ChildService[] = await Promise.all(Array.from({ length: processes }, (_, i) => startProcess('worker', env, `worker-${run}-${i}`)));
     const t0 = performance.now();
-    await sendManifests(cfg, batches.map((b) => b.body));
+    await sendManifests(
+      cfg,
+      batches.map((b) => b.body),
+    );
     let done = 0;
     while (done < EVENTS) {
       await new Promise((res) => setTimeout(res, 100));
@@ -62,15 +80,28 @@ async function main() {
     const rss = workers.map((w) => peakRssMiB(w.proc.pid!));
     const points = (await Promise.all(workers.map((w) => metricValue(w.url, 'sluice_worker_influx_points_total')))).reduce((a, b) => a + b, 0);
     await Promise.all(workers.map((w) => w.kill('SIGTERM')));
-    const res = { processes, influxPoints: points, seconds: +secs.toFixed(2), eventsPerSec: Math.round(EVENTS / secs), eventsPerSecPerProcess: Math.round(EVENTS / secs / processes), peakRssMiB: rss };
-    progress(`${processes} process(es): ${res.eventsPerSec.toLocaleString()} events/s (${res.eventsPerSecPerProcess.toLocaleString()} per process), peak RSS ${rss.join(', ')} MiB`);
+    const res = {
+      processes,
+      influxPoints: points,
+      seconds: +secs.toFixed(2),
+      eventsPerSec: Math.round(EVENTS / secs),
+      eventsPerSecPerProcess: Math.round(EVENTS / secs / processes),
+      peakRssMiB: rss,
+    };
+    progress(
+      `${processes} process(es): ${res.eventsPerSec.toLocaleString()} events/s (${res.eventsPerSecPerProcess.toLocaleString()} per process), peak RSS ${rss.join(', ')} MiB`,
+    );
     runs.push(res);
   }
 
   progress('DuckDB reference: the same GROUP BY straight from the Parquet files');
   const s3 = createS3(base);
   const files: string[] = [];
-  for (const b of batches) { const f = path.join(dataDir, `${files.length}.parquet`); await downloadTo(s3, bucket, b.manifest.key, f); files.push(f); }
+  for (const b of batches) {
+    const f = path.join(dataDir, `${files.length}.parquet`);
+    await downloadTo(s3, bucket, b.manifest.key, f);
+    files.push(f);
+  }
   await openEngine({ tempDir: path.join(dataDir, 'duck'), memoryLimit: '1GB' });
   const t = performance.now();
   await queryParquet(`CREATE TEMP TABLE ref AS SELECT entity_id, event_type, time_bucket(INTERVAL 1 minute, event_time) AS minute, count(*) AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi
@@ -79,17 +110,29 @@ async function main() {
   const duckRate = Math.round(EVENTS / duckSec);
   const one = runs.find((x) => x.processes === 1);
   const result = {
-    events: EVENTS, batches: batches.length, parquetBytes: bytes, runs, duckdbGroupByEventsPerSec: duckRate,
+    events: EVENTS,
+    batches: batches.length,
+    parquetBytes: bytes,
+    runs,
+    duckdbGroupByEventsPerSec: duckRate,
     ratioOneProcessToDuckDB: one ? +(one.eventsPerSec / duckRate).toFixed(3) : null,
   };
   const md = [
     `${EVENTS.toLocaleString()} events in ${batches.length} Parquet batches (${(bytes / 2 ** 20).toFixed(1)} MiB), Zipf (s = 1.1) over ${ENTITIES.toLocaleString()} entities, 3 event types, event times over ${SPREAD_MINUTES} minutes; ${runs[0]?.influxPoints.toLocaleString()} InfluxDB points per run. Each worker process runs SLUICE_WORKER_CONCURRENCY=4 batches at once; every process shares the 2 cores with InfluxDB, Redis and the S3/SQS emulator.`,
-    '', '| worker processes | events/s (all) | events/s per process | peak RSS per process |', '|---|---|---|---|',
-    ...runs.map((x) => `| ${x.processes} | ${x.eventsPerSec.toLocaleString()} | ${x.eventsPerSecPerProcess.toLocaleString()} | ${x.peakRssMiB.join(', ')} MiB |`),
-    '', `DuckDB \`GROUP BY minute, entity_id, event_type\` on the same files: ${duckRate.toLocaleString()} events/s. One worker process / DuckDB: ${result.ratioOneProcessToDuckDB}.`,
+    '',
+    '| worker processes | events/s (all) | events/s per process | peak RSS per process |',
+    '|---|---|---|---|',
+    ...runs.map(
+      (x) => `| ${x.processes} | ${x.eventsPerSec.toLocaleString()} | ${x.eventsPerSecPerProcess.toLocaleString()} | ${x.peakRssMiB.join(', ')} MiB |`,
+    ),
+    '',
+    `DuckDB \`GROUP BY minute, entity_id, event_type\` on the same files: ${duckRate.toLocaleString()} events/s. One worker process / DuckDB: ${result.ratioOneProcessToDuckDB}.`,
     'A worker does more than the GROUP BY: download + sha256 verification, event-id claims in Redis, InfluxDB writes, top-K and all-time totals.',
   ].join('\n');
   await finishRun('worker', result, md, dataDir, services);
 }
 
-main().catch((err: unknown) => { console.error(err); process.exit(1); });
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -29,35 +29,71 @@ async function serve(name: string, start: (cfg: Config, log: ReturnType<typeof c
 
 const program = new Command('sluice').description('Sluice: a micro-batch event pipeline (ingest → Parquet on S3 → SQS → workers → InfluxDB)');
 
-program.command('start').description('run the whole local stack: services, one ingest node, a worker fleet and the query API')
-  .action(async () => { const { runLocalStack } = await import('./start.js'); await runLocalStack(config()); });
-program.command('ingest').description('run one ingest node (POST /v1/events)')
-  .action(async () => { const { startIngest } = await import('../ingest/main.js'); await serve('ingest', startIngest); });
-program.command('worker').description('run one worker process (SQS → S3 → InfluxDB)')
-  .action(async () => { const { startWorker } = await import('../workers/main.js'); await serve('worker', startWorker); });
-program.command('fleet').description('run the worker fleet supervisor: SLUICE_FLEET_MIN…MAX worker processes sized by the queue depth')
-  .action(async () => { const { startFleet } = await import('../workers/fleet.js'); await serve('fleet', startFleet); });
-program.command('query').description('run the query API (GET /v1/stats, /v1/topk, …)')
-  .action(async () => { const { startQuery } = await import('../query/main.js'); await serve('query', startQuery); });
-program.command('setup').description('create the buckets and queues of localstack/resources.json on the configured endpoint')
+program
+  .command('start')
+  .description('run the whole local stack: services, one ingest node, a worker fleet and the query API')
+  .action(async () => {
+    const { runLocalStack } = await import('./start.js');
+    await runLocalStack(config());
+  });
+program
+  .command('ingest')
+  .description('run one ingest node (POST /v1/events)')
+  .action(async () => {
+    const { startIngest } = await import('../ingest/main.js');
+    await serve('ingest', startIngest);
+  });
+program
+  .command('worker')
+  .description('run one worker process (SQS → S3 → InfluxDB)')
+  .action(async () => {
+    const { startWorker } = await import('../workers/main.js');
+    await serve('worker', startWorker);
+  });
+program
+  .command('fleet')
+  .description('run the worker fleet supervisor: SLUICE_FLEET_MIN…MAX worker processes sized by the queue depth')
+  .action(async () => {
+    const { startFleet } = await import('../workers/fleet.js');
+    await serve('fleet', startFleet);
+  });
+program
+  .command('query')
+  .description('run the query API (GET /v1/stats, /v1/topk, …)')
+  .action(async () => {
+    const { startQuery } = await import('../query/main.js');
+    await serve('query', startQuery);
+  });
+program
+  .command('setup')
+  .description('create the buckets and queues of localstack/resources.json on the configured endpoint')
   .action(async () => {
     const cfg = config();
     const { setupResources } = await import('../localstack/setup-resources.js');
     const { createInflux, ensureDatabase } = await import('../shared/clients/influx.js');
     await setupResources(cfg);
     await ensureDatabase(createInflux(cfg), cfg.SLUICE_INFLUX_DB);
-    process.stdout.write(`buckets ${cfg.SLUICE_RAW_BUCKET}, ${cfg.SLUICE_COLD_BUCKET}, queues ${cfg.SLUICE_QUEUE_NAME} → ${cfg.SLUICE_DLQ_NAME} and InfluxDB database ${cfg.SLUICE_INFLUX_DB} are ready\n`);
+    process.stdout.write(
+      `buckets ${cfg.SLUICE_RAW_BUCKET}, ${cfg.SLUICE_COLD_BUCKET}, queues ${cfg.SLUICE_QUEUE_NAME} → ${cfg.SLUICE_DLQ_NAME} and InfluxDB database ${cfg.SLUICE_INFLUX_DB} are ready\n`,
+    );
     process.exit(0);
   });
-program.command('config').description('print the effective configuration (or the README table with --markdown)')
+program
+  .command('config')
+  .description('print the effective configuration (or the README table with --markdown)')
   .option('--markdown', 'print the documentation table of every setting')
   .action((o: { markdown?: boolean }) => {
-    if (o.markdown) { process.stdout.write(configMarkdown() + '\n'); return; }
+    if (o.markdown) {
+      process.stdout.write(configMarkdown() + '\n');
+      return;
+    }
     const cfg = config();
     process.stdout.write(JSON.stringify(cfg, (_k, v: unknown) => (v instanceof Map ? `${v.size} key(s)` : v), 2) + '\n');
   });
 
-program.command('load').description('send a generated load (Zipf entities, type mix, duplicates, late events, bursts) and record the ground truth')
+program
+  .command('load')
+  .description('send a generated load (Zipf entities, type mix, duplicates, late events, bursts) and record the ground truth')
   .option('--url <url>', 'ingest node', 'http://127.0.0.1:8080')
   .option('--api-key <key>', 'producer API key')
   .option('--rate <n>', 'events per second (steady)', '10000')
@@ -73,41 +109,89 @@ program.command('load').description('send a generated load (Zipf entities, type 
   .action(async (o: Record<string, string>) => {
     const { parseDuration } = await import('../shared/config.js');
     const { runLoad } = await import('../bench/load-generator.js');
-    const num = (name: string, v: string, min = 0) => { const n = Number(v); if (!Number.isFinite(n) || n < min) { process.stderr.write(`--${name} must be a number ≥ ${min}, got "${v}"\n`); process.exit(2); } return n; };
-    const types = Object.fromEntries(o.types!.split(',').map((p) => { const [k, w] = p.split(':'); return [k!, num('types', w ?? '1')]; }));
+    const num = (name: string, v: string, min = 0) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < min) {
+        process.stderr.write(`--${name} must be a number ≥ ${min}, got "${v}"\n`);
+        process.exit(2);
+      }
+      return n;
+    };
+    const types = Object.fromEntries(
+      o.types!.split(',').map((p) => {
+        const [k, w] = p.split(':');
+        return [k!, num('types', w ?? '1')];
+      }),
+    );
     const [every, dur, factor] = o.burst === 'none' ? ['0', '0', '1'] : o.burst!.split('/');
     const durationMs = parseDuration(o.duration!);
-    if (durationMs === undefined) { process.stderr.write(`--duration must be a duration like 60s or 5m, got "${o.duration}"\n`); process.exit(2); }
+    if (durationMs === undefined) {
+      process.stderr.write(`--duration must be a duration like 60s or 5m, got "${o.duration}"\n`);
+      process.exit(2);
+    }
     const res = await runLoad({
-      url: o.url!, apiKey: o.apiKey, rate: num('rate', o.rate!, 1), durationMs, entities: num('entities', o.entities!, 1), skew: num('skew', o.skew!),
-      types, duplicateRatio: num('duplicates', o.duplicates!), lateRatio: num('late', o.late!), burstEveryMs: parseDuration(every ?? '0') ?? 0,
-      burstForMs: parseDuration(dur ?? '0') ?? 0, burstFactor: num('burst factor', factor ?? '1'), seed: num('seed', o.seed!), idPrefix: `load-${Date.now().toString(36)}`,
+      url: o.url!,
+      apiKey: o.apiKey,
+      rate: num('rate', o.rate!, 1),
+      durationMs,
+      entities: num('entities', o.entities!, 1),
+      skew: num('skew', o.skew!),
+      types,
+      duplicateRatio: num('duplicates', o.duplicates!),
+      lateRatio: num('late', o.late!),
+      burstEveryMs: parseDuration(every ?? '0') ?? 0,
+      burstForMs: parseDuration(dur ?? '0') ?? 0,
+      burstFactor: num('burst factor', factor ?? '1'),
+      seed: num('seed', o.seed!),
+      idPrefix: `load-${Date.now().toString(36)}`,
       truthFile: o.truth,
-      onProgress: (p) => process.stderr.write(`\r${Math.round(p.elapsedMs / 1000)}s  sent ${p.sent.toLocaleString()}  unique ${p.unique.toLocaleString()}  re-sent ${p.duplicatesSent.toLocaleString()}  queued ${p.queued.toLocaleString()}   `),
+      onProgress: (p) =>
+        process.stderr.write(
+          `\r${Math.round(p.elapsedMs / 1000)}s  sent ${p.sent.toLocaleString()}  unique ${p.unique.toLocaleString()}  re-sent ${p.duplicatesSent.toLocaleString()}  queued ${p.queued.toLocaleString()}   `,
+        ),
     });
     process.stderr.write('\n');
-    process.stdout.write(`${JSON.stringify({ sent: res.sent, uniqueEvents: res.uniqueEvents, duplicatesSent: res.duplicatesSent, failedEvents: res.failedEvents, seconds: res.elapsedMs / 1000, truth: o.truth, client: res.clientStats })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ sent: res.sent, uniqueEvents: res.uniqueEvents, duplicatesSent: res.duplicatesSent, failedEvents: res.failedEvents, seconds: res.elapsedMs / 1000, truth: o.truth, client: res.clientStats })}\n`,
+    );
     process.exit(res.failedEvents > 0 ? 1 : 0);
   });
 
 const dlq = program.command('dlq').description('inspect and re-drive dead-lettered batches');
-dlq.command('list').description('list dead letters with their reasons').option('--max <n>', 'at most this many', '100')
+dlq
+  .command('list')
+  .description('list dead letters with their reasons')
+  .option('--max <n>', 'at most this many', '100')
   .action(async (o: { max: string }) => {
     const { listDeadLetters } = await import('../workers/dead-letters.js');
     const items = await listDeadLetters(config(), { max: Number(o.max) });
-    if (!items.length) { process.stdout.write('dead-letter queue is empty\n'); return; }
+    if (!items.length) {
+      process.stdout.write('dead-letter queue is empty\n');
+      return;
+    }
     for (const d of items) process.stdout.write(`${d.messageId}  ${d.reason.padEnd(28)}  ${d.key ?? '-'}  ${d.detail ?? ''}\n`);
   });
-dlq.command('show <messageId>').description('print one dead letter in full')
+dlq
+  .command('show <messageId>')
+  .description('print one dead letter in full')
   .action(async (id: string) => {
     const { showDeadLetter } = await import('../workers/dead-letters.js');
     const d = await showDeadLetter(config(), id);
-    if (!d) { process.stderr.write(`no dead letter with id ${id}\n`); process.exit(1); }
+    if (!d) {
+      process.stderr.write(`no dead letter with id ${id}\n`);
+      process.exit(1);
+    }
     process.stdout.write(JSON.stringify(d, null, 2) + '\n');
   });
-dlq.command('redrive [messageIds...]').description('move dead letters back to the batch queue (all with --all)').option('--all', 're-drive every dead letter')
+dlq
+  .command('redrive [messageIds...]')
+  .description('move dead letters back to the batch queue (all with --all)')
+  .option('--all', 're-drive every dead letter')
   .action(async (ids: string[], o: { all?: boolean }) => {
-    if (!o.all && ids.length === 0) { process.stderr.write('give message ids or --all\n'); process.exit(2); }
+    if (!o.all && ids.length === 0) {
+      process.stderr.write('give message ids or --all\n');
+      process.exit(2);
+    }
     const { redriveDeadLetters } = await import('../workers/dead-letters.js');
     const n = await redriveDeadLetters(config(), o.all ? { all: true } : { ids });
     process.stdout.write(`re-drove ${n} message(s)\n`);
@@ -120,25 +204,43 @@ async function timeOption(name: string, raw: string | undefined): Promise<number
   if (raw === undefined) return undefined;
   const { parseTimestamp } = await import('../shared/contracts/event.js');
   const t = parseTimestamp(/^\d{1,15}$/.test(raw) ? Number(raw) : raw);
-  if (typeof t !== 'number') { process.stderr.write(`--${name} must be an ISO-8601 time or epoch milliseconds, got ${JSON.stringify(raw)}\n`); process.exit(2); }
+  if (typeof t !== 'number') {
+    process.stderr.write(`--${name} must be an ISO-8601 time or epoch milliseconds, got ${JSON.stringify(raw)}\n`);
+    process.exit(2);
+  }
   return t;
 }
 const stderrProgress = (msg: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
-program.command('rollup').description('fold minutes into hourly/daily rollups (InfluxDB + cold Parquet); resumes from its checkpoint and re-rolls the late window')
+program
+  .command('rollup')
+  .description('fold minutes into hourly/daily rollups (InfluxDB + cold Parquet); resumes from its checkpoint and re-rolls the late window')
   .option('--from <time>', 're-roll from this time (ISO-8601 or epoch ms) instead of the checkpoint')
   .option('--to <time>', 're-roll up to this time (default: the last complete period)')
   .option('--resolution <res>', '1h, 1d or both', 'both')
   .action(async (o: { from?: string; to?: string; resolution: string }) => {
     const cfg = config();
     const { runRollup } = await import('../workers/rollup.js');
-    const resolutions = o.resolution === 'both' ? undefined : o.resolution === '1h' || o.resolution === '1d' ? [o.resolution] as ('1h' | '1d')[] : undefined;
-    if (o.resolution !== 'both' && !resolutions) { process.stderr.write(`--resolution must be 1h, 1d or both, got ${JSON.stringify(o.resolution)}\n`); process.exit(2); }
-    const summary = await runRollup(cfg, { log: createLogger('rollup', cfg.SLUICE_LOG_LEVEL), fromMs: await timeOption('from', o.from), toMs: await timeOption('to', o.to), resolutions });
-    for (const s of summary) process.stdout.write(`${s.res}: ${new Date(s.fromMs).toISOString()} → ${new Date(s.toMs).toISOString()}: ${s.rows} rollup rows, ${s.points} InfluxDB points, ${s.files.length} cold file(s)\n`);
+    const resolutions = o.resolution === 'both' ? undefined : o.resolution === '1h' || o.resolution === '1d' ? ([o.resolution] as ('1h' | '1d')[]) : undefined;
+    if (o.resolution !== 'both' && !resolutions) {
+      process.stderr.write(`--resolution must be 1h, 1d or both, got ${JSON.stringify(o.resolution)}\n`);
+      process.exit(2);
+    }
+    const summary = await runRollup(cfg, {
+      log: createLogger('rollup', cfg.SLUICE_LOG_LEVEL),
+      fromMs: await timeOption('from', o.from),
+      toMs: await timeOption('to', o.to),
+      resolutions,
+    });
+    for (const s of summary)
+      process.stdout.write(
+        `${s.res}: ${new Date(s.fromMs).toISOString()} → ${new Date(s.toMs).toISOString()}: ${s.rows} rollup rows, ${s.points} InfluxDB points, ${s.files.length} cold file(s)\n`,
+      );
     process.exit(0);
   });
-program.command('compact').description('merge raw batch files of days older than SLUICE_COMPACT_AFTER into verified per-day files in the cold bucket')
+program
+  .command('compact')
+  .description('merge raw batch files of days older than SLUICE_COMPACT_AFTER into verified per-day files in the cold bucket')
   .option('--day <YYYY-MM-DD...>', 'only these event-time days')
   .action(async (o: { day?: string[] }) => {
     const cfg = config();
@@ -146,11 +248,16 @@ program.command('compact').description('merge raw batch files of days older than
     const t0 = performance.now();
     const days = await runCompaction(cfg, { log: createLogger('compaction', cfg.SLUICE_LOG_LEVEL), days: o.day, progress: stderrProgress });
     const rows = days.reduce((n, d) => n + d.rows, 0);
-    for (const d of days) process.stdout.write(`${d.dt}: ${d.id ? `${d.inputs} raw file(s), ${d.rows} events → compacted-${d.id}.parquet (${d.bytesOut} bytes)` : 'nothing to compact'}${d.finishedDeletes ? `; finished ${d.finishedDeletes} delete(s) of an earlier run` : ''}\n`);
+    for (const d of days)
+      process.stdout.write(
+        `${d.dt}: ${d.id ? `${d.inputs} raw file(s), ${d.rows} events → compacted-${d.id}.parquet (${d.bytesOut} bytes)` : 'nothing to compact'}${d.finishedDeletes ? `; finished ${d.finishedDeletes} delete(s) of an earlier run` : ''}\n`,
+      );
     process.stdout.write(`${days.length} day(s), ${rows} events in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     process.exit(0);
   });
-program.command('audit').description('recompute counts and sums from the Parquet archive and compare them with the query API; exits 1 on any mismatch')
+program
+  .command('audit')
+  .description('recompute counts and sums from the Parquet archive and compare them with the query API; exits 1 on any mismatch')
   .requiredOption('--from <time>', 'start of the range (ISO-8601 or epoch ms)')
   .requiredOption('--to <time>', 'end of the range (exclusive)')
   .option('--entity <entityId>', 'only this entity')
@@ -160,13 +267,23 @@ program.command('audit').description('recompute counts and sums from the Parquet
     const cfg = config();
     const { runAudit, formatAudit } = await import('../workers/audit.js');
     const report = await runAudit(cfg, {
-      fromMs: (await timeOption('from', o.from))!, toMs: (await timeOption('to', o.to))!, entityId: o.entity, eventType: o.eventType, queryUrl: o.queryUrl, progress: stderrProgress,
+      fromMs: (await timeOption('from', o.from))!,
+      toMs: (await timeOption('to', o.to))!,
+      entityId: o.entity,
+      eventType: o.eventType,
+      queryUrl: o.queryUrl,
+      progress: stderrProgress,
     });
     process.stdout.write(formatAudit(report) + '\n');
     process.exit(report.mismatches.length ? 1 : 0);
   });
-program.command('canary').description('send known events to ingest and alert (Prometheus metrics) when the query API does not count them in time')
-  .action(async () => { const { startCanary } = await import('../workers/canary.js'); await serve('canary', startCanary); });
+program
+  .command('canary')
+  .description('send known events to ingest and alert (Prometheus metrics) when the query API does not count them in time')
+  .action(async () => {
+    const { startCanary } = await import('../workers/canary.js');
+    await serve('canary', startCanary);
+  });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`sluice: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -14,7 +14,11 @@ import { sleep } from '../shared/retry.js';
 import { ensureLocalServices, nodeEntry } from '../localstack/services.js';
 import { setupResources } from '../localstack/setup-resources.js';
 
-interface Child { name: string; proc: ChildProcess; url: string }
+interface Child {
+  name: string;
+  proc: ChildProcess;
+  url: string;
+}
 
 function spawnService(name: string, args: string[], env: NodeJS.ProcessEnv, logDir: string): Promise<Child> {
   const logFile = path.join(logDir, `${name}.log`);
@@ -22,7 +26,9 @@ function spawnService(name: string, args: string[], env: NodeJS.ProcessEnv, logD
   const [cmd, ...rest] = nodeEntry('cli/sluice.ts');
   const proc = spawn(cmd!, [...rest, ...args], { env, stdio: ['ignore', fd, fd, 'ipc'] });
   return new Promise((resolve, reject) => {
-    proc.once('message', (m: { ready?: boolean; url?: string }) => { if (m.ready) resolve({ name, proc, url: m.url ?? '' }); });
+    proc.once('message', (m: { ready?: boolean; url?: string }) => {
+      if (m.ready) resolve({ name, proc, url: m.url ?? '' });
+    });
     proc.once('exit', (code) => reject(new Error(`${name} exited with code ${code} while starting; see ${logFile}`)));
   });
 }
@@ -50,7 +56,11 @@ export async function runLocalStack(cfg: Config): Promise<void> {
   const dataDir = path.resolve(cfg.SLUICE_DATA_DIR);
   const logDir = path.join(dataDir, 'logs');
   mkdirSync(logDir, { recursive: true });
-  const services = await ensureLocalServices({ influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, awsEndpoint: cfg.AWS_ENDPOINT_URL }, dataDir, log);
+  const services = await ensureLocalServices(
+    { influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, awsEndpoint: cfg.AWS_ENDPOINT_URL },
+    dataDir,
+    log,
+  );
   await setupResources(cfg);
   await ensureDatabase(createInflux(cfg), cfg.SLUICE_INFLUX_DB);
 
@@ -61,24 +71,28 @@ export async function runLocalStack(cfg: Config): Promise<void> {
   const query = await spawnService('query', ['query'], { ...env, SLUICE_INGEST_URL: ingest.url, SLUICE_FLEET_URL: fleet.url }, logDir);
   const children = [ingest, fleet, query];
 
-  process.stdout.write([
-    '',
-    'Sluice is running.',
-    `  ingest     ${ingest.url}/v1/events`,
-    `  query API  ${query.url}/v1/stats   (dashboard: ${query.url}/)`,
-    `  workers    ${fleet.url}/v1/fleet   (${cfg.SLUICE_FLEET_MIN}–${cfg.SLUICE_FLEET_MAX} processes by queue depth; metrics: ${fleet.url}/metrics)`,
-    `  S3 + SQS   ${cfg.AWS_ENDPOINT_URL}   InfluxDB ${cfg.SLUICE_INFLUX_URL}   Redis ${cfg.SLUICE_REDIS_URL}`,
-    `  logs       ${logDir}/`,
-    '',
-    'Send events:',
-    `  curl -X POST ${ingest.url}/v1/events -H 'content-type: application/json' \\`,
-    `    -d '[{"eventId":"e1","entityId":"video-A","eventType":"view","timestamp":'$(date +%s000)'}]'`,
-    'Press Ctrl-C to stop (ingest flushes its WAL first).',
-    '',
-  ].join('\n'));
+  process.stdout.write(
+    [
+      '',
+      'Sluice is running.',
+      `  ingest     ${ingest.url}/v1/events`,
+      `  query API  ${query.url}/v1/stats   (dashboard: ${query.url}/)`,
+      `  workers    ${fleet.url}/v1/fleet   (${cfg.SLUICE_FLEET_MIN}–${cfg.SLUICE_FLEET_MAX} processes by queue depth; metrics: ${fleet.url}/metrics)`,
+      `  S3 + SQS   ${cfg.AWS_ENDPOINT_URL}   InfluxDB ${cfg.SLUICE_INFLUX_URL}   Redis ${cfg.SLUICE_REDIS_URL}`,
+      `  logs       ${logDir}/`,
+      '',
+      'Send events:',
+      `  curl -X POST ${ingest.url}/v1/events -H 'content-type: application/json' \\`,
+      `    -d '[{"eventId":"e1","entityId":"video-A","eventType":"view","timestamp":'$(date +%s000)'}]'`,
+      'Press Ctrl-C to stop (ingest flushes its WAL first).',
+      '',
+    ].join('\n'),
+  );
 
   for (const c of children) {
-    c.proc.on('exit', (code, signal) => { if (!stopping) log.error({ service: c.name, code, signal }, `${c.name} exited unexpectedly; see ${logDir}/${c.name}.log`); });
+    c.proc.on('exit', (code, signal) => {
+      if (!stopping) log.error({ service: c.name, code, signal }, `${c.name} exited unexpectedly; see ${logDir}/${c.name}.log`);
+    });
   }
 
   let stopping = false;

@@ -45,8 +45,12 @@ export class SegmentDelivery {
   constructor(private readonly o: DeliveryOptions) {}
 
   /** Bytes of sealed segments not yet delivered. */
-  get backlogBytes(): number { return this.backlog; }
-  get pendingSegments(): number { return this.queue.length + this.active; }
+  get backlogBytes(): number {
+    return this.backlog;
+  }
+  get pendingSegments(): number {
+    return this.queue.length + this.active;
+  }
 
   /** Why ingest should not receive traffic, if it should not. */
   notReadyReason(): string | undefined {
@@ -67,7 +71,9 @@ export class SegmentDelivery {
     while (this.queue.length + this.active > 0) await new Promise<void>((r) => this.waiters.push(r));
   }
 
-  stop(): void { this.stopped = true; }
+  stop(): void {
+    this.stopped = true;
+  }
 
   private pump(): void {
     while (!this.stopped && this.active < this.o.concurrency && this.queue.length > 0) {
@@ -91,7 +97,10 @@ export class SegmentDelivery {
       } catch (err) {
         const delay = backoffDelay(attempt, 500, 30_000);
         this.o.metrics.deliveryFailures.inc();
-        this.o.log.warn({ segment: seg.id, attempt, retryInMs: Math.round(delay), err: errorMessage(err) }, 'segment delivery failed; it stays in the WAL and will be retried');
+        this.o.log.warn(
+          { segment: seg.id, attempt, retryInMs: Math.round(delay), err: errorMessage(err) },
+          'segment delivery failed; it stays in the WAL and will be retried',
+        );
         await sleep(delay);
       }
     }
@@ -111,23 +120,38 @@ export class SegmentDelivery {
         const existing = await this.s3Breaker.execute(() => this.retry.execute(() => headObject(this.o.s3, this.o.bucket, key)));
         let sha256: string;
         let bytes: number;
-        if (existing && existing.metadata[META_SHA] && Number(existing.metadata[META_EVENTS]) === b.eventCount) {
+        if (existing?.metadata[META_SHA] && Number(existing.metadata[META_EVENTS]) === b.eventCount) {
           // Uploaded before a crash: keep that object so manifests already sent still match its checksum.
           sha256 = existing.metadata[META_SHA]!;
           bytes = existing.bytes;
         } else {
           ({ sha256, bytes } = await sha256File(b.file));
           const tu = performance.now();
-          await this.s3Breaker.execute(() => this.retry.execute(() =>
-            uploadFile(this.o.s3, this.o.bucket, key, b.file, { [META_SHA]: sha256, [META_EVENTS]: String(b.eventCount), 'sluice-schema-version': String(PARQUET_SCHEMA_VERSION) })
-              .catch((err: unknown) => { throw classify(err, `upload s3://${this.o.bucket}/${key}`); })));
+          await this.s3Breaker.execute(() =>
+            this.retry.execute(() =>
+              uploadFile(this.o.s3, this.o.bucket, key, b.file, {
+                [META_SHA]: sha256,
+                [META_EVENTS]: String(b.eventCount),
+                'sluice-schema-version': String(PARQUET_SCHEMA_VERSION),
+              }).catch((err: unknown) => {
+                throw classify(err, `upload s3://${this.o.bucket}/${key}`);
+              }),
+            ),
+          );
           metrics.uploadSeconds.observe((performance.now() - tu) / 1000);
         }
         manifests.push({
-          manifestVersion: '1.0', bucket: this.o.bucket, key, eventCount: b.eventCount,
-          minEventTime: new Date(b.minEventTimeMs).toISOString(), maxEventTime: new Date(b.maxEventTimeMs).toISOString(),
-          byteSize: bytes, checksum: { algorithm: 'sha256', value: sha256 }, schemaVersion: PARQUET_SCHEMA_VERSION,
-          producer: this.o.node, createdAt: new Date().toISOString(),
+          manifestVersion: '1.0',
+          bucket: this.o.bucket,
+          key,
+          eventCount: b.eventCount,
+          minEventTime: new Date(b.minEventTimeMs).toISOString(),
+          maxEventTime: new Date(b.maxEventTimeMs).toISOString(),
+          byteSize: bytes,
+          checksum: { algorithm: 'sha256', value: sha256 },
+          schemaVersion: PARQUET_SCHEMA_VERSION,
+          producer: this.o.node,
+          createdAt: new Date().toISOString(),
         });
         metrics.flushEvents.observe(b.eventCount);
         metrics.flushBytes.observe(bytes);
@@ -137,7 +161,10 @@ export class SegmentDelivery {
       metrics.sqsSeconds.observe((performance.now() - ts) / 1000);
       unlinkSync(seg.path);
       metrics.segmentsDelivered.inc();
-      log.info({ segment: seg.id, objects: manifests.length, events: manifests.reduce((n, m) => n + m.eventCount, 0), ms: Math.round(performance.now() - t0) }, 'segment delivered');
+      log.info(
+        { segment: seg.id, objects: manifests.length, events: manifests.reduce((n, m) => n + m.eventCount, 0), ms: Math.round(performance.now() - t0) },
+        'segment delivered',
+      );
       return manifests;
     } finally {
       rmSync(outDir, { recursive: true, force: true });
@@ -148,18 +175,25 @@ export class SegmentDelivery {
     const url = await queueUrl(this.o.sqs, this.o.queueName);
     for (let i = 0; i < manifests.length; i += 10) {
       let entries = manifests.slice(i, i + 10).map((m, j) => ({ Id: String(j), MessageBody: encodeManifest(m) }));
-      await this.sqsBreaker.execute(() => this.retry.execute(async () => {
-        try {
-          const r = await this.o.sqs.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: entries }));
-          const failed = new Set((r.Failed ?? []).map((f) => f.Id));
-          if (failed.size) {
-            entries = entries.filter((e) => failed.has(e.Id));
-            throw classify(Object.assign(new Error(`SQS rejected ${failed.size} manifest(s): ${r.Failed?.map((f) => f.Message).join('; ')}`), { $retryable: r.Failed?.some((f) => !f.SenderFault) }), `send to SQS queue ${this.o.queueName}`);
+      await this.sqsBreaker.execute(() =>
+        this.retry.execute(async () => {
+          try {
+            const r = await this.o.sqs.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: entries }));
+            const failed = new Set((r.Failed ?? []).map((f) => f.Id));
+            if (failed.size) {
+              entries = entries.filter((e) => failed.has(e.Id));
+              throw classify(
+                Object.assign(new Error(`SQS rejected ${failed.size} manifest(s): ${r.Failed?.map((f) => f.Message).join('; ')}`), {
+                  $retryable: r.Failed?.some((f) => !f.SenderFault),
+                }),
+                `send to SQS queue ${this.o.queueName}`,
+              );
+            }
+          } catch (err) {
+            throw classify(err, `send to SQS queue ${this.o.queueName}`);
           }
-        } catch (err) {
-          throw classify(err, `send to SQS queue ${this.o.queueName}`);
-        }
-      }));
+        }),
+      );
     }
   }
 }

@@ -38,11 +38,23 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   const redis = createRedis(cfg);
   redis.on('error', () => undefined); // state is read from redis.status; errors are logged by the users
   const dedup = new ProducerDedup(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_DEDUP_WINDOW, log);
-  const limiter = new RateLimiter(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_RATE_LIMIT_EVENTS, cfg.SLUICE_RATE_LIMIT_BURST || cfg.SLUICE_RATE_LIMIT_EVENTS * 10);
+  const limiter = new RateLimiter(
+    redis,
+    cfg.SLUICE_REDIS_PREFIX,
+    cfg.SLUICE_RATE_LIMIT_EVENTS,
+    cfg.SLUICE_RATE_LIMIT_BURST || cfg.SLUICE_RATE_LIMIT_EVENTS * 10,
+  );
 
   const delivery = new SegmentDelivery({
-    s3, sqs, bucket: cfg.SLUICE_RAW_BUCKET, queueName: cfg.SLUICE_QUEUE_NAME, node: cfg.SLUICE_NODE_ID,
-    tmpDir: path.join(nodeDir, 'parquet-tmp'), concurrency: cfg.SLUICE_UPLOAD_CONCURRENCY, log, metrics,
+    s3,
+    sqs,
+    bucket: cfg.SLUICE_RAW_BUCKET,
+    queueName: cfg.SLUICE_QUEUE_NAME,
+    node: cfg.SLUICE_NODE_ID,
+    tmpDir: path.join(nodeDir, 'parquet-tmp'),
+    concurrency: cfg.SLUICE_UPLOAD_CONCURRENCY,
+    log,
+    metrics,
   });
   const wal = new WriteAheadLog({
     dir: path.join(nodeDir, 'wal'),
@@ -58,10 +70,14 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
     },
   });
   const leftovers = wal.recover();
-  if (leftovers.length) log.info({ segments: leftovers.length, events: leftovers.reduce((n, s) => n + s.events, 0) }, 'replaying WAL segments left by a previous run');
+  if (leftovers.length)
+    log.info({ segments: leftovers.length, events: leftovers.reduce((n, s) => n + s.events, 0) }, 'replaying WAL segments left by a previous run');
   for (const seg of leftovers) delivery.enqueue(seg);
 
-  for (const [dep, b] of [['s3', delivery.s3Breaker], ['sqs', delivery.sqsBreaker]] as const) {
+  for (const [dep, b] of [
+    ['s3', delivery.s3Breaker],
+    ['sqs', delivery.sqsBreaker],
+  ] as const) {
     b.onStateChange(() => metrics.breakerOpen.set({ dependency: dep }, breakerIsOpen(b) ? 1 : 0));
   }
 
@@ -72,7 +88,9 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     const status = err.statusCode ?? 500;
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return reply.code(413).send({ error: `request body exceeds the limit of ${cfg.SLUICE_MAX_BODY_BYTES} bytes (SLUICE_MAX_BODY_BYTES); split it into smaller requests` });
+      return reply
+        .code(413)
+        .send({ error: `request body exceeds the limit of ${cfg.SLUICE_MAX_BODY_BYTES} bytes (SLUICE_MAX_BODY_BYTES); split it into smaller requests` });
     }
     if (status >= 500) log.error({ err }, 'request failed');
     return reply.code(status).send({ error: status >= 500 ? 'internal error' : err.message });
@@ -82,10 +100,16 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   const authenticate = (req: FastifyRequest, reply: FastifyReply): string | undefined => {
     if (cfg.SLUICE_API_KEYS.size === 0) return ANONYMOUS;
     const h = req.headers.authorization;
-    if (!h) { void reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'missing Authorization header: send Authorization: Bearer <api key>' }); return undefined; }
+    if (!h) {
+      void reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'missing Authorization header: send Authorization: Bearer <api key>' });
+      return undefined;
+    }
     const m = /^Bearer\s+(.+)$/i.exec(h);
     const producer = m ? cfg.SLUICE_API_KEYS.get(m[1]!.trim()) : undefined;
-    if (!producer) { void reply.code(403).send({ error: 'API key not recognised' }); return undefined; }
+    if (!producer) {
+      void reply.code(403).send({ error: 'API key not recognised' });
+      return undefined;
+    }
     return producer;
   };
 
@@ -97,7 +121,10 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   const held = new WeakMap<FastifyRequest, number>();
   const release = (req: FastifyRequest) => {
     const n = held.get(req);
-    if (n !== undefined) { inflightBytes -= n; held.delete(req); }
+    if (n !== undefined) {
+      inflightBytes -= n;
+      held.delete(req);
+    }
   };
   app.addHook('onRequest', async (req, reply) => {
     if (req.method !== 'POST' || req.routeOptions.url !== '/v1/events') return;
@@ -105,7 +132,12 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
     const bytes = Number.isFinite(declared) && declared >= 0 ? Math.min(declared, cfg.SLUICE_MAX_BODY_BYTES) : cfg.SLUICE_MAX_BODY_BYTES;
     if (inflightBytes > 0 && inflightBytes + bytes > cfg.SLUICE_MAX_INFLIGHT_BYTES) {
       metrics.requests.inc({ status: '503' });
-      return reply.code(503).header('retry-after', '1').send({ error: `ingest node is busy (${inflightBytes} bytes of requests in progress, limit SLUICE_MAX_INFLIGHT_BYTES=${cfg.SLUICE_MAX_INFLIGHT_BYTES}); retry after 1s` });
+      return reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({
+          error: `ingest node is busy (${inflightBytes} bytes of requests in progress, limit SLUICE_MAX_INFLIGHT_BYTES=${cfg.SLUICE_MAX_INFLIGHT_BYTES}); retry after 1s`,
+        });
     }
     inflightBytes += bytes;
     held.set(req, bytes);
@@ -121,13 +153,16 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
       return reply.code(status).send(body);
     };
     const producer = authenticate(req, reply);
-    if (!producer) { metrics.requests.inc({ status: String(reply.statusCode) }); return reply; }
+    if (!producer) {
+      metrics.requests.inc({ status: String(reply.statusCode) });
+      return reply;
+    }
     if (!accepting) return finish(503, { error: 'ingest node is shutting down; retry on another node' });
     if (delivery.backlogBytes + wal.openSegment.bytes > cfg.SLUICE_BACKLOG_MAX_BYTES) {
       reply.header('retry-after', String(retryAfterSeconds()));
       return finish(503, { error: `delivery backlog is over ${cfg.SLUICE_BACKLOG_MAX_BYTES} bytes (S3/SQS slow or unavailable); retry later` });
     }
-    let parsed;
+    let parsed: ReturnType<typeof parseEventsBody>;
     try {
       const raw = req.body;
       if (!Buffer.isBuffer(raw)) return finish(400, { error: 'body is empty: send a JSON array of events or NDJSON' });
@@ -145,7 +180,9 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
     const wait = await limiter.take(producer, values.length);
     if (wait > 0) {
       reply.header('retry-after', String(Math.max(1, Math.ceil(wait / 1000))));
-      return finish(429, { error: `rate limit of ${cfg.SLUICE_RATE_LIMIT_EVENTS} events/s for producer ${producer} exceeded; retry after ${Math.ceil(wait / 1000)}s` });
+      return finish(429, {
+        error: `rate limit of ${cfg.SLUICE_RATE_LIMIT_EVENTS} events/s for producer ${producer} exceeded; retry after ${Math.ceil(wait / 1000)}s`,
+      });
     }
 
     const bounds = { nowMs: Date.now(), maxAgeMs: cfg.SLUICE_MAX_EVENT_AGE };
@@ -156,10 +193,19 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
     let duplicates = 0;
     for (let i = 0; i < values.length; i++) {
       const lineErr = lineErrors.get(i);
-      if (lineErr) { rejected.push({ index: i, reason: lineErr }); continue; }
+      if (lineErr) {
+        rejected.push({ index: i, reason: lineErr });
+        continue;
+      }
       const e = validateEvent(values[i], bounds);
-      if (typeof e === 'string') { rejected.push({ index: i, reason: e }); continue; }
-      if (inRequest.has(e.eventId)) { duplicates++; continue; }
+      if (typeof e === 'string') {
+        rejected.push({ index: i, reason: e });
+        continue;
+      }
+      if (inRequest.has(e.eventId)) {
+        duplicates++;
+        continue;
+      }
       inRequest.add(e.eventId);
       valid.push(e);
       ids.push(e.eventId);
@@ -169,7 +215,10 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
     const fresh: string[] = [];
     const ingestTime = Date.now();
     for (let i = 0; i < valid.length; i++) {
-      if (seen[i]) { duplicates++; continue; }
+      if (seen[i]) {
+        duplicates++;
+        continue;
+      }
       lines += encodeEventLine(valid[i]!, ingestTime, producer);
       fresh.push(ids[i]!);
     }

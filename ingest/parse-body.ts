@@ -3,7 +3,10 @@
 import { gunzipSync } from 'node:zlib';
 
 export class BodyError extends Error {
-  constructor(readonly status: 400 | 413 | 415, message: string) {
+  constructor(
+    readonly status: 400 | 413 | 415,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -31,7 +34,11 @@ function invalidUtf8Offset(buf: Buffer): number {
 function lineCol(text: string, pos: number): string {
   let line = 1;
   let last = -1;
-  for (let i = 0; i < pos && i < text.length; i++) if (text.charCodeAt(i) === 10) { line++; last = i; }
+  for (let i = 0; i < pos && i < text.length; i++)
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      last = i;
+    }
   return `line ${line}, column ${pos - last}`;
 }
 

@@ -47,9 +47,16 @@ return #ids
 
 export class ProducerDedup {
   private warnedAt = 0;
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly windowMs: number, private readonly log: Logger) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly windowMs: number,
+    private readonly log: Logger,
+  ) {}
 
-  private bucketKey(bucket: number): string { return `${this.prefix}seen:${bucket}`; }
+  private bucketKey(bucket: number): string {
+    return `${this.prefix}seen:${bucket}`;
+  }
 
   /** Which of `ids` were already accepted within the window (by any node). */
   async seen(ids: readonly string[], nowMs = Date.now()): Promise<boolean[]> {

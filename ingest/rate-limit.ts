@@ -25,9 +25,16 @@ return math.ceil((want - tokens) * 1000 / rate)
 `;
 
 export class RateLimiter {
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly ratePerSec: number, private readonly burst: number) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly ratePerSec: number,
+    private readonly burst: number,
+  ) {}
 
-  get enabled(): boolean { return this.ratePerSec > 0; }
+  get enabled(): boolean {
+    return this.ratePerSec > 0;
+  }
 
   /** 0 when allowed, else milliseconds to wait. Requests bigger than the burst can never pass: they are told so. */
   async take(producer: string, events: number): Promise<number> {

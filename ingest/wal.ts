@@ -65,7 +65,10 @@ export class WriteAheadLog {
       this.seq = Math.max(this.seq, Number(m[2]));
       const file = path.join(this.opts.dir, name);
       const size = cutTornTail(file);
-      if (size === 0) { unlinkSync(file); continue; }
+      if (size === 0) {
+        unlinkSync(file);
+        continue;
+      }
       out.push({ id: name.replace('.ndjson', ''), path: file, events: countLines(file), bytes: size });
     }
     return out;
@@ -122,7 +125,10 @@ export class WriteAheadLog {
     this.current = undefined;
     if (!c) return;
     await c.fh.close();
-    if (c.seg.events === 0) { unlinkSync(c.seg.path); return; }
+    if (c.seg.events === 0) {
+      unlinkSync(c.seg.path);
+      return;
+    }
     this.opts.onSealed(c.seg);
   }
 
@@ -140,7 +146,10 @@ export class WriteAheadLog {
         this.pending = [];
         let events = 0;
         let text = '';
-        for (const p of group) { text += p.data; events += p.events; }
+        for (const p of group) {
+          text += p.data;
+          events += p.events;
+        }
         const buf = Buffer.from(text, 'utf8');
         try {
           const c = this.current ?? (await this.openSegment_());
@@ -178,7 +187,10 @@ export function cutTornTail(file: string): number {
       const from = Math.max(0, end - chunk.length);
       const n = readSync(fd, chunk, 0, end - from, from);
       const i = chunk.subarray(0, n).lastIndexOf(10);
-      if (i !== -1) { end = from + i + 1; break; }
+      if (i !== -1) {
+        end = from + i + 1;
+        break;
+      }
       end = from;
     }
     if (end !== size) ftruncateSync(fd, end);

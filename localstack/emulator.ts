@@ -15,6 +15,8 @@ net.Server.prototype.listen = function patchedListen(this: net.Server, ...args: 
 const port = Number(process.env.SLUICE_EMULATOR_PORT ?? 4566);
 const server = await startFauxqs({ port, logger: false, host: '127.0.0.1' });
 process.stdout.write(`fauxqs listening on ${server.address}\n`);
-const stop = () => { void server.stop().finally(() => process.exit(0)); };
+const stop = () => {
+  void server.stop().finally(() => process.exit(0));
+};
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -45,7 +45,10 @@ async function httpOk(url: string): Promise<boolean> {
 function redisPing(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host, port });
-    const done = (ok: boolean) => { s.destroy(); resolve(ok); };
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
     s.setTimeout(1_000, () => done(false));
     s.on('error', () => done(false));
     s.on('connect', () => s.write('PING\r\n'));
@@ -76,13 +79,18 @@ export function ensureDebianPackages(log: Logger, needed: { influxdb: boolean; r
   if (!missing.length) return;
   const isRoot = process.getuid?.() === 0;
   if (!isRoot || !which('apt-get')) {
-    throw new Error(`${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed and cannot be installed here (${isRoot ? 'no apt-get: not Debian' : 'not root'}).\n` +
-      `Either install them (Debian: sudo apt-get install -y ${missing.join(' ')}), point SLUICE_INFLUX_URL / SLUICE_REDIS_URL / AWS_ENDPOINT_URL at running services, ` +
-      'or start the whole stack with Docker: docker compose -f localstack/docker-compose.yml up');
+    throw new Error(
+      `${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed and cannot be installed here (${isRoot ? 'no apt-get: not Debian' : 'not root'}).\n` +
+        `Either install them (Debian: sudo apt-get install -y ${missing.join(' ')}), point SLUICE_INFLUX_URL / SLUICE_REDIS_URL / AWS_ENDPOINT_URL at running services, ` +
+        'or start the whole stack with Docker: docker compose -f localstack/docker-compose.yml up',
+    );
   }
   log.info({ packages: missing }, 'installing Debian packages (apt-get update && apt-get install)');
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', ...missing]]) {
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', '--no-install-recommends', ...missing],
+  ]) {
     const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
     if (r.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed with code ${r.status}`);
   }
@@ -161,8 +169,28 @@ export async function ensureRedis(url: string, dataDir: string, log: Logger): Pr
   mkdirSync(dir, { recursive: true });
   const logFile = path.join(dir, 'redis.log');
   // appendonly + fsync everysec: dedup claims and top-K survive a Redis restart.
-  const child = startChild(['redis-server', '--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
-    '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--protected-mode', 'yes', '--daemonize', 'no'], logFile);
+  const child = startChild(
+    [
+      'redis-server',
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--protected-mode',
+      'yes',
+      '--daemonize',
+      'no',
+    ],
+    logFile,
+  );
   await waitFor(`Redis at ${url}`, () => redisPing(host, port), child, logFile);
   log.info({ url, dataDir: dir }, 'started Redis');
   return { name: 'redis', started: true, stop: stopper(child) };
@@ -171,7 +199,8 @@ export async function ensureRedis(url: string, dataDir: string, log: Logger): Pr
 export async function ensureEmulator(endpoint: string, dataDir: string, log: Logger): Promise<RunningService> {
   const u = new URL(endpoint);
   if (await httpOk(`${endpoint}/health`)) return { name: 'fauxqs', started: false, stop: async () => undefined };
-  if (!LOOPBACK.has(u.hostname)) throw new Error(`No S3/SQS endpoint answering at ${endpoint} (AWS_ENDPOINT_URL) and it is not local, so the emulator cannot be started here`);
+  if (!LOOPBACK.has(u.hostname))
+    throw new Error(`No S3/SQS endpoint answering at ${endpoint} (AWS_ENDPOINT_URL) and it is not local, so the emulator cannot be started here`);
   mkdirSync(dataDir, { recursive: true });
   const logFile = path.resolve(dataDir, 'fauxqs.log');
   const child = startChild(nodeEntry('localstack/emulator.ts'), logFile, { ...process.env, SLUICE_EMULATOR_PORT: u.port || '4566' });
@@ -187,9 +216,5 @@ export async function ensureLocalServices(ep: ServiceEndpoints, dataDir: string,
     influxdb: !(await httpOk(`${ep.influxUrl}/ping`)),
     redis: !(await redisPing(redisUrl.hostname === 'localhost' ? '127.0.0.1' : redisUrl.hostname, Number(redisUrl.port || 6379))),
   });
-  return Promise.all([
-    ensureInflux(ep.influxUrl, dataDir, log),
-    ensureRedis(ep.redisUrl, dataDir, log),
-    ensureEmulator(ep.awsEndpoint, dataDir, log),
-  ]);
+  return Promise.all([ensureInflux(ep.influxUrl, dataDir, log), ensureRedis(ep.redisUrl, dataDir, log), ensureEmulator(ep.awsEndpoint, dataDir, log)]);
 }

@@ -23,24 +23,33 @@ export async function setupResources(cfg: Config, names: ResourceNames = resourc
   const sqs = createSqs(cfg);
   try {
     for (const bucket of [names.rawBucket, names.coldBucket]) {
-      const exists = await s3.send(new HeadBucketCommand({ Bucket: bucket })).then(() => true, () => false);
+      const exists = await s3.send(new HeadBucketCommand({ Bucket: bucket })).then(
+        () => true,
+        () => false,
+      );
       if (!exists) await withRetry(() => s3.send(new CreateBucketCommand({ Bucket: bucket })));
     }
     const q = RESOURCES.queues;
-    const dlq = await withRetry(() => sqs.send(new CreateQueueCommand({
-      QueueName: names.deadLetterQueue,
-      Attributes: { MessageRetentionPeriod: String(q.deadLetter.messageRetentionSeconds) },
-    })));
+    const dlq = await withRetry(() =>
+      sqs.send(
+        new CreateQueueCommand({
+          QueueName: names.deadLetterQueue,
+          Attributes: { MessageRetentionPeriod: String(q.deadLetter.messageRetentionSeconds) },
+        }),
+      ),
+    );
     const dlqArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: dlq.QueueUrl, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
     const main = await withRetry(() => sqs.send(new CreateQueueCommand({ QueueName: names.queue })));
-    await sqs.send(new SetQueueAttributesCommand({
-      QueueUrl: main.QueueUrl,
-      Attributes: {
-        VisibilityTimeout: String(Math.round(cfg.SLUICE_VISIBILITY_TIMEOUT / 1000)),
-        MessageRetentionPeriod: String(q.batches.messageRetentionSeconds),
-        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: q.batches.maxReceiveCount }),
-      },
-    }));
+    await sqs.send(
+      new SetQueueAttributesCommand({
+        QueueUrl: main.QueueUrl,
+        Attributes: {
+          VisibilityTimeout: String(Math.round(cfg.SLUICE_VISIBILITY_TIMEOUT / 1000)),
+          MessageRetentionPeriod: String(q.batches.messageRetentionSeconds),
+          RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: q.batches.maxReceiveCount }),
+        },
+      }),
+    );
   } finally {
     s3.destroy();
     sqs.destroy();

@@ -19,13 +19,18 @@ export interface RangeTotals {
 }
 
 /** Value of `fn` for counts, sums and extremes already folded (a bucket or a whole range). */
-export function valueOf(fn: StatFn, a: { count: number; sum: number; min: number | null; max: number | null }): number | null {
+export function statValue(fn: StatFn, a: { count: number; sum: number; min: number | null; max: number | null }): number | null {
   switch (fn) {
-    case 'count': return a.count;
-    case 'sum': return a.sum;
-    case 'avg': return a.count > 0 ? a.sum / a.count : null;
-    case 'min': return a.min;
-    case 'max': return a.max;
+    case 'count':
+      return a.count;
+    case 'sum':
+      return a.sum;
+    case 'avg':
+      return a.count > 0 ? a.sum / a.count : null;
+    case 'min':
+      return a.min;
+    case 'max':
+      return a.max;
   }
 }
 
@@ -42,6 +47,6 @@ export function foldBuckets(buckets: readonly Bucket[]): RangeTotals {
 
 /** The points and the range total of `fn`. */
 export function project(fn: StatFn, buckets: readonly Bucket[]): { points: StatsPoint[]; total: number | null } {
-  const points = buckets.map(([t, count, sum, min, max]) => ({ t: new Date(t).toISOString(), value: valueOf(fn, { count, sum, min, max }) }));
-  return { points, total: valueOf(fn, foldBuckets(buckets)) };
+  const points = buckets.map(([t, count, sum, min, max]) => ({ t: new Date(t).toISOString(), value: statValue(fn, { count, sum, min, max }) }));
+  return { points, total: statValue(fn, foldBuckets(buckets)) };
 }

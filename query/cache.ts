@@ -21,7 +21,11 @@ export function statsTtlMs(toMs: number, nowMs: number): number {
 
 /** The Redis key of an answer: a hash of everything that determines it (include a version in `parts`). */
 export function cacheKey(prefix: string, parts: Readonly<Record<string, string | number>>): string {
-  const canonical = JSON.stringify(Object.keys(parts).sort().map((k) => [k, parts[k]]));
+  const canonical = JSON.stringify(
+    Object.keys(parts)
+      .sort()
+      .map((k) => [k, parts[k]]),
+  );
   return `${prefix}qcache:${createHash('sha256').update(canonical).digest('hex').slice(0, 32)}`;
 }
 

@@ -18,7 +18,11 @@ export class ColdRollupReader {
   private readonly local = new Map<string, { etag: string; file: Promise<string> }>();
   private engine: Promise<unknown> | undefined;
 
-  constructor(private readonly cold: ColdStorage, private readonly cacheDir: string, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly cold: ColdStorage,
+    private readonly cacheDir: string,
+    private readonly now: () => number = Date.now,
+  ) {
     mkdirSync(cacheDir, { recursive: true });
   }
 
@@ -36,7 +40,11 @@ export class ColdRollupReader {
     if (have && have.etag === o.etag) return have.file;
     const file = path.join(this.cacheDir, `${o.key.replaceAll('/', '_')}-${o.etag.replace(/[^A-Za-z0-9]/g, '')}.parquet`);
     const p = this.cold.getToFile(o.key, file).then(() => {
-      if (have) void have.file.then((old) => rmSync(old, { force: true }), () => undefined);
+      if (have)
+        void have.file.then(
+          (old) => rmSync(old, { force: true }),
+          () => undefined,
+        );
       return file;
     });
     p.catch(() => this.local.delete(o.key));

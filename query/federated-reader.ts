@@ -38,7 +38,9 @@ export class FederatedReader {
   private async hasPolicy(name: string): Promise<boolean> {
     if (!this.policies || this.now() - this.policies.at > POLICY_RECHECK_MS) {
       const names = this.influx.retentionPolicies();
-      names.catch(() => { this.policies = undefined; });
+      names.catch(() => {
+        this.policies = undefined;
+      });
       this.policies = { at: this.now(), names };
     }
     return (await this.policies.names).has(name);
@@ -49,7 +51,13 @@ export class FederatedReader {
     return retentionMs > 0 ? Math.floor((this.now() - retentionMs) / periodMs) * periodMs + periodMs : Number.NEGATIVE_INFINITY;
   }
 
-  private async coldBuckets(res: RollupResolution, req: Pick<StatsRequest, 'entityId' | 'eventType'>, fromMs: number, toMs: number, retentionMs: number): Promise<Map<number, Bucket>> {
+  private async coldBuckets(
+    res: RollupResolution,
+    req: Pick<StatsRequest, 'entityId' | 'eventType'>,
+    fromMs: number,
+    toMs: number,
+    retentionMs: number,
+  ): Promise<Map<number, Bucket>> {
     const hotFrom = this.hotFrom(retentionMs, res === '1h' ? HOUR_MS : DAY_MS);
     if (!this.cold || fromMs >= hotFrom) return new Map();
     return fromRollups(await this.cold.rows(res, { entityId: req.entityId, eventType: req.eventType, fromMs, toMs: Math.min(toMs, hotFrom) }));
@@ -60,7 +68,17 @@ export class FederatedReader {
    * [fromMs, toMs) when `withDays`; then any `extra` statements. Statements on rollup policies that do not
    * exist yet are left out (InfluxDB would fail the whole request).
    */
-  private async hotRows(kind: InfluxQueryKind, req: Pick<StatsRequest, 'entityId' | 'eventType'>, hourRanges: readonly [number, number][], days: [number, number] | undefined, extra: string[] = []): Promise<{ hours: { minutes: Record<string, unknown>[]; rollups: Record<string, unknown>[] }[]; days: Record<string, unknown>[]; extra: Record<string, unknown>[][] }> {
+  private async hotRows(
+    kind: InfluxQueryKind,
+    req: Pick<StatsRequest, 'entityId' | 'eventType'>,
+    hourRanges: readonly [number, number][],
+    days: [number, number] | undefined,
+    extra: string[] = [],
+  ): Promise<{
+    hours: { minutes: Record<string, unknown>[]; rollups: Record<string, unknown>[] }[];
+    days: Record<string, unknown>[];
+    extra: Record<string, unknown>[][];
+  }> {
     const db = this.cfg.SLUICE_INFLUX_DB;
     const [h, d] = await Promise.all([this.hasPolicy(RP_1H), days ? this.hasPolicy(RP_1D) : Promise.resolve(false)]);
     const statements: string[] = [];
@@ -91,7 +109,14 @@ export class FederatedReader {
     return Math.floor((this.now() - windowMs) / DAY_MS) * DAY_MS;
   }
 
-  private async buckets(req: Pick<StatsRequest, 'entityId' | 'eventType'>, fromMs: number, toMs: number, step: '1h' | '1d', kind: InfluxQueryKind = 'stats', extra: string[] = []): Promise<{ buckets: Bucket[]; extra: Record<string, unknown>[][] }> {
+  private async buckets(
+    req: Pick<StatsRequest, 'entityId' | 'eventType'>,
+    fromMs: number,
+    toMs: number,
+    step: '1h' | '1d',
+    kind: InfluxQueryKind = 'stats',
+    extra: string[] = [],
+  ): Promise<{ buckets: Bucket[]; extra: Record<string, unknown>[][] }> {
     const days = step === '1d';
     // At 1d steps, whole days older than the recent window come from daily rollups alone; only a partial first
     // day and the recent days are built from hours (rollups, else minutes).
@@ -99,16 +124,22 @@ export class FederatedReader {
     if (days) {
       const firstDayEnd = Math.min(toMs, Math.ceil(fromMs / DAY_MS) * DAY_MS);
       const recent = Math.max(fromMs, this.recentDaysFrom());
-      hourRanges = recent <= firstDayEnd ? [[fromMs, toMs]] : [[fromMs, firstDayEnd] as [number, number], [recent, toMs] as [number, number]].filter(([a, b]) => a < b);
+      hourRanges =
+        recent <= firstDayEnd ? [[fromMs, toMs]] : [[fromMs, firstDayEnd] as [number, number], [recent, toMs] as [number, number]].filter(([a, b]) => a < b);
     }
     const [hot, coldHours, coldDays] = await Promise.all([
       this.hotRows(kind, req, hourRanges, days ? [fromMs, toMs] : undefined, extra),
       days ? Promise.resolve(new Map<number, Bucket>()) : this.coldBuckets('1h', req, fromMs, toMs, this.cfg.SLUICE_RETENTION_1H),
       days ? this.coldBuckets('1d', req, fromMs, toMs, this.cfg.SLUICE_RETENTION_1D) : Promise.resolve(new Map<number, Bucket>()),
     ]);
-    const hours = hourRanges.flatMap(([a, b], i) => stitch(HOUR_MS, a, b, { rollup: bucketMap(toBuckets(hot.hours[i]!.rollups)), cold: coldHours, finer: bucketMap(toBuckets(hot.hours[i]!.minutes)) }));
+    const hours = hourRanges.flatMap(([a, b], i) =>
+      stitch(HOUR_MS, a, b, { rollup: bucketMap(toBuckets(hot.hours[i]!.rollups)), cold: coldHours, finer: bucketMap(toBuckets(hot.hours[i]!.minutes)) }),
+    );
     if (!days) return { buckets: hours, extra: hot.extra };
-    return { buckets: stitch(DAY_MS, fromMs, toMs, { rollup: bucketMap(toBuckets(hot.days)), cold: coldDays, finer: foldInto(DAY_MS, hours) }), extra: hot.extra };
+    return {
+      buckets: stitch(DAY_MS, fromMs, toMs, { rollup: bucketMap(toBuckets(hot.days)), cold: coldDays, finer: foldInto(DAY_MS, hours) }),
+      extra: hot.extra,
+    };
   }
 
   /**
@@ -123,7 +154,8 @@ export class FederatedReader {
     const windowFrom = this.recentDaysFrom();
     // Days before this come from the cold tier only (InfluxDB may have dropped them), after it from InfluxDB only.
     const coldUntil = Math.min(this.hotFrom(this.cfg.SLUICE_RETENTION_1D, DAY_MS), windowFrom);
-    const before = `SELECT sum("count") AS "count", sum("sum") AS "sum" FROM ${foldedSource(this.cfg.SLUICE_INFLUX_DB, RP_1D, MEASUREMENT_1D)} ` +
+    const before =
+      `SELECT sum("count") AS "count", sum("sum") AS "sum" FROM ${foldedSource(this.cfg.SLUICE_INFLUX_DB, RP_1D, MEASUREMENT_1D)} ` +
       `WHERE ${seriesFilter(req.entityId, req.eventType)}${Number.isFinite(coldUntil) ? ` AND time >= ${coldUntil}ms` : ''} AND time < ${windowFrom}ms`;
     const [recent, cold] = await Promise.all([
       this.buckets(req, windowFrom, toMs, '1d', 'total', [before]),
@@ -132,10 +164,19 @@ export class FederatedReader {
     let count = 0;
     let sum = 0;
     const older = recent.extra[0]?.[0];
-    if (older) { count += num(older.count); sum += num(older.sum); }
+    if (older) {
+      count += num(older.count);
+      sum += num(older.sum);
+    }
     // Cold days only where InfluxDB no longer keeps daily rollups (coldBuckets reads only before that point).
-    for (const [, c, s] of cold.values()) { count += c; sum += s; }
-    for (const [, c, s] of recent.buckets) { count += c; sum += s; }
+    for (const [, c, s] of cold.values()) {
+      count += c;
+      sum += s;
+    }
+    for (const [, c, s] of recent.buckets) {
+      count += c;
+      sum += s;
+    }
     return { count, sum };
   }
 }

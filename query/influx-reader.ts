@@ -127,7 +127,11 @@ export class InfluxReader {
     } catch (err) {
       end({ outcome: 'error' });
       if (err instanceof BrokenCircuitError) {
-        throw new TransientError(`InfluxDB unavailable: ${BREAKER_FAILURES} consecutive queries failed; retrying it in at most ${BREAKER_OPEN_MS / 1000}s`, 'influx_unavailable', { cause: err });
+        throw new TransientError(
+          `InfluxDB unavailable: ${BREAKER_FAILURES} consecutive queries failed; retrying it in at most ${BREAKER_OPEN_MS / 1000}s`,
+          'influx_unavailable',
+          { cause: err },
+        );
       }
       throw err;
     }

@@ -32,7 +32,13 @@ export function totalQuery(req: TotalRequest): string {
  * The statsQuery shape over any measurement: `from` is `"events_1m"` or a fully qualified
  * `"db"."rp"."events_1h"` (rollups live in their own retention policies). Used by the federated reader.
  */
-export function foldedQuery(from: { database?: string; retentionPolicy?: string; measurement: string }, req: Pick<StatsRequest, 'entityId' | 'eventType'>, fromMs: number, toMs: number, step: string): string {
+export function foldedQuery(
+  from: { database?: string; retentionPolicy?: string; measurement: string },
+  req: Pick<StatsRequest, 'entityId' | 'eventType'>,
+  fromMs: number,
+  toMs: number,
+  step: string,
+): string {
   const source = from.retentionPolicy ? foldedSource(from.database ?? '', from.retentionPolicy, from.measurement) : ident(from.measurement);
   return (
     `SELECT sum("count") AS "count", sum("sum") AS "sum", min("min") AS "min", max("max") AS "max" ` +
@@ -42,4 +48,5 @@ export function foldedQuery(from: { database?: string; retentionPolicy?: string;
 }
 
 /** A fully qualified measurement: "db"."rp"."measurement". */
-export const foldedSource = (database: string, retentionPolicy: string, measurement: string) => `${ident(database)}.${ident(retentionPolicy)}.${ident(measurement)}`;
+export const foldedSource = (database: string, retentionPolicy: string, measurement: string) =>
+  `${ident(database)}.${ident(retentionPolicy)}.${ident(measurement)}`;

@@ -50,7 +50,9 @@ const SCRAPE_TIMEOUT_MS = 1_500;
 export function registerOpsSummaryRoute(app: FastifyInstance, deps: OpsSummaryDeps): void {
   const { cfg } = deps;
   const sqs = createSqs(cfg);
-  app.addHook('onClose', async () => { sqs.destroy(); });
+  app.addHook('onClose', async () => {
+    sqs.destroy();
+  });
 
   const scrape = async (url: string, what: string, errors: string[]): Promise<Sample[] | undefined> => {
     try {
@@ -77,8 +79,8 @@ export function registerOpsSummaryRoute(app: FastifyInstance, deps: OpsSummaryDe
       scrape(cfg.SLUICE_INGEST_URL, 'ingest', errors),
       scrape(cfg.SLUICE_FLEET_URL, 'fleet', errors),
     ]);
-    const i = (name: string, match?: Record<string, string>) => (ingest ? sumOf(ingest, name, match) ?? 0 : null);
-    const f = (name: string, match?: Record<string, string>) => (fleet ? sumOf(fleet, name, match) ?? null : null);
+    const i = (name: string, match?: Record<string, string>) => (ingest ? (sumOf(ingest, name, match) ?? 0) : null);
+    const f = (name: string, match?: Record<string, string>) => (fleet ? (sumOf(fleet, name, match) ?? null) : null);
     return {
       time: new Date().toISOString(),
       queue: main,
@@ -97,7 +99,11 @@ export function registerOpsSummaryRoute(app: FastifyInstance, deps: OpsSummaryDe
         up: fleet !== undefined,
         desiredWorkers: f('sluice_fleet_desired_workers'),
         workers: fleet
-          ? { starting: f('sluice_fleet_workers', { state: 'starting' }) ?? 0, running: f('sluice_fleet_workers', { state: 'running' }) ?? 0, draining: f('sluice_fleet_workers', { state: 'draining' }) ?? 0 }
+          ? {
+              starting: f('sluice_fleet_workers', { state: 'starting' }) ?? 0,
+              running: f('sluice_fleet_workers', { state: 'running' }) ?? 0,
+              draining: f('sluice_fleet_workers', { state: 'draining' }) ?? 0,
+            }
           : null,
         eventsProcessed: f('sluice_fleet_worker_events_total') ?? (fleet ? 0 : null),
         oldestMessageAgeSeconds: f('sluice_queue_oldest_message_age_seconds'),
@@ -128,7 +134,10 @@ export function registerOpsSummaryRoute(app: FastifyInstance, deps: OpsSummaryDe
     registers: [deps.registry],
     async collect() {
       const s = await summary();
-      for (const [queue, q] of [['batches', s.queue], ['dead_letter', s.deadLetters]] as const) {
+      for (const [queue, q] of [
+        ['batches', s.queue],
+        ['dead_letter', s.deadLetters],
+      ] as const) {
         if (!q) continue;
         this.set({ queue, state: 'visible' }, q.visible);
         this.set({ queue, state: 'in_flight' }, q.inFlight);

@@ -167,7 +167,9 @@ export function parseStatsParams(raw: unknown, nowMs: number): StatsRequest {
   const requestedTo = p.to ?? nowMs;
   const requestedFrom = p.from ?? requestedTo - DEFAULT_RANGE_MS;
   if (requestedFrom > requestedTo) {
-    throw new InvalidParamsError([{ param: 'from', message: `must not be after to (from ${new Date(requestedFrom).toISOString()}, to ${new Date(requestedTo).toISOString()})` }]);
+    throw new InvalidParamsError([
+      { param: 'from', message: `must not be after to (from ${new Date(requestedFrom).toISOString()}, to ${new Date(requestedTo).toISOString()})` },
+    ]);
   }
   const fromMs = ceilToMinute(requestedFrom);
   const toMs = ceilToMinute(requestedTo);

@@ -32,7 +32,10 @@ export function foldInto(periodMs: number, buckets: readonly Bucket[]): Map<numb
   for (const [t, count, sum, min, max] of buckets) {
     const p = Math.floor(t / periodMs) * periodMs;
     const a = out.get(p);
-    if (!a) { out.set(p, [p, count, sum, min, max]); continue; }
+    if (!a) {
+      out.set(p, [p, count, sum, min, max]);
+      continue;
+    }
     a[1] += count;
     a[2] += sum;
     if (min !== null && (a[3] === null || min < a[3])) a[3] = min;

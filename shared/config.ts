@@ -49,13 +49,25 @@ interface Field<T> {
   readonly accepts: string;
   parse(raw: string): T | undefined;
 }
-const field = <T>(accepts: string, parse: (raw: string) => T | undefined) => (fallback: string, doc: string): Field<T> => ({ doc, fallback, accepts, parse });
+const field =
+  <T>(accepts: string, parse: (raw: string) => T | undefined) =>
+  (fallback: string, doc: string): Field<T> => ({ doc, fallback, accepts, parse });
 const str = field('a non-empty string', (r) => (r.trim() === '' ? undefined : r.trim()));
 const nodeId = field('letters, digits, _ and - (at most 64)', (r) => (/^[A-Za-z0-9_-]{1,64}$/.test(r.trim()) ? r.trim() : undefined));
 const optStr = field('any string (empty = unset)', (r) => r.trim());
-const url = field('a URL such as http://127.0.0.1:8086', (r) => { try { return new URL(r).toString().replace(/\/$/, ''); } catch { return undefined; } });
+const url = field('a URL such as http://127.0.0.1:8086', (r) => {
+  try {
+    return new URL(r).toString().replace(/\/$/, '');
+  } catch {
+    return undefined;
+  }
+});
 const duration = field('a duration like 250ms, 10s, 5m, 2h or 7d', parseDuration);
-const durationBetween = (minMs: number, maxMs: number) => field(`a duration from ${minMs / 1000}s to ${maxMs / 1000}s`, (r) => { const ms = parseDuration(r); return ms !== undefined && ms >= minMs && ms <= maxMs ? ms : undefined; });
+const durationBetween = (minMs: number, maxMs: number) =>
+  field(`a duration from ${minMs / 1000}s to ${maxMs / 1000}s`, (r) => {
+    const ms = parseDuration(r);
+    return ms !== undefined && ms >= minMs && ms <= maxMs ? ms : undefined;
+  });
 /** A retention: a duration (at least 1h, InfluxDB's minimum) or "inf" for keeping data forever (returned as 0). */
 const retention = field('a duration of at least 1h like 7d or 90d, or inf (keep forever)', (r) => {
   if (/^\s*inf(inite)?\s*$/i.test(r)) return 0;
@@ -63,14 +75,21 @@ const retention = field('a duration of at least 1h like 7d or 90d, or inf (keep 
   return ms !== undefined && ms >= 3_600_000 ? ms : undefined;
 });
 const size = field('a size like 512KiB, 64MiB or 1GB', parseSize);
-const int = (min: number, max: number) => field(`an integer from ${min} to ${max}`, (r) => { const n = Number(r); return Number.isInteger(n) && n >= min && n <= max ? n : undefined; });
+const int = (min: number, max: number) =>
+  field(`an integer from ${min} to ${max}`, (r) => {
+    const n = Number(r);
+    return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
+  });
 const port = int(0, 65535);
 const bool = field('true or false', (r) => (/^(1|true|yes|on)$/i.test(r) ? true : /^(0|false|no|off)$/i.test(r) ? false : undefined));
-const oneOf = <T extends string>(values: readonly T[]) => field(values.join(' | '), (r) => (values as readonly string[]).includes(r) ? (r as T) : undefined);
+const oneOf = <T extends string>(values: readonly T[]) => field(values.join(' | '), (r) => ((values as readonly string[]).includes(r) ? (r as T) : undefined));
 /** "producer:key,other:key2" → Map(key → producer). */
 const apiKeys = field('comma-separated producer:key pairs, e.g. web:s3cret,app:t0ken (empty = no authentication)', (r) => {
   const keys = new Map<string, string>();
-  for (const part of r.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of r
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const i = part.indexOf(':');
     if (i <= 0 || i === part.length - 1) return undefined;
     keys.set(part.slice(i + 1), part.slice(0, i));
@@ -83,7 +102,10 @@ const apiKeys = field('comma-separated producer:key pairs, e.g. web:s3cret,app:t
 export const SETTINGS = {
   SLUICE_DATA_DIR: str('.data', 'Folder for all local state: WAL segments, InfluxDB and Redis data of the local stack, temporary Parquet files.'),
   SLUICE_LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const)('info', 'Minimum level of the structured (JSON) log lines.'),
-  SLUICE_NODE_ID: nodeId(os.hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'node', 'Name of this ingest node; part of every batch key, so it must be unique per WAL folder and stable across restarts.'),
+  SLUICE_NODE_ID: nodeId(
+    os.hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'node',
+    'Name of this ingest node; part of every batch key, so it must be unique per WAL folder and stable across restarts.',
+  ),
   AWS_ENDPOINT_URL: optStr('http://127.0.0.1:4566', 'S3 and SQS endpoint (fauxqs or LocalStack locally). Empty = the real AWS endpoints of AWS_REGION.'),
   AWS_REGION: str('us-east-1', 'AWS region of the bucket and queues.'),
   SLUICE_S3_FORCE_PATH_STYLE: bool('true', 'Use path-style S3 URLs (needed by fauxqs, LocalStack and MinIO).'),
@@ -99,9 +121,15 @@ export const SETTINGS = {
   SLUICE_INGEST_HOST: str('127.0.0.1', 'Address the ingest HTTP server listens on (0.0.0.0 to accept remote producers).'),
   SLUICE_INGEST_PORT: port('8080', 'Port of the ingest HTTP server.'),
   SLUICE_MAX_BODY_BYTES: size('16MiB', 'Largest accepted request body after decompression; bigger requests get 413.'),
-  SLUICE_MAX_INFLIGHT_BYTES: size('64MiB', 'Request bodies an ingest node reads and parses at once; beyond it new requests get 503 with Retry-After, so memory stays bounded whatever the load.'),
+  SLUICE_MAX_INFLIGHT_BYTES: size(
+    '64MiB',
+    'Request bodies an ingest node reads and parses at once; beyond it new requests get 503 with Retry-After, so memory stays bounded whatever the load.',
+  ),
   SLUICE_MAX_EVENT_AGE: duration('7d', 'Events older than this (by their timestamp) are rejected.'),
-  SLUICE_FLUSH_MAX_EVENTS: int(1, 50_000_000)('250000', 'A batch is flushed to S3 when it holds this many events (smaller batches spread over more worker slots: fresher counts, smaller raw files until compaction)…'),
+  SLUICE_FLUSH_MAX_EVENTS: int(1, 50_000_000)(
+    '250000',
+    'A batch is flushed to S3 when it holds this many events (smaller batches spread over more worker slots: fresher counts, smaller raw files until compaction)…',
+  ),
   SLUICE_FLUSH_MAX_BYTES: size('128MiB', '…or when its WAL segment reaches this size…'),
   SLUICE_FLUSH_MAX_AGE: duration('10s', '…or when its oldest event has waited this long, even if no more traffic arrives.'),
   SLUICE_WAL_FSYNC: bool('true', 'fsync the WAL before acknowledging (turn off only for throwaway benchmarks).'),
@@ -113,42 +141,87 @@ export const SETTINGS = {
   SLUICE_UPLOAD_CONCURRENCY: int(1, 64)('2', 'Sealed WAL segments converted and uploaded in parallel.'),
 
   SLUICE_WORKER_CONCURRENCY: int(1, 256)('4', 'Batches processed in parallel by one worker process.'),
-  SLUICE_WORKER_HOST: str('127.0.0.1', 'Address a worker\'s /healthz, /readyz and /metrics listen on (0.0.0.0 in a cluster, for probes and scraping).'),
-  SLUICE_WORKER_PORT: port('9100', 'Port of a worker\'s /healthz, /readyz and /metrics (0 = any free port).'),
+  SLUICE_WORKER_HOST: str('127.0.0.1', "Address a worker's /healthz, /readyz and /metrics listen on (0.0.0.0 in a cluster, for probes and scraping)."),
+  SLUICE_WORKER_PORT: port('9100', "Port of a worker's /healthz, /readyz and /metrics (0 = any free port)."),
   SLUICE_VISIBILITY_TIMEOUT: duration('60s', 'How long a received batch stays invisible to other workers; extended by a heartbeat while it is processed.'),
   SLUICE_MAX_TRANSIENT_RETRY: duration('5m', 'How long a worker retries a batch through transient faults before releasing it to the queue for later.'),
   SLUICE_INFLUX_BATCH_POINTS: int(100, 100_000)('10000', 'Points per InfluxDB write request.'),
   SLUICE_TOPK_CAPACITY: int(10, 100_000)('1000', 'Entities kept per top-K bucket; counts are exact while a bucket holds fewer distinct entities.'),
-  SLUICE_WORKER_POLL_WAIT: durationBetween(1_000, 20_000)('20s', 'Long-poll wait of each SQS receive (whole seconds); shorter makes idle workers poll more often, longer makes shutdown wait longer for the last poll.'),
-  SLUICE_RELEASE_BACKOFF: duration('10s', 'Delay before a batch released after transient faults becomes visible again; doubles with each receive, up to 15 minutes.'),
+  SLUICE_WORKER_POLL_WAIT: durationBetween(1_000, 20_000)(
+    '20s',
+    'Long-poll wait of each SQS receive (whole seconds); shorter makes idle workers poll more often, longer makes shutdown wait longer for the last poll.',
+  ),
+  SLUICE_RELEASE_BACKOFF: duration(
+    '10s',
+    'Delay before a batch released after transient faults becomes visible again; doubles with each receive, up to 15 minutes.',
+  ),
   SLUICE_WORKER_SHUTDOWN_GRACE: duration('10s', 'On SIGTERM, how long in-flight batches may run to completion before they are released to other workers.'),
 
   SLUICE_FLEET_MIN: int(0, 1000)('1', 'Fewest worker processes `sluice fleet` keeps running, even when the queue is empty.'),
   SLUICE_FLEET_MAX: int(1, 1000)('8', 'Most worker processes `sluice fleet` runs, however deep the queue (must be at least SLUICE_FLEET_MIN).'),
-  SLUICE_FLEET_TARGET_PER_WORKER: int(1, 100_000)('4', 'Queued + in-flight batches one worker is expected to absorb: desired workers = ceil((visible + in flight) / this), the formula of KEDA\'s aws-sqs-queue trigger (its queueLength). Keep it equal to the ScaledObject in deploy/k8s.'),
-  SLUICE_FLEET_COOLDOWN: duration('60s', 'The queue must have wanted fewer workers for this long before the fleet stops one; each further step down waits as long again. Scaling up is immediate.'),
-  SLUICE_FLEET_POLL_INTERVAL: duration('5s', 'How often the fleet reads the queue depth and its workers\' metrics and decides how many workers to run.'),
-  SLUICE_FLEET_DRAIN_GRACE: duration('2m', 'A worker being stopped (scale-down or shutdown) gets SIGTERM and this long to finish or release its batches before SIGKILL; keep it above SLUICE_WORKER_SHUTDOWN_GRACE.'),
-  SLUICE_FLEET_PORT: port('9100', 'Port of the fleet supervisor\'s /healthz, /readyz, /metrics and /v1/fleet (0 = any free port); its workers take free ports.'),
+  SLUICE_FLEET_TARGET_PER_WORKER: int(1, 100_000)(
+    '4',
+    "Queued + in-flight batches one worker is expected to absorb: desired workers = ceil((visible + in flight) / this), the formula of KEDA's aws-sqs-queue trigger (its queueLength). Keep it equal to the ScaledObject in deploy/k8s.",
+  ),
+  SLUICE_FLEET_COOLDOWN: duration(
+    '60s',
+    'The queue must have wanted fewer workers for this long before the fleet stops one; each further step down waits as long again. Scaling up is immediate.',
+  ),
+  SLUICE_FLEET_POLL_INTERVAL: duration('5s', "How often the fleet reads the queue depth and its workers' metrics and decides how many workers to run."),
+  SLUICE_FLEET_DRAIN_GRACE: duration(
+    '2m',
+    'A worker being stopped (scale-down or shutdown) gets SIGTERM and this long to finish or release its batches before SIGKILL; keep it above SLUICE_WORKER_SHUTDOWN_GRACE.',
+  ),
+  SLUICE_FLEET_PORT: port('9100', "Port of the fleet supervisor's /healthz, /readyz, /metrics and /v1/fleet (0 = any free port); its workers take free ports."),
 
   SLUICE_QUERY_HOST: str('127.0.0.1', 'Address the query API listens on.'),
   SLUICE_QUERY_PORT: port('8081', 'Port of the query API and dashboard.'),
-  SLUICE_QUERY_TIMEOUT: duration('10s', 'Longest one InfluxDB query of the query API may run; a slower one is abandoned and the request answers 503 with Retry-After.'),
+  SLUICE_QUERY_TIMEOUT: duration(
+    '10s',
+    'Longest one InfluxDB query of the query API may run; a slower one is abandoned and the request answers 503 with Retry-After.',
+  ),
 
-  SLUICE_COLD_ENDPOINT: optStr('', 'S3-compatible endpoint of the cold bucket (e.g. a separate MinIO). Empty = AWS_ENDPOINT_URL; when that is empty too, AWS S3 of AWS_REGION.'),
-  SLUICE_RETENTION_1M: retention('7d', 'How long InfluxDB keeps per-minute points (events_1m): the rollup job sets it on the database\'s default retention policy. Must exceed SLUICE_ROLLUP_LATE_WINDOW_1D.'),
-  SLUICE_RETENTION_1H: retention('90d', 'How long InfluxDB keeps hourly rollups (events_1h, retention policy sluice_1h). Older hours are answered from the cold bucket.'),
-  SLUICE_RETENTION_1D: retention('inf', 'How long InfluxDB keeps daily rollups (events_1d, retention policy sluice_1d). Older days are answered from the cold bucket.'),
-  SLUICE_ROLLUP_LATE_WINDOW_1H: duration('2h', 'Every rollup run recomputes the hours that ended within this window, so late events reach the hourly rollups; later arrivals need `sluice rollup --from --to`.'),
-  SLUICE_ROLLUP_LATE_WINDOW_1D: duration('2d', 'Every rollup run recomputes the days that ended within this window (same rule as SLUICE_ROLLUP_LATE_WINDOW_1H, for events_1d).'),
+  SLUICE_COLD_ENDPOINT: optStr(
+    '',
+    'S3-compatible endpoint of the cold bucket (e.g. a separate MinIO). Empty = AWS_ENDPOINT_URL; when that is empty too, AWS S3 of AWS_REGION.',
+  ),
+  SLUICE_RETENTION_1M: retention(
+    '7d',
+    "How long InfluxDB keeps per-minute points (events_1m): the rollup job sets it on the database's default retention policy. Must exceed SLUICE_ROLLUP_LATE_WINDOW_1D.",
+  ),
+  SLUICE_RETENTION_1H: retention(
+    '90d',
+    'How long InfluxDB keeps hourly rollups (events_1h, retention policy sluice_1h). Older hours are answered from the cold bucket.',
+  ),
+  SLUICE_RETENTION_1D: retention(
+    'inf',
+    'How long InfluxDB keeps daily rollups (events_1d, retention policy sluice_1d). Older days are answered from the cold bucket.',
+  ),
+  SLUICE_ROLLUP_LATE_WINDOW_1H: duration(
+    '2h',
+    'Every rollup run recomputes the hours that ended within this window, so late events reach the hourly rollups; later arrivals need `sluice rollup --from --to`.',
+  ),
+  SLUICE_ROLLUP_LATE_WINDOW_1D: duration(
+    '2d',
+    'Every rollup run recomputes the days that ended within this window (same rule as SLUICE_ROLLUP_LATE_WINDOW_1H, for events_1d).',
+  ),
   SLUICE_COMPACT_AFTER: duration('2d', 'Raw batch files of an event-time day are merged into one cold file once the day ended this long ago.'),
   SLUICE_QUERY_URL: url('http://127.0.0.1:8081', 'Query API that `sluice audit` and the canary check against.'),
-  SLUICE_CANARY_ENABLED: bool('false', 'Let `sluice canary` run: it sends a known event to SLUICE_INGEST_URL every SLUICE_CANARY_INTERVAL and checks that the query API counts it (a weak, continuous audit).'),
+  SLUICE_CANARY_ENABLED: bool(
+    'false',
+    'Let `sluice canary` run: it sends a known event to SLUICE_INGEST_URL every SLUICE_CANARY_INTERVAL and checks that the query API counts it (a weak, continuous audit).',
+  ),
   SLUICE_CANARY_INTERVAL: duration('30s', 'How often the canary sends one event.'),
   SLUICE_CANARY_MAX_DELAY: duration('2m', 'A canary event not counted by the query API within this delay counts as a failure (sluice_canary_failures_total).'),
-  SLUICE_CANARY_PORT: port('9102', 'Port of the canary\'s /healthz and /metrics (0 = any free port).'),
-  SLUICE_INGEST_URL: url('http://127.0.0.1:8080', 'Base URL of an ingest node as other processes reach it: the dashboard (GET /v1/ops/summary) scrapes its /metrics for ingest throughput and errors.'),
-  SLUICE_FLEET_URL: url('http://127.0.0.1:9100', 'Where the dashboard scrapes the fleet supervisor\'s /metrics for worker count, processing throughput and message age.'),
+  SLUICE_CANARY_PORT: port('9102', "Port of the canary's /healthz and /metrics (0 = any free port)."),
+  SLUICE_INGEST_URL: url(
+    'http://127.0.0.1:8080',
+    'Base URL of an ingest node as other processes reach it: the dashboard (GET /v1/ops/summary) scrapes its /metrics for ingest throughput and errors.',
+  ),
+  SLUICE_FLEET_URL: url(
+    'http://127.0.0.1:9100',
+    "Where the dashboard scrapes the fleet supervisor's /metrics for worker count, processing throughput and message age.",
+  ),
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -179,6 +252,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 export function configMarkdown(): string {
   const cell = (s: string) => s.replaceAll('|', '\\|');
   const shown = (name: string, f: Field<unknown>) => (name === 'SLUICE_NODE_ID' ? 'host name' : f.fallback || '(empty)');
-  const rows = Object.entries(SETTINGS).map(([name, f]) => `| \`${name}\` | \`${cell(shown(name, f as Field<unknown>))}\` | ${cell((f as Field<unknown>).accepts)} | ${cell(f.doc)} |`);
+  const rows = Object.entries(SETTINGS).map(
+    ([name, f]) => `| \`${name}\` | \`${cell(shown(name, f as Field<unknown>))}\` | ${cell((f as Field<unknown>).accepts)} | ${cell(f.doc)} |`,
+  );
   return ['| Variable | Default | Accepts | What it does |', '|---|---|---|---|', ...rows].join('\n');
 }

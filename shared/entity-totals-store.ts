@@ -10,7 +10,10 @@ export function totalKeys(prefix: string, eventType: string): { count: string; s
 /** The total of one entity, or undefined when Redis holds nothing for it. */
 export async function readEntityTotal(redis: Redis, prefix: string, entityId: string, eventType: string): Promise<{ count: number; sum: number } | undefined> {
   const k = totalKeys(prefix, eventType);
-  const [[e1, count], [e2, sum]] = (await redis.pipeline().hget(k.count, entityId).hget(k.sum, entityId).exec()) as [[Error | null, string | null], [Error | null, string | null]];
+  const [[e1, count], [e2, sum]] = (await redis.pipeline().hget(k.count, entityId).hget(k.sum, entityId).exec()) as [
+    [Error | null, string | null],
+    [Error | null, string | null],
+  ];
   if (e1 || e2) throw e1 ?? e2;
   if (count === null) return undefined;
   return { count: Number(count), sum: Number(sum ?? 0) };

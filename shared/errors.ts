@@ -35,8 +35,18 @@ export class TransientError extends SluiceError {
 }
 
 const TRANSIENT_NET_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'ESOCKETTIMEDOUT', 'ECONNABORTED',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ESOCKETTIMEDOUT',
+  'ECONNABORTED',
 ]);
 
 interface AwsLikeError {
@@ -64,7 +74,12 @@ export function isRetryable(err: unknown): boolean {
   if (status !== undefined) return status >= 500 || status === 429 || status === 408;
   if (e.$fault === 'server') return true;
   if (e.name && /Timeout|Throttl|ServiceUnavailable|RequestTimeout|SlowDown|Connection|Abort/i.test(e.name)) return true;
-  if (/No host available|Connection is closed|connect ECONNREFUSED|socket hang up|MaxRetriesPerRequest|No available connection|timed out|ETIMEDOUT|ECONNRESET/i.test(String((err as Error).message))) return true;
+  if (
+    /No host available|Connection is closed|connect ECONNREFUSED|socket hang up|MaxRetriesPerRequest|No available connection|timed out|ETIMEDOUT|ECONNRESET/i.test(
+      String((err as Error).message),
+    )
+  )
+    return true;
   if (e.cause && e.cause !== err) return isRetryable(e.cause);
   return false;
 }

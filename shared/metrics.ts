@@ -12,10 +12,8 @@ export function createRegistry(service: string): client.Registry {
   return registry;
 }
 
-export interface Readiness {
-  /** Undefined when ready, otherwise the reason the service should not receive traffic. */
-  (): Promise<string | undefined> | string | undefined;
-}
+/** Undefined when ready, otherwise the reason the service should not receive traffic. */
+export type Readiness = () => Promise<string | undefined> | string | undefined;
 
 /** Adds /healthz (process alive), /readyz (dependencies usable) and /metrics to a fastify app. */
 export function addOpsRoutes(app: FastifyInstance, registry: client.Registry, readiness: Readiness = () => undefined): void {

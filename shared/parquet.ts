@@ -65,7 +65,9 @@ export async function writeEventBatches(lineFiles: readonly string[], outDir: st
   return withConnection(async (c) => {
     await c.run(`CREATE TEMP TABLE staged AS SELECT * FROM read_json(${fileList(lineFiles)}, format = 'newline_delimited', columns = ${EVENT_LINE_COLUMNS})`);
     try {
-      const parts = (await c.runAndReadAll(`SELECT (ts // 3600000) AS h, count(*)::BIGINT AS n, min(ts) AS lo, max(ts) AS hi FROM staged GROUP BY 1 ORDER BY 1`)).getRowsJS();
+      const parts = (
+        await c.runAndReadAll(`SELECT (ts // 3600000) AS h, count(*)::BIGINT AS n, min(ts) AS lo, max(ts) AS hi FROM staged GROUP BY 1 ORDER BY 1`)
+      ).getRowsJS();
       const out: WrittenBatch[] = [];
       for (const [h, n, lo, hi] of parts as [bigint, bigint, bigint, bigint][]) {
         const partition = partitionOf(Number(h) * 3_600_000);
@@ -115,7 +117,10 @@ async function loadExcluded(c: DuckDBConnection, excluded: readonly string[]): P
   await c.run('CREATE OR REPLACE TEMP TABLE excluded (event_id VARCHAR)');
   if (excluded.length) {
     const app = await c.createAppender('excluded', 'main', 'temp'); // temp tables live in catalog temp, schema main
-    for (const id of excluded) { app.appendVarchar(id); app.endRow(); }
+    for (const id of excluded) {
+      app.appendVarchar(id);
+      app.endRow();
+    }
     app.closeSync();
   }
 }
@@ -210,26 +215,36 @@ export async function scanBatch(file: string): Promise<BatchScan> {
       rowCount,
       async idChunks(size) {
         const n = Math.max(1, Math.floor(size));
-        const [chunks = []] = (await c.runAndReadAll(`
+        const [chunks = []] = (
+          await c.runAndReadAll(`
           SELECT string_agg(event_id, chr(10) ORDER BY event_id) FROM (
             SELECT event_id, (row_number() OVER (ORDER BY event_id) - 1) // ${n} AS k FROM (SELECT DISTINCT event_id FROM batch)
-          ) GROUP BY k ORDER BY k`)).getColumnsJS() as [string[]];
+          ) GROUP BY k ORDER BY k`)
+        ).getColumnsJS() as [string[]];
         return chunks;
       },
       async aggregate(excluded) {
         const from = await uniqueEvents(excluded);
-        const rows = (await c.runAndReadAll(`
+        const rows = (
+          await c.runAndReadAll(`
           SELECT entity_id, event_type, (ts // 60000) * 60000 AS minute, count(*)::BIGINT, sum(value), min(value), max(value)
-          FROM ${from} GROUP BY ALL`)).getRowsJS();
+          FROM ${from} GROUP BY ALL`)
+        ).getRowsJS();
         return rows.map(([entityId, eventType, minute, count, sum, min, max]) => ({
-          entityId: entityId as string, eventType: eventType as string, minuteMs: Number(minute), count: Number(count),
-          sum: sum as number, min: min as number, max: max as number,
+          entityId: entityId as string,
+          eventType: eventType as string,
+          minuteMs: Number(minute),
+          count: Number(count),
+          sum: sum as number,
+          min: min as number,
+          max: max as number,
         }));
       },
       async minuteLines(excluded, o) {
         if (o.offsetNs < 0n || o.offsetNs >= 60_000_000_000n) throw new RangeError(`offsetNs must be in [0, 60e9), got ${o.offsetNs}`);
         const from = await uniqueEvents(excluded);
-        const rows = (await c.runAndReadAll(`
+        const rows = (
+          await c.runAndReadAll(`
           WITH agg AS (
             SELECT entity_id, event_type, ts // 60000 AS m, count(*) AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi
             FROM ${from} GROUP BY ALL
@@ -240,27 +255,37 @@ export async function scanBatch(file: string): Promise<BatchScan> {
             FROM agg
           )
           SELECT string_agg(line, chr(10) ORDER BY rn) AS body, count(*)::INTEGER AS points, sum(n)::DOUBLE AS events
-          FROM lines GROUP BY rn // ${Math.max(1, Math.floor(o.linesPerChunk))} ORDER BY rn // ${Math.max(1, Math.floor(o.linesPerChunk))}`)).getColumnsJS();
+          FROM lines GROUP BY rn // ${Math.max(1, Math.floor(o.linesPerChunk))} ORDER BY rn // ${Math.max(1, Math.floor(o.linesPerChunk))}`)
+        ).getColumnsJS();
         const [bodies = [], points = [], events = []] = rows as [string[], number[], number[]];
         return { chunks: bodies, points: points.reduce((a, b) => a + b, 0), events: events.reduce((a, b) => a + b, 0) };
       },
       async entityTotals(excluded) {
         const from = await uniqueEvents(excluded);
-        const [entities = [], types = [], counts = [], sums = []] = (await c.runAndReadAll(`
-          SELECT entity_id, event_type, count(*)::INTEGER, sum(value) FROM ${from} GROUP BY ALL ORDER BY entity_id, event_type`)).getColumnsJS() as [string[], string[], number[], number[]];
+        const [entities = [], types = [], counts = [], sums = []] = (
+          await c.runAndReadAll(`
+          SELECT entity_id, event_type, count(*)::INTEGER, sum(value) FROM ${from} GROUP BY ALL ORDER BY entity_id, event_type`)
+        ).getColumnsJS() as [string[], string[], number[], number[]];
         return entities.map((entityId, i) => ({ entityId, eventType: types[i]!, count: counts[i]!, sum: sums[i]! }));
       },
       async countBuckets(excluded, bucketMs) {
         if (!Number.isInteger(bucketMs) || bucketMs <= 0) throw new RangeError(`bucketMs must be a positive integer, got ${bucketMs}`);
         const from = await uniqueEvents(excluded);
-        const rows = (await c.runAndReadAll(`
+        const rows = (
+          await c.runAndReadAll(`
           SELECT entity_id, event_type, (ts // ${bucketMs}) * ${bucketMs} AS bucket, count(*)::BIGINT
-          FROM ${from} GROUP BY ALL`)).getRowsJS();
+          FROM ${from} GROUP BY ALL`)
+        ).getRowsJS();
         return rows.map(([entityId, eventType, bucket, count]) => ({
-          entityId: entityId as string, eventType: eventType as string, bucketMs: Number(bucket), count: Number(count),
+          entityId: entityId as string,
+          eventType: eventType as string,
+          bucketMs: Number(bucket),
+          count: Number(count),
         }));
       },
-      close() { c.closeSync(); },
+      close() {
+        c.closeSync();
+      },
     };
   } catch (err) {
     c.closeSync();
@@ -296,15 +321,24 @@ const ROLLUP_TABLE_DDL = 'entity_id VARCHAR, event_type VARCHAR, period_ms BIGIN
  * With `merge`, rows of an existing rollup file are kept unless their period lies in [merge.replaceFromMs,
  * merge.replaceToMs) — the periods `rows` recompute — so a file is rewritten whole and stays idempotent.
  */
-export async function writeRollupFile(rows: readonly RollupRow[], file: string, merge?: { file: string; replaceFromMs: number; replaceToMs: number }): Promise<number> {
+export async function writeRollupFile(
+  rows: readonly RollupRow[],
+  file: string,
+  merge?: { file: string; replaceFromMs: number; replaceToMs: number },
+): Promise<number> {
   mkdirSync(path.dirname(file), { recursive: true });
   return withConnection(async (c) => {
     await c.run(`CREATE OR REPLACE TEMP TABLE rollup_rows (${ROLLUP_TABLE_DDL})`);
     try {
       const app = await c.createAppender('rollup_rows', 'main', 'temp');
       for (const r of rows) {
-        app.appendVarchar(r.entityId); app.appendVarchar(r.eventType); app.appendBigInt(BigInt(r.periodMs));
-        app.appendBigInt(BigInt(r.count)); app.appendDouble(r.sum); app.appendDouble(r.min); app.appendDouble(r.max);
+        app.appendVarchar(r.entityId);
+        app.appendVarchar(r.eventType);
+        app.appendBigInt(BigInt(r.periodMs));
+        app.appendBigInt(BigInt(r.count));
+        app.appendDouble(r.sum);
+        app.appendDouble(r.min);
+        app.appendDouble(r.max);
         app.endRow();
       }
       app.closeSync();
@@ -328,7 +362,15 @@ export async function readRollups(files: readonly string[], q: { entityId: strin
   const rows = await queryParquet(`SELECT epoch_ms(period_start) AS p, count::BIGINT AS c, sum AS s, min AS mn, max AS mx FROM read_parquet(${fileList(files)})
     WHERE entity_id = ${sqlString(q.entityId)} AND event_type = ${sqlString(q.eventType)}
       AND epoch_ms(period_start) >= ${Math.trunc(q.fromMs)} AND epoch_ms(period_start) < ${Math.trunc(q.toMs)} ORDER BY p`);
-  return rows.map((r) => ({ entityId: q.entityId, eventType: q.eventType, periodMs: Number(r.p), count: Number(r.c), sum: r.s as number, min: r.mn as number, max: r.mx as number }));
+  return rows.map((r) => ({
+    entityId: q.entityId,
+    eventType: q.eventType,
+    periodMs: Number(r.p),
+    count: Number(r.c),
+    sum: r.s as number,
+    min: r.mn as number,
+    max: r.mx as number,
+  }));
 }
 
 /** What a set of event files holds, computed the same way on both sides of a copy: rows and an id checksum. */
@@ -338,7 +380,8 @@ export interface ArchiveFingerprint {
   idChecksum: string;
 }
 
-const FINGERPRINT_SQL = (from: string) => `SELECT count(*)::BIGINT AS rows, coalesce(md5(string_agg(event_id, chr(10) ORDER BY event_id)), '') AS ids FROM ${from}`;
+const FINGERPRINT_SQL = (from: string) =>
+  `SELECT count(*)::BIGINT AS rows, coalesce(md5(string_agg(event_id, chr(10) ORDER BY event_id)), '') AS ids FROM ${from}`;
 
 /** Reads any mix of event-file schema versions (columns matched by name; missing optional ones are NULL). */
 const eventFiles = (files: readonly string[]) => `read_parquet(${fileList(files)}, union_by_name = true)`;
@@ -354,12 +397,18 @@ export async function fingerprintEventFiles(files: readonly string[]): Promise<A
  * event_time, event_id, zstd. Every row is kept (no dedup: the archive stays a faithful copy).
  * Returns the fingerprint of the inputs.
  */
-export async function compactEventFiles(inputs: readonly string[], out: string, columns: readonly { name: string; duckdbType: string }[]): Promise<ArchiveFingerprint> {
+export async function compactEventFiles(
+  inputs: readonly string[],
+  out: string,
+  columns: readonly { name: string; duckdbType: string }[],
+): Promise<ArchiveFingerprint> {
   if (!inputs.length) throw new RangeError('compactEventFiles needs at least one input file');
   mkdirSync(path.dirname(out), { recursive: true });
   return withConnection(async (c) => {
     const present = new Set((await c.runAndReadAll(`DESCRIBE SELECT * FROM ${eventFiles(inputs)}`)).getRowObjectsJS().map((r) => String(r.column_name)));
-    const select = columns.map((col) => (present.has(col.name) ? `"${col.name}"::${col.duckdbType} AS "${col.name}"` : `NULL::${col.duckdbType} AS "${col.name}"`)).join(', ');
+    const select = columns
+      .map((col) => (present.has(col.name) ? `"${col.name}"::${col.duckdbType} AS "${col.name}"` : `NULL::${col.duckdbType} AS "${col.name}"`))
+      .join(', ');
     await c.run(`COPY (SELECT ${select} FROM ${eventFiles(inputs)} ORDER BY entity_id, event_time, event_id)
       TO ${sqlString(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${ROW_GROUP_SIZE})`);
     const r = (await c.runAndReadAll(FINGERPRINT_SQL(eventFiles(inputs)))).getRowObjectsJS()[0]!;
@@ -380,10 +429,14 @@ export interface ArchiveTotal {
  * schema version, counting each event id once (first row in event_time, entity_id, event_type, value order,
  * the rule workers follow within a batch).
  */
-export async function archiveTotals(files: readonly string[], q: { fromMs: number; toMs: number; entityId?: string; eventType?: string }): Promise<ArchiveTotal[]> {
+export async function archiveTotals(
+  files: readonly string[],
+  q: { fromMs: number; toMs: number; entityId?: string; eventType?: string },
+): Promise<ArchiveTotal[]> {
   if (!files.length) return [];
   const filters = [
-    `epoch_ms(event_time) >= ${Math.trunc(q.fromMs)}`, `epoch_ms(event_time) < ${Math.trunc(q.toMs)}`,
+    `epoch_ms(event_time) >= ${Math.trunc(q.fromMs)}`,
+    `epoch_ms(event_time) < ${Math.trunc(q.toMs)}`,
     ...(q.entityId !== undefined ? [`entity_id = ${sqlString(q.entityId)}`] : []),
     ...(q.eventType !== undefined ? [`event_type = ${sqlString(q.eventType)}`] : []),
   ].join(' AND ');

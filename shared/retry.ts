@@ -1,9 +1,6 @@
 // One place that owns retry policy: exponential backoff with decorrelated jitter, bounded by attempts,
 // retrying only errors classified as retryable (shared/errors.ts), plus circuit breakers for dependencies.
-import {
-  CircuitBreakerPolicy, CircuitState, ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry,
-  type IPolicy,
-} from 'cockatiel';
+import { type CircuitBreakerPolicy, CircuitState, ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry, type IPolicy } from 'cockatiel';
 import { isRetryable } from './errors.js';
 
 export interface RetryOptions {

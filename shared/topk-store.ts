@@ -53,7 +53,14 @@ export interface TopKEntry {
 }
 
 /** The k entities with the most events of `eventType` in the window ending at `nowMs`, most first (ties by id). */
-export async function readTopK(redis: Redis, prefix: string, eventType: string, window: TopKWindow, k: number, nowMs: number = Date.now()): Promise<TopKEntry[]> {
+export async function readTopK(
+  redis: Redis,
+  prefix: string,
+  eventType: string,
+  window: TopKWindow,
+  k: number,
+  nowMs: number = Date.now(),
+): Promise<TopKEntry[]> {
   const res = TOPK_RESOLUTIONS[window];
   const keys = topKWindowBuckets(res, nowMs).map((b) => topKBucketKey(prefix, eventType, res, b));
   const flat = await redis.zunion(keys.length, ...keys, 'WITHSCORES');

@@ -6,21 +6,26 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { ColdObject, ColdStorage } from '../shared/clients/cold-storage.js';
-import {
-  compactionDayPrefix, decodeCompactionManifest, parseCompactedKey, type CompactionManifest,
-} from '../shared/contracts/cold-layout.js';
+import { compactionDayPrefix, decodeCompactionManifest, parseCompactedKey, type CompactionManifest } from '../shared/contracts/cold-layout.js';
 import { RAW_EVENTS_PREFIX, parseRawEventsKey } from '../shared/contracts/parquet-schema.js';
 import { TransientError, classify } from '../shared/errors.js';
 import { withRetry } from '../shared/retry.js';
 
-export interface RawObject { key: string; bytes: number }
+export interface RawObject {
+  key: string;
+  bytes: number;
+}
 
 /** Every raw batch key under `prefix` (ListObjectsV2, paged). */
 export async function listRaw(s3: S3Client, bucket: string, prefix: string): Promise<RawObject[]> {
   const out: RawObject[] = [];
   let token: string | undefined;
   do {
-    const r = await withRetry(() => s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token })).catch((err: unknown) => { throw classify(err, `listing s3://${bucket}/${prefix}`); }));
+    const r = await withRetry(() =>
+      s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token })).catch((err: unknown) => {
+        throw classify(err, `listing s3://${bucket}/${prefix}`);
+      }),
+    );
     for (const o of r.Contents ?? []) if (o.Key) out.push({ key: o.Key, bytes: o.Size ?? 0 });
     token = r.IsTruncated ? r.NextContinuationToken : undefined;
   } while (token);
@@ -32,7 +37,11 @@ export async function rawDays(s3: S3Client, bucket: string): Promise<string[]> {
   const days = new Set<string>();
   let token: string | undefined;
   do {
-    const r = await withRetry(() => s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: RAW_EVENTS_PREFIX, Delimiter: '/', ContinuationToken: token })).catch((err: unknown) => { throw classify(err, `listing s3://${bucket}/${RAW_EVENTS_PREFIX}`); }));
+    const r = await withRetry(() =>
+      s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: RAW_EVENTS_PREFIX, Delimiter: '/', ContinuationToken: token })).catch((err: unknown) => {
+        throw classify(err, `listing s3://${bucket}/${RAW_EVENTS_PREFIX}`);
+      }),
+    );
     for (const p of r.CommonPrefixes ?? []) {
       const m = /^events\/dt=(\d{4}-\d{2}-\d{2})\/$/.exec(p.Prefix ?? '');
       if (m) days.add(m[1]!);
@@ -58,9 +67,17 @@ export async function deleteRaw(s3: S3Client, bucket: string, keys: readonly str
   for (let i = 0; i < keys.length; i += 1000) {
     const chunk = keys.slice(i, i + 1000);
     await withRetry(async () => {
-      const r = await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true } })).catch((err: unknown) => { throw classify(err, `delete in s3://${bucket}`); });
+      const r = await s3
+        .send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true } }))
+        .catch((err: unknown) => {
+          throw classify(err, `delete in s3://${bucket}`);
+        });
       const failed = (r.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
-      if (failed.length) throw new TransientError(`could not delete ${failed.length} raw file(s) in s3://${bucket}, e.g. ${failed[0]!.Key}: ${failed[0]!.Message}`, 'raw_delete_failed');
+      if (failed.length)
+        throw new TransientError(
+          `could not delete ${failed.length} raw file(s) in s3://${bucket}, e.g. ${failed[0]!.Key}: ${failed[0]!.Message}`,
+          'raw_delete_failed',
+        );
     });
     await afterChunk?.(i + chunk.length);
   }
@@ -96,6 +113,9 @@ export async function resolveDay(s3: S3Client, rawBucket: string, cold: ColdStor
     liveRaw: batches.filter((o) => !superseded.has(o.key)),
     supersededRaw: batches.filter((o) => superseded.has(o.key)),
     manifests,
-    unverified: coldObjects.filter((o) => { const k = parseCompactedKey(o.key); return k?.kind === 'data' && !withManifest.has(k.id); }),
+    unverified: coldObjects.filter((o) => {
+      const k = parseCompactedKey(o.key);
+      return k?.kind === 'data' && !withManifest.has(k.id);
+    }),
   };
 }

@@ -65,34 +65,48 @@ export function daysOf(fromMs: number, toMs: number): string[] {
   return out;
 }
 
-async function apiTotal(base: string, q: { entityId: string; eventType: string; fromMs: number; toMs: number }, fn: 'count' | 'sum', fine = false): Promise<number> {
+async function apiTotal(
+  base: string,
+  q: { entityId: string; eventType: string; fromMs: number; toMs: number },
+  fn: 'count' | 'sum',
+  fine = false,
+): Promise<number> {
   if (fine && q.toMs - q.fromMs > MINUTE_STEP_MAX_MS) {
     let total = 0;
-    for (let a = q.fromMs; a < q.toMs; a += MINUTE_STEP_MAX_MS) total += await apiTotal(base, { ...q, fromMs: a, toMs: Math.min(q.toMs, a + MINUTE_STEP_MAX_MS) }, fn, true);
+    for (let a = q.fromMs; a < q.toMs; a += MINUTE_STEP_MAX_MS)
+      total += await apiTotal(base, { ...q, fromMs: a, toMs: Math.min(q.toMs, a + MINUTE_STEP_MAX_MS) }, fn, true);
     return total;
   }
   const step = fine ? '1m' : q.toMs - q.fromMs <= HOUR_STEP_MAX_MS ? '1h' : '1d';
   const url = `${base}/v1/stats?${new URLSearchParams({ entityId: q.entityId, eventType: q.eventType, fn, from: String(q.fromMs), to: String(q.toMs), step })}`;
-  return withRetry(async () => {
-    let res: Response;
-    try {
-      res = await fetch(url, { signal: AbortSignal.timeout(30_000), headers: { 'cache-control': 'no-cache' } }); // the stores, not the answer cache
-    } catch (err) {
-      throw new TransientError(`query API ${base} unreachable: ${errorMessage(err)}`, 'query_unavailable', { cause: err });
-    }
-    if (res.status >= 500) throw new TransientError(`query API answered ${res.status} for ${url}`, 'query_unavailable');
-    if (!res.ok) throw new Error(`query API answered ${res.status} for ${url}: ${await res.text()}`);
-    const body = (await res.json()) as { total: number | null };
-    return body.total ?? 0;
-  }, { maxAttempts: 5, initialDelayMs: 500 });
+  return withRetry(
+    async () => {
+      let res: Response;
+      try {
+        res = await fetch(url, { signal: AbortSignal.timeout(30_000), headers: { 'cache-control': 'no-cache' } }); // the stores, not the answer cache
+      } catch (err) {
+        throw new TransientError(`query API ${base} unreachable: ${errorMessage(err)}`, 'query_unavailable', { cause: err });
+      }
+      if (res.status >= 500) throw new TransientError(`query API answered ${res.status} for ${url}`, 'query_unavailable');
+      if (!res.ok) throw new Error(`query API answered ${res.status} for ${url}: ${await res.text()}`);
+      const body = (await res.json()) as { total: number | null };
+      return body.total ?? 0;
+    },
+    { maxAttempts: 5, initialDelayMs: 500 },
+  );
 }
 
 /** Series that have minute points in the range (so a series the archive lacks is still checked). */
 async function hotSeries(cfg: Config, o: AuditOptions, fromMs: number, toMs: number): Promise<[string, string][]> {
-  const where = [`time >= ${fromMs}ms`, `time < ${toMs}ms`,
+  const where = [
+    `time >= ${fromMs}ms`,
+    `time < ${toMs}ms`,
     ...(o.entityId !== undefined ? [`"${TAG_ENTITY}" = ${influxString(o.entityId)}`] : []),
-    ...(o.eventType !== undefined ? [`"${TAG_TYPE}" = ${influxString(o.eventType)}`] : [])].join(' AND ');
-  const rows = await createInflux(cfg).query<Record<string, string>>(`SELECT sum("count") FROM "${MEASUREMENT_1M}" WHERE ${where} GROUP BY "${TAG_ENTITY}", "${TAG_TYPE}"`);
+    ...(o.eventType !== undefined ? [`"${TAG_TYPE}" = ${influxString(o.eventType)}`] : []),
+  ].join(' AND ');
+  const rows = await createInflux(cfg).query<Record<string, string>>(
+    `SELECT sum("count") FROM "${MEASUREMENT_1M}" WHERE ${where} GROUP BY "${TAG_ENTITY}", "${TAG_TYPE}"`,
+  );
   return rows.map((r) => [r[TAG_ENTITY]!, r[TAG_TYPE]!]);
 }
 
@@ -158,7 +172,15 @@ export async function runAudit(cfg: Config, o: AuditOptions): Promise<AuditRepor
           const fq = { ...q, fromMs: fineFrom };
           const [fineCount, fineSum] = [await apiTotal(base, fq, 'count', true), await apiTotal(base, fq, 'sum', true)];
           if (fineCount !== f.count || !sameSum(fineSum, f.sum)) {
-            mismatches.push({ view: 'minutes', entityId: s.entityId, eventType: s.eventType, archiveCount: f.count, apiCount: fineCount, archiveSum: f.sum, apiSum: fineSum });
+            mismatches.push({
+              view: 'minutes',
+              entityId: s.entityId,
+              eventType: s.eventType,
+              archiveCount: f.count,
+              apiCount: fineCount,
+              archiveSum: f.sum,
+              apiSum: fineSum,
+            });
           }
         }
         if (++done % 500 === 0) o.progress?.(`api: ${done}/${series.length} series compared, ${mismatches.length} mismatch(es)`);
@@ -175,10 +197,20 @@ export async function runAudit(cfg: Config, o: AuditOptions): Promise<AuditRepor
 
 /** The mismatch table `sluice audit` prints. */
 export function formatAudit(r: AuditReport): string {
-  const head = `audit ${new Date(r.fromMs).toISOString()} → ${new Date(r.toMs).toISOString()}: ${r.checked} series checked ` +
+  const head =
+    `audit ${new Date(r.fromMs).toISOString()} → ${new Date(r.toMs).toISOString()}: ${r.checked} series checked ` +
     `(${r.files.raw} raw + ${r.files.compacted} compacted files), ${r.mismatches.length} mismatch(es)`;
   if (!r.mismatches.length) return head;
-  const rows = r.mismatches.map((m) => [m.view, m.entityId, m.eventType, String(m.archiveCount), String(m.apiCount), String(m.apiCount - m.archiveCount), String(m.archiveSum), String(m.apiSum)]);
+  const rows = r.mismatches.map((m) => [
+    m.view,
+    m.entityId,
+    m.eventType,
+    String(m.archiveCount),
+    String(m.apiCount),
+    String(m.apiCount - m.archiveCount),
+    String(m.archiveSum),
+    String(m.apiSum),
+  ]);
   const header = ['view', 'entity_id', 'event_type', 'archive_count', 'api_count', 'diff', 'archive_sum', 'api_sum'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');

@@ -10,7 +10,7 @@ import type { Logger } from '../shared/logger.js';
 import { scanBatch } from '../shared/parquet.js';
 import { CLAIM_CHUNK, type EventDedup } from './event-dedup.js';
 import { fetchBatch } from './fetch-batch.js';
-import { InfluxSink } from './influx-sink.js';
+import type { InfluxSink } from './influx-sink.js';
 import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../shared/clients/influx.js';
 import type { BatchStats } from './outcome.js';
 import { batchKeyOf, batchOffsetNs } from './point-offset.js';
@@ -63,7 +63,8 @@ export class BatchProcessor {
     try {
       await step('fetched', batchKey);
       const scan = await scanBatch(fetched.file).catch((err: unknown) => {
-        if (err instanceof SluiceError && err.code === 'batch_corrupt') throw new PermanentError(`s3://${manifest.bucket}/${manifest.key}: ${err.message}`, err.code, { cause: err });
+        if (err instanceof SluiceError && err.code === 'batch_corrupt')
+          throw new PermanentError(`s3://${manifest.bucket}/${manifest.key}: ${err.message}`, err.code, { cause: err });
         throw err;
       });
       try {
@@ -71,7 +72,11 @@ export class BatchProcessor {
         const { excluded } = await this.d.dedup.claimChunks(batchKey, await scan.idChunks(CLAIM_CHUNK));
         await step('claimed', batchKey);
         const lines = await scan.minuteLines(excluded, {
-          measurement: MEASUREMENT_1M, entityTag: TAG_ENTITY, typeTag: TAG_TYPE, offsetNs: batchOffsetNs(batchKey), linesPerChunk: this.d.pointsPerRequest,
+          measurement: MEASUREMENT_1M,
+          entityTag: TAG_ENTITY,
+          typeTag: TAG_TYPE,
+          offsetNs: batchOffsetNs(batchKey),
+          linesPerChunk: this.d.pointsPerRequest,
         });
         const buckets = await scan.countBuckets(excluded, TOPK_BASE_BUCKET_MS);
         const totals = await scan.entityTotals(excluded);

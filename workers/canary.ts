@@ -14,16 +14,38 @@ export const CANARY_EVENT_TYPE = 'canary';
 /** How often the query API is asked whether pending canary events were counted. */
 export const CANARY_CHECK_MS = 1_000;
 
-interface Pending { seq: number; sentAt: number; failed: boolean }
+interface Pending {
+  seq: number;
+  sentAt: number;
+  failed: boolean;
+}
 
 export async function startCanary(cfg: Config, log: Logger, opts: { now?: () => number } = {}): Promise<Service> {
   if (!cfg.SLUICE_CANARY_ENABLED) throw new ConfigError('the canary is switched off: set SLUICE_CANARY_ENABLED=true to run `sluice canary`');
   const now = opts.now ?? Date.now;
   const registry = createRegistry('canary');
-  const lastSuccess = new prom.Gauge({ name: 'sluice_canary_last_success_timestamp_seconds', help: 'When the query API last counted a canary event (Unix seconds).', registers: [registry] });
-  const failures = new prom.Counter({ name: 'sluice_canary_failures_total', help: 'Canary events not counted within SLUICE_CANARY_MAX_DELAY, or that ingest refused.', labelNames: ['reason'], registers: [registry] });
-  const lag = new prom.Gauge({ name: 'sluice_canary_lag_seconds', help: 'Time from sending the last counted canary event to seeing it in the query API; while events are pending, the age of the oldest.', registers: [registry] });
-  const lagHist = new prom.Histogram({ name: 'sluice_canary_lag_distribution_seconds', help: 'End-to-end lag of counted canary events.', buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600], registers: [registry] });
+  const lastSuccess = new prom.Gauge({
+    name: 'sluice_canary_last_success_timestamp_seconds',
+    help: 'When the query API last counted a canary event (Unix seconds).',
+    registers: [registry],
+  });
+  const failures = new prom.Counter({
+    name: 'sluice_canary_failures_total',
+    help: 'Canary events not counted within SLUICE_CANARY_MAX_DELAY, or that ingest refused.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const lag = new prom.Gauge({
+    name: 'sluice_canary_lag_seconds',
+    help: 'Time from sending the last counted canary event to seeing it in the query API; while events are pending, the age of the oldest.',
+    registers: [registry],
+  });
+  const lagHist = new prom.Histogram({
+    name: 'sluice_canary_lag_distribution_seconds',
+    help: 'End-to-end lag of counted canary events.',
+    buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
+    registers: [registry],
+  });
   const sent = new prom.Counter({ name: 'sluice_canary_sent_total', help: 'Canary events accepted by ingest.', registers: [registry] });
 
   const entityId = `canary:${cfg.SLUICE_NODE_ID}:${now().toString(36)}`;
@@ -37,7 +59,9 @@ export async function startCanary(cfg: Config, log: Logger, opts: { now?: () => 
     const event = { eventId: `${entityId}:${s}`, entityId, eventType: CANARY_EVENT_TYPE, timestamp: now(), value: 1 };
     try {
       const res = await fetch(`${cfg.SLUICE_INGEST_URL}/v1/events`, {
-        method: 'POST', body: JSON.stringify([event]), signal: AbortSignal.timeout(10_000),
+        method: 'POST',
+        body: JSON.stringify([event]),
+        signal: AbortSignal.timeout(10_000),
         headers: { 'content-type': 'application/json', ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) },
       });
       if (!res.ok) throw new Error(`ingest answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
@@ -53,7 +77,9 @@ export async function startCanary(cfg: Config, log: Logger, opts: { now?: () => 
     if (!pending.length) return;
     let counted: number;
     try {
-      const res = await fetch(`${cfg.SLUICE_QUERY_URL}/v1/entities/${encodeURIComponent(entityId)}/total?eventType=${CANARY_EVENT_TYPE}`, { signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`${cfg.SLUICE_QUERY_URL}/v1/entities/${encodeURIComponent(entityId)}/total?eventType=${CANARY_EVENT_TYPE}`, {
+        signal: AbortSignal.timeout(10_000),
+      });
       if (!res.ok) throw new Error(`query API answered ${res.status}`);
       counted = ((await res.json()) as { count: number }).count;
     } catch (err) {
@@ -79,8 +105,15 @@ export async function startCanary(cfg: Config, log: Logger, opts: { now?: () => 
     if (pending.length) lag.set((t - pending[0]!.sentAt) / 1000);
   };
 
-  const sendTimer = setInterval(() => { if (!stopped) void send(); }, cfg.SLUICE_CANARY_INTERVAL);
-  const checkTimer = setInterval(() => { if (!stopped) void check(); }, Math.min(CANARY_CHECK_MS, cfg.SLUICE_CANARY_INTERVAL));
+  const sendTimer = setInterval(() => {
+    if (!stopped) void send();
+  }, cfg.SLUICE_CANARY_INTERVAL);
+  const checkTimer = setInterval(
+    () => {
+      if (!stopped) void check();
+    },
+    Math.min(CANARY_CHECK_MS, cfg.SLUICE_CANARY_INTERVAL),
+  );
   void send();
 
   const app = Fastify({ logger: false });

@@ -10,7 +10,13 @@ import { createS3 } from '../shared/clients/aws.js';
 import { ColdStorage } from '../shared/clients/cold-storage.js';
 import { sha256File } from '../shared/clients/object-store.js';
 import {
-  COMPACTION_MANIFEST_VERSION, DAY_MS, compactedKey, compactionId, compactionManifestKey, encodeCompactionManifest, type CompactionManifest,
+  COMPACTION_MANIFEST_VERSION,
+  DAY_MS,
+  compactedKey,
+  compactionId,
+  compactionManifestKey,
+  encodeCompactionManifest,
+  type CompactionManifest,
 } from '../shared/contracts/cold-layout.js';
 import { EVENT_COLUMNS } from '../shared/contracts/parquet-schema.js';
 import { PermanentError } from '../shared/errors.js';
@@ -58,7 +64,11 @@ async function compactDay(cfg: Config, s3: S3Client, cold: ColdStorage, dt: stri
 
   // 1. Finish what an interrupted run verified but did not delete.
   if (day.supersededRaw.length) {
-    await deleteRaw(s3, cfg.SLUICE_RAW_BUCKET, day.supersededRaw.map((r) => r.key));
+    await deleteRaw(
+      s3,
+      cfg.SLUICE_RAW_BUCKET,
+      day.supersededRaw.map((r) => r.key),
+    );
     result.finishedDeletes = day.supersededRaw.length;
     o.log.info({ dt, deleted: day.supersededRaw.length }, 'deleted raw files an earlier compaction had already verified');
   }
@@ -101,8 +111,15 @@ async function compactDay(cfg: Config, s3: S3Client, cold: ColdStorage, dt: stri
 
   // 5. The manifest makes the compacted file the home of these events; then the originals go.
   const manifest: CompactionManifest = {
-    version: COMPACTION_MANIFEST_VERSION, id, dt, inputBucket: cfg.SLUICE_RAW_BUCKET, inputs,
-    output: { bucket: cold.bucket, key: dataKey, bytes, sha256 }, rows: source.rows, idChecksum: source.idChecksum, createdAt: new Date(nowMs).toISOString(),
+    version: COMPACTION_MANIFEST_VERSION,
+    id,
+    dt,
+    inputBucket: cfg.SLUICE_RAW_BUCKET,
+    inputs,
+    output: { bucket: cold.bucket, key: dataKey, bytes, sha256 },
+    rows: source.rows,
+    idChecksum: source.idChecksum,
+    createdAt: new Date(nowMs).toISOString(),
   };
   await cold.putText(compactionManifestKey(dt, id), encodeCompactionManifest(manifest));
   await o.onStep?.('manifest-written', { dt, id });

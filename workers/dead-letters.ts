@@ -2,8 +2,13 @@
 // original message id and worker as message attributes) and the operations behind `sluice dlq list|show|redrive`.
 // Listing never consumes: messages looked at are made visible again before returning.
 import {
-  ChangeMessageVisibilityBatchCommand, DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand,
-  type Message, type MessageAttributeValue, type SQSClient,
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  type Message,
+  type MessageAttributeValue,
+  type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { Config } from '../shared/config.js';
 import { createSqs, queueUrl } from '../shared/clients/aws.js';
@@ -62,7 +67,9 @@ export function toDeadLetter(m: Message): DeadLetter {
     const o = JSON.parse(m.Body ?? '') as { bucket?: unknown; key?: unknown };
     if (typeof o.bucket === 'string') bucket = o.bucket;
     if (typeof o.key === 'string') key = o.key;
-  } catch { /* an unreadable body is one of the reasons a batch is dead-lettered */ }
+  } catch {
+    /* an unreadable body is one of the reasons a batch is dead-lettered */
+  }
   const sent = Number(m.Attributes?.SentTimestamp);
   const count = Number(m.Attributes?.ApproximateReceiveCount);
   return {
@@ -93,14 +100,16 @@ async function withSqs<T>(cfg: Config, fn: (sqs: SQSClient) => Promise<T>): Prom
 const PEEK_VISIBILITY_S = 60;
 
 async function receiveSome(sqs: SQSClient, url: string, max: number): Promise<Message[]> {
-  const r = await sqs.send(new ReceiveMessageCommand({
-    QueueUrl: url,
-    MaxNumberOfMessages: Math.max(1, Math.min(10, max)),
-    WaitTimeSeconds: 0,
-    VisibilityTimeout: PEEK_VISIBILITY_S,
-    MessageAttributeNames: ['All'],
-    MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
-  }));
+  const r = await sqs.send(
+    new ReceiveMessageCommand({
+      QueueUrl: url,
+      MaxNumberOfMessages: Math.max(1, Math.min(10, max)),
+      WaitTimeSeconds: 0,
+      VisibilityTimeout: PEEK_VISIBILITY_S,
+      MessageAttributeNames: ['All'],
+      MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
+    }),
+  );
   return r.Messages ?? [];
 }
 
@@ -121,7 +130,10 @@ async function peek(sqs: SQSClient, url: string, max: number, enough: (seen: Mes
       const got = await receiveSome(sqs, url, max - seen.length);
       if (!got.length) break;
       for (const m of got) {
-        if (m.MessageId && !ids.has(m.MessageId)) { ids.add(m.MessageId); seen.push(m); }
+        if (m.MessageId && !ids.has(m.MessageId)) {
+          ids.add(m.MessageId);
+          seen.push(m);
+        }
       }
       if (enough(seen)) break;
     }
@@ -166,7 +178,10 @@ export async function redriveDeadLetters(cfg: Config, opts: { ids?: string[]; al
         for (const m of got) {
           const d = toDeadLetter(m);
           const hit = opts.all || wanted.has(d.messageId) || (d.originalMessageId !== undefined && wanted.has(d.originalMessageId));
-          if (!hit) { skipped.push(m); continue; }
+          if (!hit) {
+            skipped.push(m);
+            continue;
+          }
           // Send first, delete second: a crash in between leaves a copy in both queues, which is harmless
           // because processing a batch twice has the effect of processing it once.
           await sqs.send(new SendMessageCommand({ QueueUrl: main, MessageBody: m.Body ?? '' }));

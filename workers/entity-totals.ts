@@ -22,7 +22,10 @@ return 1
 `;
 
 export class EntityTotalsUpdater {
-  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
 
   /** Applies the batch's totals once; rows must come in an order fixed by the batch content (chunks are keyed by index). */
   async apply(batchKey: string, rows: readonly EntityTotal[]): Promise<number> {

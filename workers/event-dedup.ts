@@ -62,7 +62,11 @@ export interface ClaimResult {
 }
 
 export class EventDedup {
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly windowMs: number) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly windowMs: number,
+  ) {}
 
   /** The window's hash keys, the current minute first. */
   windowKeys(nowMs: number): string[] {

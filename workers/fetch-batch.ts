@@ -61,7 +61,10 @@ export async function fetchBatch(s3: S3Client, m: BatchManifest, tempDir: string
   const sha = hash.digest('hex');
   if (bytes !== m.byteSize || sha !== m.checksum.value) {
     await rm(file, { force: true });
-    throw new PermanentError(`${where} does not match its manifest (got ${bytes} bytes, sha256 ${sha}; expected ${m.byteSize} bytes, sha256 ${m.checksum.value})`, 'checksum_mismatch');
+    throw new PermanentError(
+      `${where} does not match its manifest (got ${bytes} bytes, sha256 ${sha}; expected ${m.byteSize} bytes, sha256 ${m.checksum.value})`,
+      'checksum_mismatch',
+    );
   }
   return { file, bytes };
 }

@@ -22,7 +22,13 @@ export interface FleetOptions {
 
 export type WorkerState = 'starting' | 'running' | 'draining';
 
-export interface FleetWorkerInfo { id: number; pid: number | undefined; state: WorkerState; url?: string; startedAt: string }
+export interface FleetWorkerInfo {
+  id: number;
+  pid: number | undefined;
+  state: WorkerState;
+  url?: string;
+  startedAt: string;
+}
 
 /** One entry of the fleet's recent history (GET /v1/fleet), newest last. */
 export type FleetEvent =
@@ -53,7 +59,10 @@ const INITIAL_READY_WAIT_MS = 60_000;
 export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = {}): Promise<Service> {
   const flog = log.child({ component: 'fleet' });
   const policy: ScalingOptions = {
-    min: cfg.SLUICE_FLEET_MIN, max: cfg.SLUICE_FLEET_MAX, targetPerWorker: cfg.SLUICE_FLEET_TARGET_PER_WORKER, cooldownMs: cfg.SLUICE_FLEET_COOLDOWN,
+    min: cfg.SLUICE_FLEET_MIN,
+    max: cfg.SLUICE_FLEET_MAX,
+    targetPerWorker: cfg.SLUICE_FLEET_TARGET_PER_WORKER,
+    cooldownMs: cfg.SLUICE_FLEET_COOLDOWN,
   };
   const registry = createRegistry('fleet');
   const metrics = new FleetMetrics(registry);
@@ -62,7 +71,10 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
 
   const workers = new Map<number, WorkerProc>();
   const history: FleetEvent[] = [];
-  const record = (e: FleetEvent) => { history.push(e); if (history.length > HISTORY) history.shift(); };
+  const record = (e: FleetEvent) => {
+    history.push(e);
+    if (history.length > HISTORY) history.shift();
+  };
   let nextId = 1;
   let target = policy.min;
   let desired = policy.min;
@@ -145,7 +157,9 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
     }
     for (; n < target; n++) spawnWorker();
     // Stop the newest first: it has the least work in flight and the coldest caches.
-    const extra = active().sort((a, b) => b.startedAt - a.startedAt).slice(0, Math.max(0, n - target));
+    const extra = active()
+      .sort((a, b) => b.startedAt - a.startedAt)
+      .slice(0, Math.max(0, n - target));
     for (const w of extra) drainWorker(w);
   }
 
@@ -159,17 +173,25 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
   };
   const scrapeWorkers = async (): Promise<number | undefined> => {
     let oldest: number | undefined;
-    await Promise.all([...workers.values()].filter((w) => w.url).map(async (w) => {
-      let samples: Sample[];
-      try { samples = await scrapeMetrics(w.url!, SCRAPE_TIMEOUT_MS); } catch { return; }
-      addIncrease(w, 'events', sumOf(samples, 'sluice_worker_events_total'), (n) => metrics.workerEvents.inc(n));
-      addIncrease(w, 'dead', sumOf(samples, 'sluice_worker_dead_letters_total'), (n) => metrics.workerDeadLetters.inc(n));
-      for (const outcome of new Set(samples.filter((s) => s.name === 'sluice_worker_batches_total').map((s) => s.labels.outcome ?? ''))) {
-        addIncrease(w, `batches:${outcome}`, sumOf(samples, 'sluice_worker_batches_total', { outcome }), (n) => metrics.workerBatches.inc({ outcome }, n));
-      }
-      const age = maxOf(samples, 'sluice_worker_oldest_message_age_seconds');
-      if (age !== undefined) oldest = Math.max(oldest ?? 0, age);
-    }));
+    await Promise.all(
+      [...workers.values()]
+        .filter((w) => w.url)
+        .map(async (w) => {
+          let samples: Sample[];
+          try {
+            samples = await scrapeMetrics(w.url!, SCRAPE_TIMEOUT_MS);
+          } catch {
+            return;
+          }
+          addIncrease(w, 'events', sumOf(samples, 'sluice_worker_events_total'), (n) => metrics.workerEvents.inc(n));
+          addIncrease(w, 'dead', sumOf(samples, 'sluice_worker_dead_letters_total'), (n) => metrics.workerDeadLetters.inc(n));
+          for (const outcome of new Set(samples.filter((s) => s.name === 'sluice_worker_batches_total').map((s) => s.labels.outcome ?? ''))) {
+            addIncrease(w, `batches:${outcome}`, sumOf(samples, 'sluice_worker_batches_total', { outcome }), (n) => metrics.workerBatches.inc({ outcome }, n));
+          }
+          const age = maxOf(samples, 'sluice_worker_oldest_message_age_seconds');
+          if (age !== undefined) oldest = Math.max(oldest ?? 0, age);
+        }),
+    );
     return oldest;
   };
 
@@ -190,7 +212,12 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
     }
     queueError = undefined;
     lastQueue = main;
-    for (const [state, v] of [['visible', main.visible], ['in_flight', main.inFlight], ['delayed', main.delayed]] as const) metrics.queueMessages.set({ queue: 'batches', state }, v);
+    for (const [state, v] of [
+      ['visible', main.visible],
+      ['in_flight', main.inFlight],
+      ['delayed', main.delayed],
+    ] as const)
+      metrics.queueMessages.set({ queue: 'batches', state }, v);
     if (main.visible + main.inFlight + main.delayed === 0) lastEmptyAtMs = now;
     // Oldest message: SQS's own figure when reported; else the oldest batch in a worker; if messages wait and no
     // worker holds any, they arrived after the queue was last seen empty — an upper bound.
@@ -209,7 +236,10 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
     if (d.direction !== 'none' && d.target !== before) {
       metrics.scaleEvents.inc({ direction: d.direction });
       record({ at: new Date(now).toISOString(), kind: 'scale', direction: d.direction, from: before, to: d.target, reason: d.reason });
-      flog.info({ direction: d.direction, from: before, to: d.target, desired: d.desired, visible: main.visible, inFlight: main.inFlight, reason: d.reason }, `scaling ${d.direction} to ${d.target} worker(s)`);
+      flog.info(
+        { direction: d.direction, from: before, to: d.target, desired: d.desired, visible: main.visible, inFlight: main.inFlight, reason: d.reason },
+        `scaling ${d.direction} to ${d.target} worker(s)`,
+      );
     } else {
       flog.debug({ workers: before, desired: d.desired, visible: main.visible, inFlight: main.inFlight, reason: d.reason }, 'fleet size unchanged');
     }
@@ -219,19 +249,33 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
 
   const loop = () => {
     tickTimer = setTimeout(() => {
-      tick().catch((err: unknown) => flog.error({ err: errorMessage(err) }, 'fleet poll failed')).finally(() => { if (!closing) loop(); });
+      tick()
+        .catch((err: unknown) => flog.error({ err: errorMessage(err) }, 'fleet poll failed'))
+        .finally(() => {
+          if (!closing) loop();
+        });
     }, cfg.SLUICE_FLEET_POLL_INTERVAL);
   };
 
   const app = Fastify({ logger: false });
   addOpsRoutes(app, registry, () => (closing ? 'fleet is stopping' : queueError));
   app.get('/v1/fleet', async () => ({
-    min: policy.min, max: policy.max, targetPerWorker: policy.targetPerWorker, cooldownMs: policy.cooldownMs,
-    desired, target,
+    min: policy.min,
+    max: policy.max,
+    targetPerWorker: policy.targetPerWorker,
+    cooldownMs: policy.cooldownMs,
+    desired,
+    target,
     queue: lastQueue ?? null,
-    workers: [...workers.values()].map((w): FleetWorkerInfo => ({
-      id: w.id, pid: w.proc.pid, state: w.state, ...(w.url ? { url: w.url } : {}), startedAt: new Date(w.startedAt).toISOString(),
-    })),
+    workers: [...workers.values()].map(
+      (w): FleetWorkerInfo => ({
+        id: w.id,
+        pid: w.proc.pid,
+        state: w.state,
+        ...(w.url ? { url: w.url } : {}),
+        startedAt: new Date(w.startedAt).toISOString(),
+      }),
+    ),
     events: history,
   }));
   let url: string;

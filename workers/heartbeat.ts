@@ -32,7 +32,9 @@ export class Heartbeat {
     const every = Math.max(250, Math.floor(this.o.visibilityTimeoutMs / 3));
     this.timer = setInterval(() => {
       if (this.inFlight) return; // the previous beat is still waiting for SQS
-      this.inFlight = this.beat().finally(() => { this.inFlight = undefined; });
+      this.inFlight = this.beat().finally(() => {
+        this.inFlight = undefined;
+      });
     }, every);
   }
 
@@ -45,11 +47,13 @@ export class Heartbeat {
 
   private async beat(): Promise<void> {
     try {
-      await this.o.sqs.send(new ChangeMessageVisibilityCommand({
-        QueueUrl: this.o.queueUrl,
-        ReceiptHandle: this.o.receiptHandle,
-        VisibilityTimeout: Math.ceil(this.o.visibilityTimeoutMs / 1000),
-      }));
+      await this.o.sqs.send(
+        new ChangeMessageVisibilityCommand({
+          QueueUrl: this.o.queueUrl,
+          ReceiptHandle: this.o.receiptHandle,
+          VisibilityTimeout: Math.ceil(this.o.visibilityTimeoutMs / 1000),
+        }),
+      );
       this.failures = 0;
     } catch (err) {
       this.failures++;

@@ -42,33 +42,43 @@ export class InfluxSink {
    */
   async writeLines(chunks: readonly string[], signal?: AbortSignal): Promise<void> {
     const u = new URL(this.o.url);
-    const auth = u.username ? { authorization: `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}` } : undefined;
+    const auth = u.username
+      ? { authorization: `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}` }
+      : undefined;
     const endpoint = `${u.origin}/write?db=${encodeURIComponent(this.o.database)}&precision=n`;
     let next = 0;
     const lane = async () => {
       while (next < chunks.length) {
         signal?.throwIfAborted();
         const body = chunks[next++]!;
-        await withRetry(async () => {
-          const t0 = performance.now();
-          let res: Response;
-          try {
-            res = await fetch(endpoint, { method: 'POST', body, headers: { 'content-type': 'text/plain; charset=utf-8', ...auth }, signal: AbortSignal.timeout(60_000) });
-          } catch (err) {
-            throw new TransientError(`InfluxDB unavailable at ${u.origin}: ${errorMessage(err)}`, 'influx_unavailable', { cause: err });
-          } finally {
-            this.o.observeLatency?.((performance.now() - t0) / 1000);
-          }
-          if (res.status === 204) return;
-          const text = (await res.text()).slice(0, 500);
-          // Minutes older than the retention of events_1m are no longer kept hot (rollups and the archive hold
-          // them); InfluxDB drops those points and writes the rest, which is the intended outcome.
-          if (res.status === 400 && /points beyond retention policy dropped/.test(text) && !/field type conflict|unable to parse/.test(text)) {
-            this.o.onDroppedBeyondRetention?.(text);
-            return;
-          }
-          throw classifyInfluxError(Object.assign(new Error(`HTTP ${res.status}: ${text}`), { res: { statusCode: res.status } }));
-        }, { maxAttempts: 3, initialDelayMs: 200, maxDelayMs: 2_000 });
+        await withRetry(
+          async () => {
+            const t0 = performance.now();
+            let res: Response;
+            try {
+              res = await fetch(endpoint, {
+                method: 'POST',
+                body,
+                headers: { 'content-type': 'text/plain; charset=utf-8', ...auth },
+                signal: AbortSignal.timeout(60_000),
+              });
+            } catch (err) {
+              throw new TransientError(`InfluxDB unavailable at ${u.origin}: ${errorMessage(err)}`, 'influx_unavailable', { cause: err });
+            } finally {
+              this.o.observeLatency?.((performance.now() - t0) / 1000);
+            }
+            if (res.status === 204) return;
+            const text = (await res.text()).slice(0, 500);
+            // Minutes older than the retention of events_1m are no longer kept hot (rollups and the archive hold
+            // them); InfluxDB drops those points and writes the rest, which is the intended outcome.
+            if (res.status === 400 && /points beyond retention policy dropped/.test(text) && !/field type conflict|unable to parse/.test(text)) {
+              this.o.onDroppedBeyondRetention?.(text);
+              return;
+            }
+            throw classifyInfluxError(Object.assign(new Error(`HTTP ${res.status}: ${text}`), { res: { statusCode: res.status } }));
+          },
+          { maxAttempts: 3, initialDelayMs: 200, maxDelayMs: 2_000 },
+        );
       }
     };
     await Promise.all(Array.from({ length: WRITE_CONCURRENCY }, lane));

@@ -43,8 +43,14 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
   const s3 = createS3(cfg);
   const redis = createRedis(cfg);
   let redisDown = false; // log a lost connection once, not on every reconnect attempt
-  redis.on('error', (err: Error) => { if (!redisDown) wlog.warn({ err: err.message }, 'Redis connection lost'); redisDown = true; });
-  redis.on('ready', () => { if (redisDown) wlog.info('Redis connection restored'); redisDown = false; });
+  redis.on('error', (err: Error) => {
+    if (!redisDown) wlog.warn({ err: err.message }, 'Redis connection lost');
+    redisDown = true;
+  });
+  redis.on('ready', () => {
+    if (redisDown) wlog.info('Redis connection restored');
+    redisDown = false;
+  });
   const influx = createInflux(cfg);
   const registry = createRegistry('worker');
   const metrics = new WorkerMetrics(registry);
@@ -60,14 +66,24 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
   let handler: MessageHandler;
   let consumers: Consumer[];
   try {
-    await withRetry(() => ensureDatabase(influx, cfg.SLUICE_INFLUX_DB).catch((err: unknown) => { throw classify(err, `InfluxDB ${cfg.SLUICE_INFLUX_URL}`); }), { maxAttempts: 5 });
+    await withRetry(
+      () =>
+        ensureDatabase(influx, cfg.SLUICE_INFLUX_DB).catch((err: unknown) => {
+          throw classify(err, `InfluxDB ${cfg.SLUICE_INFLUX_URL}`);
+        }),
+      { maxAttempts: 5 },
+    );
     await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp'), memoryLimit: '256MB', threads: 2 });
     const [mainUrl, dlqUrl] = await Promise.all([queueUrl(sqs, cfg.SLUICE_QUEUE_NAME), queueUrl(sqs, cfg.SLUICE_DLQ_NAME)]);
     const processor = new BatchProcessor({
       s3,
       dedup: new EventDedup(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_DEDUP_WINDOW),
-      sink: new InfluxSink({ url: cfg.SLUICE_INFLUX_URL, database: cfg.SLUICE_INFLUX_DB, observeLatency: (s) => metrics.influxWriteSeconds.observe(s),
-        onDroppedBeyondRetention: (detail) => wlog.warn({ detail }, 'InfluxDB dropped points older than the hot retention; rollups and the archive keep them') }),
+      sink: new InfluxSink({
+        url: cfg.SLUICE_INFLUX_URL,
+        database: cfg.SLUICE_INFLUX_DB,
+        observeLatency: (s) => metrics.influxWriteSeconds.observe(s),
+        onDroppedBeyondRetention: (detail) => wlog.warn({ detail }, 'InfluxDB dropped points older than the hot retention; rollups and the archive keep them'),
+      }),
       pointsPerRequest: cfg.SLUICE_INFLUX_BATCH_POINTS,
       topk: new TopKUpdater(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_TOPK_CAPACITY),
       totals: new EntityTotalsUpdater(redis, cfg.SLUICE_REDIS_PREFIX),
@@ -76,7 +92,13 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
       onStep: opts.onStep,
     });
     handler = new MessageHandler({
-      sqs, queueUrl: mainUrl, deadLetterQueueUrl: dlqUrl, processor, metrics, log: wlog, workerId,
+      sqs,
+      queueUrl: mainUrl,
+      deadLetterQueueUrl: dlqUrl,
+      processor,
+      metrics,
+      log: wlog,
+      workerId,
       visibilityTimeoutMs: cfg.SLUICE_VISIBILITY_TIMEOUT,
       maxTransientRetryMs: cfg.SLUICE_MAX_TRANSIENT_RETRY,
       releaseBackoffMs: cfg.SLUICE_RELEASE_BACKOFF,
@@ -94,7 +116,9 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
         messageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
         // The handler settles every message itself (delete, release or dead-letter) and never throws.
         handleMessage: async (m: Message) => {
-          await handler.handle(m).catch((err: unknown) => wlog.error({ err: errorMessage(err), messageId: m.MessageId }, 'unexpected failure handling a batch'));
+          await handler
+            .handle(m)
+            .catch((err: unknown) => wlog.error({ err: errorMessage(err), messageId: m.MessageId }, 'unexpected failure handling a batch'));
           return undefined;
         },
       });
@@ -122,12 +146,24 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
   }
 
   const ping = async (): Promise<string | undefined> => {
-    const timeout = <T>(p: Promise<T>) => Promise.race([p, sleep(PING_TIMEOUT_MS).then(() => { throw new Error('timed out'); })]);
-    try { await timeout(redis.ping()); } catch (err) { return `Redis unreachable: ${errorMessage(err)}`; }
+    const timeout = <T>(p: Promise<T>) =>
+      Promise.race([
+        p,
+        sleep(PING_TIMEOUT_MS).then(() => {
+          throw new Error('timed out');
+        }),
+      ]);
+    try {
+      await timeout(redis.ping());
+    } catch (err) {
+      return `Redis unreachable: ${errorMessage(err)}`;
+    }
     try {
       const hosts = await timeout(influx.ping(PING_TIMEOUT_MS));
       if (!hosts.some((h) => h.online)) return 'InfluxDB unreachable';
-    } catch (err) { return `InfluxDB unreachable: ${errorMessage(err)}`; }
+    } catch (err) {
+      return `InfluxDB unreachable: ${errorMessage(err)}`;
+    }
     return undefined;
   };
   const app = Fastify({ logger: false });

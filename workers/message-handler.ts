@@ -2,9 +2,7 @@
 // in-process retries through transient faults (up to SLUICE_MAX_TRANSIENT_RETRY), then acknowledges exactly
 // one outcome — delivered (deleted by the processor), retry (released after a backoff delay) or rejected
 // (dead-lettered with its reason, then deleted). On shutdown an unfinished batch is released at once.
-import {
-  ChangeMessageVisibilityCommand, DeleteMessageCommand, SendMessageCommand, type Message, type SQSClient,
-} from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityCommand, DeleteMessageCommand, SendMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Logger } from '../shared/logger.js';
 import { TransientError, classify, errorMessage } from '../shared/errors.js';
 import { backoffDelay } from '../shared/retry.js';
@@ -41,7 +39,11 @@ const stopping = () => new TransientError('worker is stopping; batch released to
 /** Resolves after `ms`, or early when `signal` aborts. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const done = () => { clearTimeout(t); signal.removeEventListener('abort', done); resolve(); };
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
     const t = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
@@ -49,9 +51,11 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 
 /** A promise that rejects when `signal` aborts (handled, so it never surfaces unobserved), and its clean-up. */
 function whenAborted(signal: AbortSignal): { promise: Promise<never>; dispose(): void } {
-  let onAbort = () => undefined as void;
+  let onAbort = (): void => {};
   const promise = new Promise<never>((_r, reject) => {
-    onAbort = () => reject(stopping());
+    onAbort = () => {
+      reject(stopping());
+    };
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
   });
@@ -80,7 +84,10 @@ export class MessageHandler {
     let outcome: Outcome | undefined;
     try {
       for (let attempt = 0; !outcome; attempt++) {
-        if (o.stopSignal.aborted || (attempt === 0 && o.draining())) { outcome = { kind: 'retry', error: stopping(), delaySeconds: 0 }; break; }
+        if (o.stopSignal.aborted || (attempt === 0 && o.draining())) {
+          outcome = { kind: 'retry', error: stopping(), delaySeconds: 0 };
+          break;
+        }
         hb.start();
         const ack = async () => {
           await hb.stop(); // no heartbeat may race the delete with the same receipt handle
@@ -105,10 +112,19 @@ export class MessageHandler {
             break;
           }
           const failed = failedOutcome(err, receiveCount, o.releaseBackoffMs);
-          if (failed.kind === 'rejected') { outcome = failed; break; }
+          if (failed.kind === 'rejected') {
+            outcome = failed;
+            break;
+          }
           const wait = backoffDelay(attempt, RETRY_BASE_MS, RETRY_MAX_MS);
-          if (Date.now() + wait > deadline) { outcome = failed; break; }
-          log.warn({ err: errorMessage(err), code: failed.error.code, attempt: attempt + 1, retryInMs: Math.round(wait) }, 'batch attempt failed; retrying in-process');
+          if (Date.now() + wait > deadline) {
+            outcome = failed;
+            break;
+          }
+          log.warn(
+            { err: errorMessage(err), code: failed.error.code, attempt: attempt + 1, retryInMs: Math.round(wait) },
+            'batch attempt failed; retrying in-process',
+          );
           await pause(wait, o.stopSignal); // the heartbeat keeps the message ours meanwhile
         }
       }
@@ -135,18 +151,24 @@ export class MessageHandler {
     }
     if (outcome.kind === 'rejected') {
       try {
-        await o.sqs.send(new SendMessageCommand({
-          QueueUrl: o.deadLetterQueueUrl,
-          MessageBody: message.Body ?? '',
-          MessageAttributes: deadLetterAttributes(outcome.error, message.MessageId ?? '', o.workerId),
-        }));
+        await o.sqs.send(
+          new SendMessageCommand({
+            QueueUrl: o.deadLetterQueueUrl,
+            MessageBody: message.Body ?? '',
+            MessageAttributes: deadLetterAttributes(outcome.error, message.MessageId ?? '', o.workerId),
+          }),
+        );
         await o.sqs.send(new DeleteMessageCommand({ QueueUrl: o.queueUrl, ReceiptHandle: handle }));
         o.metrics.deadLetters.inc({ reason: outcome.error.code });
         log.error({ code: outcome.error.code, err: outcome.error.message }, 'batch rejected and dead-lettered');
         return outcome;
       } catch (err) {
         log.warn({ err: errorMessage(err) }, 'could not dead-letter the batch; releasing it to try again');
-        outcome = failedOutcome(new TransientError(`dead-lettering failed: ${errorMessage(err)}`, 'dead_letter_failed', { cause: err }), Number(message.Attributes?.ApproximateReceiveCount ?? 1), o.releaseBackoffMs);
+        outcome = failedOutcome(
+          new TransientError(`dead-lettering failed: ${errorMessage(err)}`, 'dead_letter_failed', { cause: err }),
+          Number(message.Attributes?.ApproximateReceiveCount ?? 1),
+          o.releaseBackoffMs,
+        );
       }
     }
     if (outcome.kind === 'retry') {

@@ -56,7 +56,7 @@ export function planRollup(p: PlanInput): RollupRange {
 /** Splits a range into chunks that each lie inside one cold file (a UTC day of hours, a UTC month of days). */
 export function chunksOf(res: RollupResolution, r: { fromMs: number; toMs: number }): { fromMs: number; toMs: number }[] {
   const out: { fromMs: number; toMs: number }[] = [];
-  for (let a = r.fromMs; a < r.toMs;) {
+  for (let a = r.fromMs; a < r.toMs; ) {
     const b = Math.min(r.toMs, coldFileEnd(res, coldFileStart(res, a)));
     out.push({ fromMs: a, toMs: b });
     a = b;

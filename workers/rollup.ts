@@ -15,7 +15,10 @@ import { openEngine, writeRollupFile, type RollupRow } from '../shared/parquet.j
 import { withRetry } from '../shared/retry.js';
 import { chunksOf, influxRetention, PERIOD_MS, periodsOf, planRollup } from './rollup-plan.js';
 
-export const ROLLUP_TARGETS: Record<RollupResolution, { measurement: string; rp: string; retention: (cfg: Config) => number; lateWindow: (cfg: Config) => number }> = {
+export const ROLLUP_TARGETS: Record<
+  RollupResolution,
+  { measurement: string; rp: string; retention: (cfg: Config) => number; lateWindow: (cfg: Config) => number }
+> = {
   '1h': { measurement: MEASUREMENT_1H, rp: RP_1H, retention: (c) => c.SLUICE_RETENTION_1H, lateWindow: (c) => c.SLUICE_ROLLUP_LATE_WINDOW_1H },
   '1d': { measurement: MEASUREMENT_1D, rp: RP_1D, retention: (c) => c.SLUICE_RETENTION_1D, lateWindow: (c) => c.SLUICE_ROLLUP_LATE_WINDOW_1D },
 };
@@ -37,7 +40,11 @@ export async function ensureRetentionPolicies(influx: InfluxDB, cfg: Config): Pr
   await ensureDatabase(influx, db);
   const existing = await influx.showRetentionPolicies(db);
   const defaultRp = existing.find((r) => r.default)?.name ?? 'autogen';
-  const wanted: [string, number][] = [[defaultRp, cfg.SLUICE_RETENTION_1M], [RP_1H, cfg.SLUICE_RETENTION_1H], [RP_1D, cfg.SLUICE_RETENTION_1D]];
+  const wanted: [string, number][] = [
+    [defaultRp, cfg.SLUICE_RETENTION_1M],
+    [RP_1H, cfg.SLUICE_RETENTION_1H],
+    [RP_1D, cfg.SLUICE_RETENTION_1D],
+  ];
   for (const [name, ms] of wanted) {
     const { duration, shardDuration } = influxRetention(ms);
     const verb = existing.some((r) => r.name === name) ? 'ALTER' : 'CREATE';
@@ -45,20 +52,31 @@ export async function ensureRetentionPolicies(influx: InfluxDB, cfg: Config): Pr
   }
 }
 
-interface RawSeries { tags?: Record<string, string>; columns: string[]; values: unknown[][] }
-interface RawResponse { error?: string; results?: { error?: string; series?: RawSeries[] }[] }
+interface RawSeries {
+  tags?: Record<string, string>;
+  columns: string[];
+  values: unknown[][];
+}
+interface RawResponse {
+  error?: string;
+  results?: { error?: string; series?: RawSeries[] }[];
+}
 
 /** Aggregates of every series over each `res` period in [fromMs, toMs), folded from minute points. */
 async function foldMinutes(influx: InfluxDB, res: RollupResolution, fromMs: number, toMs: number): Promise<RollupRow[]> {
-  const stmt = `SELECT sum("count") AS "count", sum("sum") AS "sum", min("min") AS "min", max("max") AS "max" FROM ${q(MEASUREMENT_1M)} ` +
+  const stmt =
+    `SELECT sum("count") AS "count", sum("sum") AS "sum", min("min") AS "min", max("max") AS "max" FROM ${q(MEASUREMENT_1M)} ` +
     `WHERE time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY time(${res}), ${q(TAG_ENTITY)}, ${q(TAG_TYPE)} fill(none)`;
-  const raw = await withRetry(async () => {
-    try {
-      return (await influx.queryRaw(stmt, { precision: 'ms' })) as RawResponse;
-    } catch (err) {
-      throw new TransientError(`InfluxDB query for the ${res} rollup failed: ${errorMessage(err)}`, 'influx_unavailable', { cause: err });
-    }
-  }, { maxAttempts: 4, initialDelayMs: 500 });
+  const raw = await withRetry(
+    async () => {
+      try {
+        return (await influx.queryRaw(stmt, { precision: 'ms' })) as RawResponse;
+      } catch (err) {
+        throw new TransientError(`InfluxDB query for the ${res} rollup failed: ${errorMessage(err)}`, 'influx_unavailable', { cause: err });
+      }
+    },
+    { maxAttempts: 4, initialDelayMs: 500 },
+  );
   const error = raw.error ?? raw.results?.[0]?.error;
   if (error) throw new PermanentError(`InfluxDB rejected the ${res} rollup query: ${error}`, 'influx_query_rejected');
   const rows: RollupRow[] = [];
@@ -67,8 +85,13 @@ async function foldMinutes(influx: InfluxDB, res: RollupResolution, fromMs: numb
     const [t, c, su, mn, mx] = ['time', 'count', 'sum', 'min', 'max'].map(col) as [number, number, number, number, number];
     for (const v of s.values) {
       rows.push({
-        entityId: s.tags?.[TAG_ENTITY] ?? '', eventType: s.tags?.[TAG_TYPE] ?? '', periodMs: Number(v[t]),
-        count: Number(v[c]), sum: Number(v[su]), min: Number(v[mn]), max: Number(v[mx]),
+        entityId: s.tags?.[TAG_ENTITY] ?? '',
+        eventType: s.tags?.[TAG_TYPE] ?? '',
+        periodMs: Number(v[t]),
+        count: Number(v[c]),
+        sum: Number(v[su]),
+        min: Number(v[mn]),
+        max: Number(v[mx]),
       });
     }
   }
@@ -111,11 +134,19 @@ export async function runRollup(cfg: Config, opts: RollupOptions): Promise<Rollu
       const cpKey = checkpointKey(cfg.SLUICE_REDIS_PREFIX, res);
       const stored = await redis.get(cpKey);
       const range = planRollup({
-        res, nowMs, checkpointMs: stored === null ? undefined : Number(stored), lateWindowMs: target.lateWindow(cfg),
-        minuteRetentionMs: cfg.SLUICE_RETENTION_1M, fromMs: opts.fromMs, toMs: opts.toMs,
+        res,
+        nowMs,
+        checkpointMs: stored === null ? undefined : Number(stored),
+        lateWindowMs: target.lateWindow(cfg),
+        minuteRetentionMs: cfg.SLUICE_RETENTION_1M,
+        fromMs: opts.fromMs,
+        toMs: opts.toMs,
       });
       if (range.clampedFromMs !== undefined) {
-        opts.log.warn({ res, from: new Date(range.clampedFromMs).toISOString() }, 'older periods are not recomputed: their minutes may be past SLUICE_RETENTION_1M; their rollups stay as they are');
+        opts.log.warn(
+          { res, from: new Date(range.clampedFromMs).toISOString() },
+          'older periods are not recomputed: their minutes may be past SLUICE_RETENTION_1M; their rollups stay as they are',
+        );
       }
       const summary: RollupSummary = { res, fromMs: range.fromMs, toMs: range.toMs, rows: 0, points: 0, files: [] };
       const retention = target.retention(cfg);
@@ -124,15 +155,20 @@ export async function runRollup(cfg: Config, opts: RollupOptions): Promise<Rollu
         // One query per period keeps each answer to the series active in that period.
         const rows: RollupRow[] = [];
         for (const p of periodsOf(res, chunk)) rows.push(...(await foldMinutes(influx, res, p, p + PERIOD_MS[res])));
-        const points: IPoint[] = rows.filter((r) => r.periodMs >= writableFrom).map((r) => ({
-          measurement: target.measurement,
-          tags: { [TAG_ENTITY]: r.entityId, [TAG_TYPE]: r.eventType },
-          fields: { count: r.count, sum: r.sum, min: r.min, max: r.max },
-          timestamp: r.periodMs,
-        }));
+        const points: IPoint[] = rows
+          .filter((r) => r.periodMs >= writableFrom)
+          .map((r) => ({
+            measurement: target.measurement,
+            tags: { [TAG_ENTITY]: r.entityId, [TAG_TYPE]: r.eventType },
+            fields: { count: r.count, sum: r.sum, min: r.min, max: r.max },
+            timestamp: r.periodMs,
+          }));
         for (let i = 0; i < points.length; i += cfg.SLUICE_INFLUX_BATCH_POINTS) {
           const slice = points.slice(i, i + cfg.SLUICE_INFLUX_BATCH_POINTS);
-          await withRetry(() => influx.writePoints(slice, { database: cfg.SLUICE_INFLUX_DB, retentionPolicy: target.rp, precision: 'ms' }), { maxAttempts: 4, initialDelayMs: 500 });
+          await withRetry(() => influx.writePoints(slice, { database: cfg.SLUICE_INFLUX_DB, retentionPolicy: target.rp, precision: 'ms' }), {
+            maxAttempts: 4,
+            initialDelayMs: 500,
+          });
         }
         // The cold file of this day (hours) or month (days): recomputed periods replaced, the others kept.
         const key = rollupKey(res, chunk.fromMs);

@@ -43,14 +43,7 @@ export function desiredWorkers(depth: QueueDepth, opts: ScalingOptions): number 
  * Decides the next worker count. `active` counts workers starting or running (not those already draining);
  * `draining` tells whether a scale-down is still in progress, in which case no further step down is taken.
  */
-export function decideScale(
-  active: number,
-  draining: boolean,
-  depth: QueueDepth,
-  nowMs: number,
-  state: ScalingState,
-  opts: ScalingOptions,
-): ScalingDecision {
+export function decideScale(active: number, draining: boolean, depth: QueueDepth, nowMs: number, state: ScalingState, opts: ScalingOptions): ScalingDecision {
   const desired = desiredWorkers(depth, opts);
   const messages = depth.visible + depth.inFlight;
   if (active < opts.min || desired > active) {
@@ -66,10 +59,18 @@ export function decideScale(
   if (draining) return { desired, target: active, direction: 'none', reason: 'a worker is still draining', state: { lowSinceMs } };
   const waited = nowMs - lowSinceMs;
   if (waited < opts.cooldownMs) {
-    return { desired, target: active, direction: 'none', reason: `queue wants ${desired} for ${waited} ms of the ${opts.cooldownMs} ms cooldown`, state: { lowSinceMs } };
+    return {
+      desired,
+      target: active,
+      direction: 'none',
+      reason: `queue wants ${desired} for ${waited} ms of the ${opts.cooldownMs} ms cooldown`,
+      state: { lowSinceMs },
+    };
   }
   return {
-    desired, target: active - 1, direction: 'down',
+    desired,
+    target: active - 1,
+    direction: 'down',
     reason: `${messages} message(s) have wanted ${desired} worker(s) for ${waited} ms; stopping one of ${active}`,
     state: { lowSinceMs: nowMs },
   };

@@ -34,7 +34,12 @@ end
 return 1
 `;
 
-interface Increment { key: string; expireAtS: number; member: string; count: number }
+interface Increment {
+  key: string;
+  expireAtS: number;
+  member: string;
+  count: number;
+}
 
 /**
  * All increments of a batch in a deterministic order (by key, then member), from counts per base bucket.
@@ -51,7 +56,10 @@ export function topKIncrements(prefix: string, counts: readonly BucketCount[], c
       const start = Math.floor(c.bucketMs / res.bucketMs) * res.bucketMs;
       const key = topKBucketKey(prefix, c.eventType, res, start);
       let b = byKey.get(key);
-      if (!b) byKey.set(key, (b = { expireAtS: Math.ceil(topKBucketExpiresAt(res, start) / 1000), members: new Map() }));
+      if (!b) {
+        b = { expireAtS: Math.ceil(topKBucketExpiresAt(res, start) / 1000), members: new Map() };
+        byKey.set(key, b);
+      }
       b.members.set(c.entityId, (b.members.get(c.entityId) ?? 0) + c.count);
     }
   }
@@ -66,7 +74,11 @@ export function topKIncrements(prefix: string, counts: readonly BucketCount[], c
 }
 
 export class TopKUpdater {
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly capacity: number) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly capacity: number,
+  ) {}
 
   /**
    * Applies the batch's counts once. Buckets already past their expiry are skipped (they can never be read).
@@ -79,7 +91,7 @@ export class TopKUpdater {
       const live = incs.slice(i, i + TOPK_CHUNK).filter((x) => x.expireAtS * 1000 > nowMs);
       const keys: string[] = [`${this.prefix}topk:done:${batchKey}:${chunk}`];
       const args: (string | number)[] = [TOPK_DONE_TTL_S, this.capacity];
-      for (let j = 0; j < live.length;) {
+      for (let j = 0; j < live.length; ) {
         const key = live[j]!.key;
         let n = 0;
         while (j + n < live.length && live[j + n]!.key === key) n++;

@@ -17,13 +17,42 @@ export class WorkerMetrics {
 
   constructor(registry: prom.Registry) {
     const registers = [registry];
-    this.batches = new prom.Counter({ name: 'sluice_worker_batches_total', help: 'Batches finished, by outcome (delivered, retry, rejected).', labelNames: ['outcome'], registers });
+    this.batches = new prom.Counter({
+      name: 'sluice_worker_batches_total',
+      help: 'Batches finished, by outcome (delivered, retry, rejected).',
+      labelNames: ['outcome'],
+      registers,
+    });
     this.events = new prom.Counter({ name: 'sluice_worker_events_total', help: 'Events added to the InfluxDB aggregates.', registers });
-    this.points = new prom.Counter({ name: 'sluice_worker_influx_points_total', help: 'Per-minute points written to InfluxDB (one per entity, event type and minute of a batch).', registers });
-    this.duplicates = new prom.Counter({ name: 'sluice_worker_duplicates_dropped_total', help: 'Rows not counted because their event id was repeated in the file or counted by another batch.', registers });
-    this.batchSeconds = new prom.Histogram({ name: 'sluice_worker_batch_duration_seconds', help: 'Time from receiving a batch to its outcome.', labelNames: ['outcome'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600], registers });
-    this.influxWriteSeconds = new prom.Histogram({ name: 'sluice_worker_influx_write_seconds', help: 'Latency of one InfluxDB write request.', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
-    this.deadLetters = new prom.Counter({ name: 'sluice_worker_dead_letters_total', help: 'Batches sent to the dead-letter queue, by reason code.', labelNames: ['reason'], registers });
+    this.points = new prom.Counter({
+      name: 'sluice_worker_influx_points_total',
+      help: 'Per-minute points written to InfluxDB (one per entity, event type and minute of a batch).',
+      registers,
+    });
+    this.duplicates = new prom.Counter({
+      name: 'sluice_worker_duplicates_dropped_total',
+      help: 'Rows not counted because their event id was repeated in the file or counted by another batch.',
+      registers,
+    });
+    this.batchSeconds = new prom.Histogram({
+      name: 'sluice_worker_batch_duration_seconds',
+      help: 'Time from receiving a batch to its outcome.',
+      labelNames: ['outcome'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600],
+      registers,
+    });
+    this.influxWriteSeconds = new prom.Histogram({
+      name: 'sluice_worker_influx_write_seconds',
+      help: 'Latency of one InfluxDB write request.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.deadLetters = new prom.Counter({
+      name: 'sluice_worker_dead_letters_total',
+      help: 'Batches sent to the dead-letter queue, by reason code.',
+      labelNames: ['reason'],
+      registers,
+    });
     this.inFlight = new prom.Gauge({ name: 'sluice_worker_batches_in_flight', help: 'Batches being processed by this process.', registers });
     const sentAt = this.sentAt;
     new prom.Gauge({

@@ -8,8 +8,12 @@ import { PROJECT_ROOT } from '../../shared/config.js';
 export function machine() {
   const cpus = os.cpus();
   return {
-    cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version, platform: `${os.type()} ${os.release()}`, date: new Date().toISOString(),
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.type()} ${os.release()}`,
+    date: new Date().toISOString(),
   };
 }
 
@@ -35,7 +39,10 @@ export function writeResults(name: string, data: Record<string, unknown>, markdo
   const json = path.join(dir, `${name}-${day}.json`);
   writeFileSync(json, JSON.stringify({ benchmark: name, machine: machine(), ...data }, null, 2) + '\n');
   const m = machine();
-  writeFileSync(path.join(dir, `${name}.md`), `# ${name} benchmark\n\nMeasured ${m.date} on ${m.cores} × ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}.\n\n${markdown}\n`);
+  writeFileSync(
+    path.join(dir, `${name}.md`),
+    `# ${name} benchmark\n\nMeasured ${m.date} on ${m.cores} × ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}.\n\n${markdown}\n`,
+  );
   return json;
 }
 

@@ -20,10 +20,19 @@ export const BENCH_ENDPOINTS = {
 export function benchEnv(id: string, overrides: Record<string, string> = {}): Record<string, string> {
   const env = {
     ...BENCH_ENDPOINTS,
-    SLUICE_DATA_DIR: path.join(PROJECT_ROOT, '.data', 'bench', id), SLUICE_LOG_LEVEL: 'warn', SLUICE_NODE_ID: `bench-${id}`,
-    SLUICE_INGEST_PORT: '0', SLUICE_QUERY_PORT: '0', SLUICE_WORKER_PORT: '0',
-    SLUICE_RAW_BUCKET: `raw-${id}`, SLUICE_COLD_BUCKET: `cold-${id}`, SLUICE_QUEUE_NAME: `q-${id}`, SLUICE_DLQ_NAME: `dlq-${id}`,
-    SLUICE_INFLUX_DB: `bench_${id}`, SLUICE_REDIS_PREFIX: `${id}:`, SLUICE_WORKER_POLL_WAIT: '1s',
+    SLUICE_DATA_DIR: path.join(PROJECT_ROOT, '.data', 'bench', id),
+    SLUICE_LOG_LEVEL: 'warn',
+    SLUICE_NODE_ID: `bench-${id}`,
+    SLUICE_INGEST_PORT: '0',
+    SLUICE_QUERY_PORT: '0',
+    SLUICE_WORKER_PORT: '0',
+    SLUICE_RAW_BUCKET: `raw-${id}`,
+    SLUICE_COLD_BUCKET: `cold-${id}`,
+    SLUICE_QUEUE_NAME: `q-${id}`,
+    SLUICE_DLQ_NAME: `dlq-${id}`,
+    SLUICE_INFLUX_DB: `bench_${id}`,
+    SLUICE_REDIS_PREFIX: `${id}:`,
+    SLUICE_WORKER_POLL_WAIT: '1s',
     ...overrides,
   };
   mkdirSync(env.SLUICE_DATA_DIR, { recursive: true });
@@ -35,7 +44,8 @@ export async function prepareRun(env: Record<string, string>): Promise<{ cfg: Co
   const cfg = loadConfig({ ...process.env, ...env });
   const services = await ensureLocalServices(
     { influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, awsEndpoint: cfg.AWS_ENDPOINT_URL },
-    path.join(PROJECT_ROOT, '.data', 'bench-services'), createLogger('bench', 'warn'),
+    path.join(PROJECT_ROOT, '.data', 'bench-services'),
+    createLogger('bench', 'warn'),
   );
   await setupResources(cfg);
   await ensureDatabase(createInflux(cfg), cfg.SLUICE_INFLUX_DB);
@@ -43,7 +53,14 @@ export async function prepareRun(env: Record<string, string>): Promise<{ cfg: Co
 }
 
 /** Writes the results, removes the run's data folder, stops the services it started and exits. */
-export async function finishRun(name: string, result: Record<string, unknown>, markdown: string, dataDir: string, services: RunningService[], exitCode = 0): Promise<never> {
+export async function finishRun(
+  name: string,
+  result: Record<string, unknown>,
+  markdown: string,
+  dataDir: string,
+  services: RunningService[],
+  exitCode = 0,
+): Promise<never> {
   const file = writeResults(name, result, markdown);
   progress(`results written to ${path.relative(PROJECT_ROOT, file)}`);
   rmSync(dataDir, { recursive: true, force: true });

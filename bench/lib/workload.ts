@@ -5,13 +5,20 @@
 export function zipf(n: number, s = 1.1, rnd: () => number = Math.random): () => number {
   const cdf = new Float64Array(n);
   let acc = 0;
-  for (let k = 1; k <= n; k++) { acc += 1 / k ** s; cdf[k - 1] = acc; }
+  for (let k = 1; k <= n; k++) {
+    acc += 1 / k ** s;
+    cdf[k - 1] = acc;
+  }
   for (let k = 0; k < n; k++) cdf[k]! /= acc;
   return () => {
     const u = rnd();
     let lo = 0;
     let hi = n - 1;
-    while (lo < hi) { const mid = (lo + hi) >> 1; if (cdf[mid]! < u) lo = mid + 1; else hi = mid; }
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
     return lo;
   };
 }
@@ -31,7 +38,13 @@ export function rng(seed: number): () => number {
 export const EVENT_TYPES = ['view', 'like', 'share'] as const;
 const TYPE_WEIGHTS = [0.85, 0.12, 0.03];
 
-export interface WorkloadOptions { entities: number; skew: number; seed: number; spreadMs: number; baseMs: number }
+export interface WorkloadOptions {
+  entities: number;
+  skew: number;
+  seed: number;
+  spreadMs: number;
+  baseMs: number;
+}
 
 export function eventFactory(o: WorkloadOptions) {
   const r = rng(o.seed);
@@ -40,6 +53,12 @@ export function eventFactory(o: WorkloadOptions) {
   return (idPrefix: string) => {
     const u = r();
     const type = u < TYPE_WEIGHTS[0]! ? 'view' : u < TYPE_WEIGHTS[0]! + TYPE_WEIGHTS[1]! ? 'like' : 'share';
-    return { eventId: `${idPrefix}-${seq++}`, entityId: `video-${pick()}`, eventType: type, timestamp: o.baseMs + Math.floor(r() * o.spreadMs), value: 1 + Math.floor(r() * 100) };
+    return {
+      eventId: `${idPrefix}-${seq++}`,
+      entityId: `video-${pick()}`,
+      eventType: type,
+      timestamp: o.baseMs + Math.floor(r() * o.spreadMs),
+      value: 1 + Math.floor(r() * 100),
+    };
   };
 }

@@ -35,16 +35,27 @@ export interface SluiceClientOptions {
   fetch?: typeof fetch;
 }
 
-export interface SendResult { accepted: number; duplicates: number; rejected: { index: number; reason: string; eventId?: string }[] }
+export interface SendResult {
+  accepted: number;
+  duplicates: number;
+  rejected: { index: number; reason: string; eventId?: string }[];
+}
 
 export class QueueFullError extends Error {
   constructor(readonly limit: number) {
-    super(`Sluice client queue is full (${limit} events buffered): the ingest node is slower than this producer or unreachable; slow down, or raise maxQueuedEvents`);
+    super(
+      `Sluice client queue is full (${limit} events buffered): the ingest node is slower than this producer or unreachable; slow down, or raise maxQueuedEvents`,
+    );
   }
 }
 
 export class DeliveryError extends Error {
-  constructor(message: string, readonly events: EventInput[], readonly status?: number, readonly rejected: SendResult['rejected'] = []) {
+  constructor(
+    message: string,
+    readonly events: EventInput[],
+    readonly status?: number,
+    readonly rejected: SendResult['rejected'] = [],
+  ) {
     super(message);
   }
 }
@@ -65,22 +76,40 @@ export class SluiceClient {
 
   constructor(opts: SluiceClientOptions) {
     this.o = {
-      maxBatchEvents: 1_000, flushIntervalMs: 200, maxQueuedEvents: 100_000, maxAttempts: 8, backoffBaseMs: 100, backoffMaxMs: 10_000,
-      breakerFailures: 5, breakerOpenMs: 5_000, concurrency: 2, gzip: true, fetch: globalThis.fetch.bind(globalThis), ...opts,
+      maxBatchEvents: 1_000,
+      flushIntervalMs: 200,
+      maxQueuedEvents: 100_000,
+      maxAttempts: 8,
+      backoffBaseMs: 100,
+      backoffMaxMs: 10_000,
+      breakerFailures: 5,
+      breakerOpenMs: 5_000,
+      concurrency: 2,
+      gzip: true,
+      fetch: globalThis.fetch.bind(globalThis),
+      ...opts,
     };
   }
 
   /** Whether the breaker currently holds requests back. */
-  get breakerOpen(): boolean { return Date.now() < this.openUntil; }
+  get breakerOpen(): boolean {
+    return Date.now() < this.openUntil;
+  }
   /** Events buffered or in flight (not yet acknowledged). */
-  get queued(): number { return this.queue.length + this.inFlightEvents; }
+  get queued(): number {
+    return this.queue.length + this.inFlightEvents;
+  }
 
   /** Buffers an event; throws QueueFullError when the bounded queue is full (the event is not taken). */
   add(event: EventInput): void {
     if (this.queued >= this.o.maxQueuedEvents) throw new QueueFullError(this.o.maxQueuedEvents);
     this.queue.push(event);
     if (this.queue.length >= this.o.maxBatchEvents) this.pump();
-    else if (!this.timer) this.timer = setTimeout(() => { this.timer = undefined; this.pump(true); }, this.o.flushIntervalMs);
+    else if (!this.timer)
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.pump(true);
+      }, this.o.flushIntervalMs);
   }
 
   /** Sends everything buffered and resolves when no request is in flight. */
@@ -127,7 +156,12 @@ export class SluiceClient {
       if (wait > 0) await sleep(wait);
       let retryAfterMs: number | undefined;
       try {
-        const res = await this.o.fetch(`${this.o.url}/v1/events`, { method: 'POST', body: new Uint8Array(payload), headers, signal: AbortSignal.timeout(30_000) });
+        const res = await this.o.fetch(`${this.o.url}/v1/events`, {
+          method: 'POST',
+          body: new Uint8Array(payload),
+          headers,
+          signal: AbortSignal.timeout(30_000),
+        });
         const json = (await res.json().catch(() => ({}))) as Partial<SendResult> & { error?: string };
         if (res.status === 202) {
           this.consecutiveFailures = 0;
@@ -135,7 +169,15 @@ export class SluiceClient {
           this.stats.duplicates += json.duplicates ?? 0;
           const rejected = (json.rejected ?? []).map((r) => ({ ...r, eventId: batch[r.index]?.eventId }));
           this.stats.rejected += rejected.length;
-          if (rejected.length) this.o.onError?.(new DeliveryError(`${rejected.length} event(s) rejected by Sluice: ${rejected[0]!.reason}`, rejected.map((r) => batch[r.index]!), 202, rejected));
+          if (rejected.length)
+            this.o.onError?.(
+              new DeliveryError(
+                `${rejected.length} event(s) rejected by Sluice: ${rejected[0]!.reason}`,
+                rejected.map((r) => batch[r.index]!),
+                202,
+                rejected,
+              ),
+            );
           return;
         }
         lastError = `HTTP ${res.status}: ${json.error ?? ''}`;

@@ -25,7 +25,13 @@ export function registerStatsRoute(app: FastifyInstance, deps: StatsRouteDeps): 
     const nowMs = deps.now();
     const r = parseStatsParams(req.query, nowMs);
     const key = cacheKey(deps.redisPrefix, {
-      v: CACHE_VERSION, kind: 'stats', entityId: r.entityId, eventType: r.eventType, from: r.fromMs, to: r.toMs, step: r.step,
+      v: CACHE_VERSION,
+      kind: 'stats',
+      entityId: r.entityId,
+      eventType: r.eventType,
+      from: r.fromMs,
+      to: r.toMs,
+      step: r.step,
     });
     const compute = () => (deps.federated ?? deps.reader).stats(r);
     // `Cache-Control: no-cache` (what audits send) answers from the stores, never from the answer cache.

@@ -31,7 +31,10 @@ export function queueUrl(sqs: SQSClient, name: string): Promise<string> {
   if (!p) {
     p = sqs.send(new GetQueueUrlCommand({ QueueName: name })).then(
       (r) => r.QueueUrl ?? Promise.reject(new Error(`queue ${name} has no URL`)),
-      (err) => { urlCache.delete(name); throw classify(err, `SQS queue ${name}`); },
+      (err) => {
+        urlCache.delete(name);
+        throw classify(err, `SQS queue ${name}`);
+      },
     );
     urlCache.set(name, p);
   }

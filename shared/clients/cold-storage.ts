@@ -54,22 +54,29 @@ export class ColdStorage {
   }
 
   private run<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    return withRetry(async () => {
-      try {
-        return await fn();
-      } catch (err) {
-        throw classify(err, what);
-      }
-    }, { maxAttempts: 4, initialDelayMs: 200, maxDelayMs: 3_000 });
+    return withRetry(
+      async () => {
+        try {
+          return await fn();
+        } catch (err) {
+          throw classify(err, what);
+        }
+      },
+      { maxAttempts: 4, initialDelayMs: 200, maxDelayMs: 3_000 },
+    );
   }
 
   /** Uploads a local file (multipart above COLD_PART_SIZE); replaces any object under `key`. */
   async putFile(key: string, file: string, metadata: Record<string, string> = {}): Promise<void> {
-    await this.run(`upload to ${this.where(key)}`, () => this.client.fPutObject(this.bucket, key, file, { 'Content-Type': 'application/vnd.apache.parquet', ...metadata }));
+    await this.run(`upload to ${this.where(key)}`, () =>
+      this.client.fPutObject(this.bucket, key, file, { 'Content-Type': 'application/vnd.apache.parquet', ...metadata }),
+    );
   }
 
   async putText(key: string, body: string, contentType = 'application/json'): Promise<void> {
-    await this.run(`upload to ${this.where(key)}`, () => this.client.putObject(this.bucket, key, Buffer.from(body), undefined, { 'Content-Type': contentType }));
+    await this.run(`upload to ${this.where(key)}`, () =>
+      this.client.putObject(this.bucket, key, Buffer.from(body), undefined, { 'Content-Type': contentType }),
+    );
   }
 
   /** Downloads an object to `file` (streamed). */
@@ -101,13 +108,19 @@ export class ColdStorage {
 
   /** Every object under `prefix`, in key order. */
   async list(prefix: string): Promise<ColdObject[]> {
-    return this.run(`listing of ${this.where(prefix)}`, () => new Promise<ColdObject[]>((resolve, reject) => {
-      const out: ColdObject[] = [];
-      const stream = this.client.listObjectsV2(this.bucket, prefix, true);
-      stream.on('data', (o) => { if (o.name) out.push({ key: o.name, bytes: o.size ?? 0, etag: o.etag ?? '', lastModified: o.lastModified ?? new Date(0) }); });
-      stream.on('error', reject);
-      stream.on('end', () => resolve(out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))));
-    }));
+    return this.run(
+      `listing of ${this.where(prefix)}`,
+      () =>
+        new Promise<ColdObject[]>((resolve, reject) => {
+          const out: ColdObject[] = [];
+          const stream = this.client.listObjectsV2(this.bucket, prefix, true);
+          stream.on('data', (o) => {
+            if (o.name) out.push({ key: o.name, bytes: o.size ?? 0, etag: o.etag ?? '', lastModified: o.lastModified ?? new Date(0) });
+          });
+          stream.on('error', reject);
+          stream.on('end', () => resolve(out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))));
+        }),
+    );
   }
 
   /** Deletes objects (missing ones are fine); throws when any delete failed. */
@@ -116,8 +129,12 @@ export class ColdStorage {
       const chunk = keys.slice(i, i + 1000);
       await this.run(`delete in s3://${this.bucket}`, async () => {
         const errors = (await this.client.removeObjects(this.bucket, [...chunk])) as { Code?: string; Key?: string; Message?: string }[];
-        const failed = errors.filter((e) => e && e.Code && e.Code !== 'NoSuchKey');
-        if (failed.length) throw new TransientError(`could not delete ${failed.length} object(s) in s3://${this.bucket}, e.g. ${failed[0]!.Key}: ${failed[0]!.Message}`, 'cold_delete_failed');
+        const failed = errors.filter((e) => e?.Code && e.Code !== 'NoSuchKey');
+        if (failed.length)
+          throw new TransientError(
+            `could not delete ${failed.length} object(s) in s3://${this.bucket}, e.g. ${failed[0]!.Key}: ${failed[0]!.Message}`,
+            'cold_delete_failed',
+          );
       });
     }
   }

@@ -22,7 +22,14 @@ export async function uploadFile(s3: S3Client, bucket: string, key: string, file
   const size = statSync(file).size;
   const upload = new Upload({
     client: s3,
-    params: { Bucket: bucket, Key: key, Body: createReadStream(file, { highWaterMark: 1 << 20 }), ContentLength: size, ContentType: 'application/vnd.apache.parquet', Metadata: metadata },
+    params: {
+      Bucket: bucket,
+      Key: key,
+      Body: createReadStream(file, { highWaterMark: 1 << 20 }),
+      ContentLength: size,
+      ContentType: 'application/vnd.apache.parquet',
+      Metadata: metadata,
+    },
     partSize: PART_SIZE,
     queueSize: 2,
     leavePartsOnError: false,

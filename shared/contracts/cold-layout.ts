@@ -60,7 +60,10 @@ export const COMPACTED_PREFIX = 'events/';
 
 /** Deterministic id of a compaction: the same set of input keys always gives the same id (and output key). */
 export function compactionId(inputKeys: readonly string[]): string {
-  return createHash('sha256').update([...inputKeys].sort().join('\n')).digest('hex').slice(0, 20);
+  return createHash('sha256')
+    .update([...inputKeys].sort().join('\n'))
+    .digest('hex')
+    .slice(0, 20);
 }
 
 /** events/dt=YYYY-MM-DD/compacted-<id>.parquet in the cold bucket. */
@@ -98,6 +101,10 @@ export function decodeCompactionManifest(body: string, where: string): Compactio
   try {
     return compactionManifestSchema.parse(JSON.parse(body));
   } catch (err) {
-    throw new PermanentError(`${where} is not a readable compaction manifest (version ${COMPACTION_MANIFEST_VERSION}): ${(err as Error).message}`, 'compaction_manifest_invalid', { cause: err });
+    throw new PermanentError(
+      `${where} is not a readable compaction manifest (version ${COMPACTION_MANIFEST_VERSION}): ${(err as Error).message}`,
+      'compaction_manifest_invalid',
+      { cause: err },
+    );
   }
 }

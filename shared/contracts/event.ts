@@ -55,7 +55,8 @@ function checkString(v: unknown, field: string, max: number): string | undefined
   if (v.length === 0 || v.length > max) return `${field} must be 1–${max} characters long, got ${v.length}`;
   if (!(v as unknown as { isWellFormed(): boolean }).isWellFormed()) return `${field} must be valid Unicode (it holds a lone surrogate escape such as \\ud800)`;
   const bad = CONTROL_CHARS.exec(v);
-  if (bad) return `${field} must not contain control characters (found U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()} at position ${bad.index})`;
+  if (bad)
+    return `${field} must not contain control characters (found U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()} at position ${bad.index})`;
   return undefined;
 }
 
@@ -87,7 +88,8 @@ export function validateEvent(raw: unknown, bounds: ValidationBounds): Event | s
   }
   const ts = parseTimestamp(o.timestamp);
   if (typeof ts === 'string') return ts;
-  if (ts < bounds.nowMs - bounds.maxAgeMs) return `timestamp ${new Date(ts).toISOString()} is older than the accepted age of ${Math.round(bounds.maxAgeMs / 3_600_000)}h`;
+  if (ts < bounds.nowMs - bounds.maxAgeMs)
+    return `timestamp ${new Date(ts).toISOString()} is older than the accepted age of ${Math.round(bounds.maxAgeMs / 3_600_000)}h`;
   if (ts > bounds.nowMs + MAX_FUTURE_SKEW_MS) return `timestamp ${new Date(ts).toISOString()} is more than 5 minutes in the future`;
   let value = 1;
   if (o.value !== undefined) {
@@ -113,7 +115,14 @@ export function validateEvent(raw: unknown, bounds: ValidationBounds): Event | s
  * Parquet writer (shared/parquet.ts). Short keys keep the WAL small; `it` is ingest time, `p` the producer.
  */
 export interface EventLine {
-  i: string; n: string; t: string; ts: number; v: number; d: Record<string, string> | null; it: number; p: string;
+  i: string;
+  n: string;
+  t: string;
+  ts: number;
+  v: number;
+  d: Record<string, string> | null;
+  it: number;
+  p: string;
 }
 
 /** A JSON string literal; validated ids hold no control characters, so only `"` and `\\` ever need escaping. */
@@ -130,4 +139,5 @@ export function encodeEventLine(e: Event, ingestTimeMs: number, producer: string
 }
 
 /** DuckDB column types of an EventLine, for read_json. */
-export const EVENT_LINE_COLUMNS = "{i: 'VARCHAR', n: 'VARCHAR', t: 'VARCHAR', ts: 'BIGINT', v: 'DOUBLE', d: 'MAP(VARCHAR, VARCHAR)', it: 'BIGINT', p: 'VARCHAR'}";
+export const EVENT_LINE_COLUMNS =
+  "{i: 'VARCHAR', n: 'VARCHAR', t: 'VARCHAR', ts: 'BIGINT', v: 'DOUBLE', d: 'MAP(VARCHAR, VARCHAR)', it: 'BIGINT', p: 'VARCHAR'}";

@@ -41,7 +41,10 @@ export function decodeManifest(body: string | undefined): BatchManifest {
   const version = (raw as { manifestVersion?: unknown } | null)?.manifestVersion;
   const major = typeof version === 'string' ? Number(version.split('.')[0]) : NaN;
   if (!SUPPORTED_MANIFEST_MAJORS.includes(major)) {
-    throw new PermanentError(`manifest version ${JSON.stringify(version)} is not supported (this worker reads majors ${SUPPORTED_MANIFEST_MAJORS.join(', ')})`, 'manifest_version_unsupported');
+    throw new PermanentError(
+      `manifest version ${JSON.stringify(version)} is not supported (this worker reads majors ${SUPPORTED_MANIFEST_MAJORS.join(', ')})`,
+      'manifest_version_unsupported',
+    );
   }
   const parsed = manifestSchemaV1.safeParse(raw);
   if (!parsed.success) {
@@ -49,7 +52,10 @@ export function decodeManifest(body: string | undefined): BatchManifest {
     throw new PermanentError(`manifest is invalid: ${issues}`, 'manifest_invalid');
   }
   if (!READABLE_SCHEMA_VERSIONS.includes(parsed.data.schemaVersion)) {
-    throw new PermanentError(`Parquet schema version ${parsed.data.schemaVersion} of s3://${parsed.data.bucket}/${parsed.data.key} is not supported (readable: ${READABLE_SCHEMA_VERSIONS.join(', ')})`, 'schema_version_unsupported');
+    throw new PermanentError(
+      `Parquet schema version ${parsed.data.schemaVersion} of s3://${parsed.data.bucket}/${parsed.data.key} is not supported (readable: ${READABLE_SCHEMA_VERSIONS.join(', ')})`,
+      'schema_version_unsupported',
+    );
   }
   return parsed.data;
 }

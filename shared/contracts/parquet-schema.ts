@@ -18,16 +18,65 @@ export interface ColumnSpec {
 }
 
 export const EVENT_COLUMNS: readonly ColumnSpec[] = [
-  { name: 'event_id', duckdbType: 'VARCHAR', parquetType: 'BYTE_ARRAY (UTF8)', nullable: false, since: 1, doc: 'Producer idempotency key; unique per event within the dedup window.' },
-  { name: 'entity_id', duckdbType: 'VARCHAR', parquetType: 'BYTE_ARRAY (UTF8)', nullable: false, since: 1, doc: 'What is counted, e.g. a video id. Files are sorted by entity_id, then event_time.' },
+  {
+    name: 'event_id',
+    duckdbType: 'VARCHAR',
+    parquetType: 'BYTE_ARRAY (UTF8)',
+    nullable: false,
+    since: 1,
+    doc: 'Producer idempotency key; unique per event within the dedup window.',
+  },
+  {
+    name: 'entity_id',
+    duckdbType: 'VARCHAR',
+    parquetType: 'BYTE_ARRAY (UTF8)',
+    nullable: false,
+    since: 1,
+    doc: 'What is counted, e.g. a video id. Files are sorted by entity_id, then event_time.',
+  },
   { name: 'event_type', duckdbType: 'VARCHAR', parquetType: 'BYTE_ARRAY (UTF8)', nullable: false, since: 1, doc: 'view, like, share, …' },
-  { name: 'event_time', duckdbType: 'TIMESTAMP_MS', parquetType: 'INT64 TIMESTAMP(MILLIS) UTC values', nullable: false, since: 1, doc: 'When the event happened (producer clock, UTC). Partitions follow this time.' },
+  {
+    name: 'event_time',
+    duckdbType: 'TIMESTAMP_MS',
+    parquetType: 'INT64 TIMESTAMP(MILLIS) UTC values',
+    nullable: false,
+    since: 1,
+    doc: 'When the event happened (producer clock, UTC). Partitions follow this time.',
+  },
   { name: 'value', duckdbType: 'DOUBLE', parquetType: 'DOUBLE', nullable: false, since: 1, doc: 'Summed by the aggregates (1 for plain counts).' },
-  { name: 'dims', duckdbType: 'MAP(VARCHAR, VARCHAR)', parquetType: 'MAP<UTF8, UTF8>', nullable: true, since: 1, doc: 'Optional dimensions such as country or device.' },
-  { name: 'ingest_time', duckdbType: 'TIMESTAMP_MS', parquetType: 'INT64 TIMESTAMP(MILLIS) UTC values', nullable: false, since: 1, doc: 'When the ingest node accepted the event.' },
-  { name: 'producer', duckdbType: 'VARCHAR', parquetType: 'BYTE_ARRAY (UTF8)', nullable: false, since: 1, doc: 'Producer name from the API key (or "anonymous").' },
+  {
+    name: 'dims',
+    duckdbType: 'MAP(VARCHAR, VARCHAR)',
+    parquetType: 'MAP<UTF8, UTF8>',
+    nullable: true,
+    since: 1,
+    doc: 'Optional dimensions such as country or device.',
+  },
+  {
+    name: 'ingest_time',
+    duckdbType: 'TIMESTAMP_MS',
+    parquetType: 'INT64 TIMESTAMP(MILLIS) UTC values',
+    nullable: false,
+    since: 1,
+    doc: 'When the ingest node accepted the event.',
+  },
+  {
+    name: 'producer',
+    duckdbType: 'VARCHAR',
+    parquetType: 'BYTE_ARRAY (UTF8)',
+    nullable: false,
+    since: 1,
+    doc: 'Producer name from the API key (or "anonymous").',
+  },
   { name: 'schema_version', duckdbType: 'INTEGER', parquetType: 'INT32', nullable: false, since: 1, doc: 'Schema version the row was written with.' },
-  { name: 'session_id', duckdbType: 'VARCHAR', parquetType: 'BYTE_ARRAY (UTF8)', nullable: true, since: 2, doc: 'v2: optional client session, absent (NULL) in v1 files.' },
+  {
+    name: 'session_id',
+    duckdbType: 'VARCHAR',
+    parquetType: 'BYTE_ARRAY (UTF8)',
+    nullable: true,
+    since: 2,
+    doc: 'v2: optional client session, absent (NULL) in v1 files.',
+  },
 ];
 
 /** Columns present in files of a given version. */

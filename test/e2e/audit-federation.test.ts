@@ -57,15 +57,28 @@ beforeAll(async () => {
   await writeV2File(v2, file);
   const key = await uploadRawFile(cfg, file, OLD_DAY + 7 * HOUR_MS);
   const bytes = readFileSync(file);
-  bodies.push(encodeManifest({
-    bucket: cfg.SLUICE_RAW_BUCKET, key, eventCount: v2.length, byteSize: bytes.length,
-    minEventTime: new Date(Math.min(...v2.map((e) => e.timestamp))).toISOString(), maxEventTime: new Date(Math.max(...v2.map((e) => e.timestamp))).toISOString(),
-    checksum: { algorithm: 'sha256', value: createHash('sha256').update(bytes).digest('hex') }, schemaVersion: 2, producer: 'test', createdAt: new Date().toISOString(),
-  }));
+  bodies.push(
+    encodeManifest({
+      bucket: cfg.SLUICE_RAW_BUCKET,
+      key,
+      eventCount: v2.length,
+      byteSize: bytes.length,
+      minEventTime: new Date(Math.min(...v2.map((e) => e.timestamp))).toISOString(),
+      maxEventTime: new Date(Math.max(...v2.map((e) => e.timestamp))).toISOString(),
+      checksum: { algorithm: 'sha256', value: createHash('sha256').update(bytes).digest('hex') },
+      schemaVersion: 2,
+      producer: 'test',
+      createdAt: new Date().toISOString(),
+    }),
+  );
   events.push(...v2);
   await sendManifests(cfg, bodies);
   worker = await startWorker(cfg, log);
-  await waitUntil('all batches delivered', async () => (await metricValue(worker.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === bodies.length, 60_000);
+  await waitUntil(
+    'all batches delivered',
+    async () => (await metricValue(worker.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === bodies.length,
+    60_000,
+  );
   query = await startQuery(cfg, log);
 
   // The rollup ran while the old day's minutes were still kept (as it does daily in production)…
@@ -92,7 +105,9 @@ describe('query federation and audit', () => {
     for (const t of truth.slice(0, 4)) {
       expect(await stats(t.entityId, t.eventType, 'count', '1h')).toBe(t.count);
       expect(await stats(t.entityId, t.eventType, 'count', '1d')).toBe(t.count);
-      const total = (await (await fetch(`${query.url}/v1/entities/${encodeURIComponent(t.entityId)}/total?eventType=${t.eventType}`)).json()) as { count: number };
+      const total = (await (await fetch(`${query.url}/v1/entities/${encodeURIComponent(t.entityId)}/total?eventType=${t.eventType}`)).json()) as {
+        count: number;
+      };
       expect(total.count).toBe(t.count);
     }
     // The old day alone: no minutes and no hot hours remain, so this is the cold Parquet's answer.
@@ -102,18 +117,30 @@ describe('query federation and audit', () => {
 
   it('`sluice audit` reports a corrupted InfluxDB point and exits non-zero', async () => {
     const victim = expectedTotals(events)[0]!;
-    await createInflux(cfg).writePoints([{
-      measurement: MEASUREMENT_1M, tags: { [TAG_ENTITY]: victim.entityId, [TAG_TYPE]: victim.eventType },
-      fields: { count: 3, sum: 7, min: 1, max: 4 }, timestamp: (BigInt(RECENT + 10 * 60_000) * 1_000_000n + 123n).toString(),
-    }], { database: cfg.SLUICE_INFLUX_DB, precision: 'n' });
+    await createInflux(cfg).writePoints(
+      [
+        {
+          measurement: MEASUREMENT_1M,
+          tags: { [TAG_ENTITY]: victim.entityId, [TAG_TYPE]: victim.eventType },
+          fields: { count: 3, sum: 7, min: 1, max: 4 },
+          timestamp: (BigInt(RECENT + 10 * 60_000) * 1_000_000n + 123n).toString(),
+        },
+      ],
+      { database: cfg.SLUICE_INFLUX_DB, precision: 'n' },
+    );
     const [cmd, ...args] = nodeEntry('cli/sluice.ts');
     const child = spawn(cmd!, [...args, 'audit', '--from', new Date(FROM).toISOString(), '--to', String(TO)], {
-      env: { ...process.env, ...cfg.env, SLUICE_QUERY_URL: query.url }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...cfg.env, SLUICE_QUERY_URL: query.url },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     const code = await new Promise<number | null>((r) => child.once('exit', r));
     expect(err).toContain('series recomputed'); // progress goes to stderr
     expect(err).not.toContain('sluice:');

@@ -14,7 +14,16 @@ import { FAST_WORKER_ENV, queueDepth, waitUntil } from '../support/batches.js';
 import { testConfig } from '../support/config.js';
 import { startProcess, type ChildService } from '../support/processes.js';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const HOT = 'hot-1';
 /**
  * Event times a few minutes back: InfluxDB bounds a query without a time condition at now(), and a batch's point
@@ -36,13 +45,17 @@ afterAll(async () => {
   await Promise.all(procs.map((p) => Promise.race([p.kill('SIGTERM'), new Promise((r) => setTimeout(r, 20_000))]).then(() => p.kill('SIGKILL'))));
 });
 
-const text = (page: Page, selector: string) => page.locator(selector).innerText();
+const text = (page: Page, selector: string) => page.locator(selector).textContent();
 
 describe('dashboard', () => {
   it('shows live throughput and workers, and the same top-K and entity totals as the API', async () => {
     const cfg = await testConfig({
       ...FAST_WORKER_ENV,
-      SLUICE_FLEET_MIN: '1', SLUICE_FLEET_MAX: '2', SLUICE_FLEET_POLL_INTERVAL: '500ms', SLUICE_FLEET_COOLDOWN: '5s', SLUICE_FLEET_PORT: '0',
+      SLUICE_FLEET_MIN: '1',
+      SLUICE_FLEET_MAX: '2',
+      SLUICE_FLEET_POLL_INTERVAL: '500ms',
+      SLUICE_FLEET_COOLDOWN: '5s',
+      SLUICE_FLEET_PORT: '0',
     });
     // What a deployment has once the rollup job ran: the retention policies the query API also reads from.
     await ensureRetentionPolicies(createInflux(cfg), cfg);
@@ -70,22 +83,37 @@ describe('dashboard', () => {
         await new Promise((res) => setTimeout(res, 200));
       }
     })();
-    stopTraffic = async () => { flowing = false; await traffic.catch(() => undefined); };
+    stopTraffic = async () => {
+      flowing = false;
+      await traffic.catch(() => undefined);
+    };
 
     profileDir = mkdtempSync(path.join(os.tmpdir(), 'sluice-dashboard-'));
-    browser = await chromium.launchPersistentContext(profileDir, { executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS, viewport: { width: 1400, height: 1050 } });
+    browser = await chromium.launchPersistentContext(profileDir, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1400, height: 1050 },
+    });
     const page = await browser.newPage();
     const pageErrors: string[] = [];
     page.on('pageerror', (err) => pageErrors.push(err.message));
     await page.goto(`${query.url}/?entity=${HOT}&eventType=view&refresh=500`);
 
     // While traffic flows: both throughputs and the workers are live on the page.
-    const tiles = async () => Object.fromEntries(await Promise.all(['#ingest-rate', '#process-rate', '#workers', '#updated', '#errors'].map(async (id) => [id, await text(page, id)])));
+    const tiles = async () =>
+      Object.fromEntries(await Promise.all(['#ingest-rate', '#process-rate', '#workers', '#updated', '#errors'].map(async (id) => [id, await text(page, id)])));
     let seen: Record<string, string> = {};
-    await waitUntil('live throughput on the page', async () => {
-      seen = await tiles();
-      return Number(seen['#ingest-rate']) > 0 && Number(seen['#process-rate']) > 0 && Number(seen['#workers']) >= 1;
-    }, 40_000).catch((err: Error) => { throw new Error(`${err.message}; the page shows ${JSON.stringify(seen)}`); });
+    await waitUntil(
+      'live throughput on the page',
+      async () => {
+        seen = await tiles();
+        return Number(seen['#ingest-rate']) > 0 && Number(seen['#process-rate']) > 0 && Number(seen['#workers']) >= 1;
+      },
+      40_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; the page shows ${JSON.stringify(seen)}`);
+    });
     await waitUntil('heavy hitters on the page', async () => (await page.locator('#topk-table tbody tr').count()) > 0, 20_000);
 
     // The page keeps refreshing while traffic flows; the README's screenshot is taken with some history on the charts.
@@ -101,23 +129,35 @@ describe('dashboard', () => {
     const influxTotal = async () => (await createInflux(cfg).query<{ sum: number }>(`SELECT sum("count") FROM ${MEASUREMENT_1M}`))[0]?.sum ?? 0;
     await waitUntil('every event counted', async () => (await influxTotal()) === total && (await queueDepth(cfg, cfg.SLUICE_QUEUE_NAME)) === 0, 40_000);
     let apiTotal: unknown;
-    await waitUntil('the API total of the hot entity', async () => {
-      apiTotal = await api<{ count: number }>(`/v1/entities/${HOT}/total?eventType=view`);
-      return (apiTotal as { count?: number }).count === sent.get(HOT);
-    }, 20_000).catch(() => undefined);
+    await waitUntil(
+      'the API total of the hot entity',
+      async () => {
+        apiTotal = await api<{ count: number }>(`/v1/entities/${HOT}/total?eventType=view`);
+        return (apiTotal as { count?: number }).count === sent.get(HOT);
+      },
+      20_000,
+    ).catch(() => undefined);
     expect(apiTotal).toMatchObject({ count: sent.get(HOT) });
 
     // The page shows exactly what the API answers, and that is exactly what was sent.
-    await waitUntil('the entity totals on the page', async () =>
-      (await text(page, '#entity-total')) === String(sent.get(HOT)) && (await text(page, '#entity-range-total')) === String(sent.get(HOT)), 20_000);
+    await waitUntil(
+      'the entity totals on the page',
+      async () => (await text(page, '#entity-total')) === String(sent.get(HOT)) && (await text(page, '#entity-range-total')) === String(sent.get(HOT)),
+      20_000,
+    );
     const topk = await api<{ items: { entityId: string; count: number }[] }>('/v1/topk?eventType=view&window=1h&k=10');
-    expect(topk.items.slice(0, 3)).toEqual([{ entityId: HOT, count: sent.get(HOT) }, { entityId: 'hot-2', count: sent.get('hot-2') }, { entityId: 'warm-3', count: sent.get('warm-3') }]);
-    const pageRows = async () => page.locator('#topk-table tbody tr').evaluateAll((rows) =>
-      rows.map((r) => ({ entityId: r.querySelector('.entity')!.textContent, count: Number(r.querySelector('.count')!.textContent) })));
+    expect(topk.items.slice(0, 3)).toEqual([
+      { entityId: HOT, count: sent.get(HOT) },
+      { entityId: 'hot-2', count: sent.get('hot-2') },
+      { entityId: 'warm-3', count: sent.get('warm-3') },
+    ]);
+    const pageRows = async () =>
+      page
+        .locator('#topk-table tbody tr')
+        .evaluateAll((rows) => rows.map((r) => ({ entityId: r.querySelector('.entity')!.textContent, count: Number(r.querySelector('.count')!.textContent) })));
     await waitUntil('the top-K table on the page', async () => JSON.stringify(await pageRows()) === JSON.stringify(topk.items), 20_000);
     expect(await text(page, '#dead-letters')).toBe('0');
     expect(await page.locator('#chart-entity canvas').count()).toBe(1);
     expect(pageErrors).toEqual([]);
-
   });
 });

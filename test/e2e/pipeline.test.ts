@@ -30,21 +30,34 @@ describe('end to end', () => {
     ingestUrl = ingest!.url;
     queryUrl = query!.url;
   });
-  afterAll(async () => { await Promise.all(procs.map((p) => p.kill('SIGTERM'))); });
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => p.kill('SIGTERM')));
+  });
 
   it('counts exactly what was sent, and the archive agrees', async () => {
     const base = Math.floor((Date.now() - 10 * 60_000) / 60_000) * 60_000;
     const expected = new Map<string, { count: number; sum: number }>();
     const events = Array.from({ length: N }, (_, i) => {
-      const e = { eventId: `e2e-${i}`, entityId: `video-${i % 100}`, eventType: TYPES[Math.floor(i / 100) % 3]!, timestamp: base + (i % 180) * 1_000, value: (i % 5) + 1 };
+      const e = {
+        eventId: `e2e-${i}`,
+        entityId: `video-${i % 100}`,
+        eventType: TYPES[Math.floor(i / 100) % 3]!,
+        timestamp: base + (i % 180) * 1_000,
+        value: (i % 5) + 1,
+      };
       const k = `${e.entityId}|${e.eventType}`;
       const x = expected.get(k) ?? { count: 0, sum: 0 };
-      x.count++; x.sum += e.value;
+      x.count++;
+      x.sum += e.value;
       expected.set(k, x);
       return e;
     });
     for (let i = 0; i < N; i += 1_000) {
-      const r = await fetch(`${ingestUrl}/v1/events`, { method: 'POST', body: JSON.stringify(events.slice(i, i + 1_000)), headers: { 'content-type': 'application/json' } });
+      const r = await fetch(`${ingestUrl}/v1/events`, {
+        method: 'POST',
+        body: JSON.stringify(events.slice(i, i + 1_000)),
+        headers: { 'content-type': 'application/json' },
+      });
       expect(r.status).toBe(202);
       expect((await r.json()).accepted).toBe(1_000);
     }
@@ -82,10 +95,15 @@ describe('end to end', () => {
     const dir = path.join(cfg.SLUICE_DATA_DIR, 'download');
     mkdirSync(dir, { recursive: true });
     const files: string[] = [];
-    for (const k of keys) { const f = path.join(dir, k.replaceAll('/', '_')); await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f); files.push(f); }
+    for (const k of keys) {
+      const f = path.join(dir, k.replaceAll('/', '_'));
+      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
+      files.push(f);
+    }
     await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duck') });
     const rows = await queryParquet(`SELECT entity_id, event_type, count(*)::INT AS n, sum(value) AS s FROM read_parquet(${parquetFiles(files)}) GROUP BY ALL`);
     expect(rows).toHaveLength(expected.size);
-    for (const r of rows) expect({ n: r.n, s: r.s }).toEqual({ n: expected.get(`${r.entity_id}|${r.event_type}`)!.count, s: expected.get(`${r.entity_id}|${r.event_type}`)!.sum });
+    for (const r of rows)
+      expect({ n: r.n, s: r.s }).toEqual({ n: expected.get(`${r.entity_id}|${r.event_type}`)!.count, s: expected.get(`${r.entity_id}|${r.event_type}`)!.sum });
   });
 });

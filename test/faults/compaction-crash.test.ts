@@ -25,7 +25,9 @@ let cfg: Config;
 const events: Event[] = [];
 let rows = 0;
 
-const crashAt = (step: CompactionStep) => (s: CompactionStep) => { if (s === step) throw new Error(`crash after ${s}`); };
+const crashAt = (step: CompactionStep) => (s: CompactionStep) => {
+  if (s === step) throw new Error(`crash after ${s}`);
+};
 
 async function expectIntact(): Promise<Awaited<ReturnType<typeof archiveView>>> {
   const v = await archiveView(cfg, DT);
@@ -94,10 +96,14 @@ describe('compaction crash safety', () => {
     const cold = new ColdStorage(cfg);
     const local = path.join(cfg.SLUICE_DATA_DIR, 'c.parquet');
     await cold.getToFile(v.compacted[0]!, local);
-    const [stats] = await queryParquet(`SELECT count(*)::BIGINT AS n, count(session_id)::BIGINT AS sessions, max(schema_version) AS v FROM read_parquet('${local}')`);
+    const [stats] = await queryParquet(
+      `SELECT count(*)::BIGINT AS n, count(session_id)::BIGINT AS sessions, max(schema_version) AS v FROM read_parquet('${local}')`,
+    );
     expect(Number(stats!.n)).toBe(rows);
     expect(Number(stats!.sessions)).toBe(700);
-    const [unsorted] = await queryParquet(`SELECT count(*)::BIGINT AS n FROM (SELECT entity_id, event_time, lag(entity_id) OVER () AS pe, lag(event_time) OVER () AS pt FROM read_parquet('${local}')) WHERE pe > entity_id OR (pe = entity_id AND pt > event_time)`);
+    const [unsorted] = await queryParquet(
+      `SELECT count(*)::BIGINT AS n FROM (SELECT entity_id, event_time, lag(entity_id) OVER () AS pe, lag(event_time) OVER () AS pt FROM read_parquet('${local}')) WHERE pe > entity_id OR (pe = entity_id AND pt > event_time)`,
+    );
     expect(Number(unsorted!.n)).toBe(0);
   });
 

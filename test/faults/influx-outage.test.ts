@@ -9,10 +9,28 @@ import { createLogger } from '../../shared/logger.js';
 import { ensureInflux } from '../../localstack/services.js';
 import { testConfig } from '../support/config.js';
 import { startProcess, type ChildService } from '../support/processes.js';
-import { FAST_WORKER_ENV, diffAggregates, groundTruth, influxAggregates, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
+import {
+  FAST_WORKER_ENV,
+  diffAggregates,
+  groundTruth,
+  influxAggregates,
+  pastHour,
+  queueDepth,
+  randomEvents,
+  sendManifests,
+  uploadBatches,
+  waitUntil,
+} from '../support/batches.js';
 
 const log = createLogger('faults', 'warn');
-const freePort = () => new Promise<number>((resolve) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); }); });
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
 
 describe('InfluxDB outage', () => {
   it('ends with exact totals and an empty dead-letter queue after 30 s without InfluxDB', async () => {
@@ -29,9 +47,15 @@ describe('InfluxDB outage', () => {
       const events = randomEvents(40_000, { start, minutes: 30, entities: 50 });
       const batches = [];
       for (let i = 0; i < events.length; i += 2_500) batches.push(...(await uploadBatches(cfg, events.slice(i, i + 2_500))));
-      await sendManifests(cfg, batches.slice(0, 4).map((b) => b.body));
+      await sendManifests(
+        cfg,
+        batches.slice(0, 4).map((b) => b.body),
+      );
       await influx.stop(); // mid-run: some batches done, the rest arrive while InfluxDB is down
-      await sendManifests(cfg, batches.slice(4).map((b) => b.body));
+      await sendManifests(
+        cfg,
+        batches.slice(4).map((b) => b.body),
+      );
       await new Promise((r) => setTimeout(r, 30_000));
       expect(await queueDepth(cfg, cfg.SLUICE_QUEUE_NAME)).toBeGreaterThan(0); // nothing was dropped meanwhile
       expect(await queueDepth(cfg, cfg.SLUICE_DLQ_NAME)).toBe(0);

@@ -16,10 +16,11 @@ describe('ingest survives SIGKILL at any moment', () => {
     const env = { ...cfg.env, SLUICE_NODE_ID: 'ingest-kill' };
     const acked = new Set<string>();
     const resent = new Set<string>();
-    let pending: string[][] = [];
+    const pending: string[][] = [];
     let next = 0;
     const now = Date.now();
-    const body = (ids: string[]) => JSON.stringify(ids.map((id, i) => ({ eventId: id, entityId: `video-${i % 37}`, eventType: 'view', timestamp: now - (i % 7) * 60_000 })));
+    const body = (ids: string[]) =>
+      JSON.stringify(ids.map((id, i) => ({ eventId: id, entityId: `video-${i % 37}`, eventType: 'view', timestamp: now - (i % 7) * 60_000 })));
 
     for (let round = 0; round < 6; round++) {
       const node = await startProcess('ingest', env, 'ingest-kill');
@@ -56,7 +57,11 @@ describe('ingest survives SIGKILL at any moment', () => {
     const dir = path.join(cfg.SLUICE_DATA_DIR, 'download');
     mkdirSync(dir, { recursive: true });
     const files: string[] = [];
-    for (const k of keys) { const f = path.join(dir, k.replaceAll('/', '_')); await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f); files.push(f); }
+    for (const k of keys) {
+      const f = path.join(dir, k.replaceAll('/', '_'));
+      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
+      files.push(f);
+    }
     await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duck') });
     const rows = await queryParquet(`SELECT event_id, count(*)::INT AS n FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`);
     const inArchive = new Map(rows.map((r) => [r.event_id as string, r.n as number]));

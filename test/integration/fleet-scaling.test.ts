@@ -8,25 +8,44 @@ import { testConfig } from '../support/config.js';
 import { startProcess, type ChildService } from '../support/processes.js';
 import { FAST_WORKER_ENV, metricValue, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
 
-interface FleetStatus { desired: number; target: number; workers: FleetWorkerInfo[]; events: FleetEvent[] }
+interface FleetStatus {
+  desired: number;
+  target: number;
+  workers: FleetWorkerInfo[];
+  events: FleetEvent[];
+}
 
 const running: ChildService[] = [];
-afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.kill('SIGTERM'))); });
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.kill('SIGTERM')));
+});
 
 const COOLDOWN_MS = 1_500;
 const MAX = 3;
 const BATCHES = 24;
 const EVENTS_PER_BATCH = 2_000;
 
-const alive = (pid: number | undefined) => { try { process.kill(pid!, 0); return true; } catch { return false; } };
+const alive = (pid: number | undefined) => {
+  try {
+    process.kill(pid!, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 describe('sluice fleet', () => {
   it('replaces a crashed worker, scales up to max under a flood, drains back to min, and counts every event once', async () => {
     const cfg = await testConfig({
       ...FAST_WORKER_ENV,
       SLUICE_WORKER_CONCURRENCY: '1',
-      SLUICE_FLEET_MIN: '1', SLUICE_FLEET_MAX: String(MAX), SLUICE_FLEET_TARGET_PER_WORKER: '2',
-      SLUICE_FLEET_COOLDOWN: `${COOLDOWN_MS}ms`, SLUICE_FLEET_POLL_INTERVAL: '300ms', SLUICE_FLEET_DRAIN_GRACE: '30s', SLUICE_FLEET_PORT: '0',
+      SLUICE_FLEET_MIN: '1',
+      SLUICE_FLEET_MAX: String(MAX),
+      SLUICE_FLEET_TARGET_PER_WORKER: '2',
+      SLUICE_FLEET_COOLDOWN: `${COOLDOWN_MS}ms`,
+      SLUICE_FLEET_POLL_INTERVAL: '300ms',
+      SLUICE_FLEET_DRAIN_GRACE: '30s',
+      SLUICE_FLEET_PORT: '0',
     });
     const fleet = await startProcess('fleet', cfg.env);
     running.push(fleet);
@@ -79,7 +98,10 @@ describe('sluice fleet', () => {
     // No flapping: every step up comes before every step down; down goes one worker at a time, a cooldown apart.
     expect(scales.map((e) => e.direction)).toEqual([...ups.map(() => 'up'), ...downs.map(() => 'down')]);
     expect(ups.at(-1)!.to).toBe(MAX);
-    expect(downs.map((e) => [e.from, e.to])).toEqual([[3, 2], [2, 1]]);
+    expect(downs.map((e) => [e.from, e.to])).toEqual([
+      [3, 2],
+      [2, 1],
+    ]);
     expect(Date.parse(downs[1]!.at) - Date.parse(downs[0]!.at)).toBeGreaterThanOrEqual(COOLDOWN_MS);
     // Drained workers exited by themselves (code 0), none was killed.
     const drained = s.events.filter((e): e is Extract<FleetEvent, { kind: 'exited' }> => e.kind === 'exited' && e.drained);

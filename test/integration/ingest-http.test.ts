@@ -16,17 +16,28 @@ const log = createLogger('test', 'warn');
 type Started = Awaited<ReturnType<typeof startIngest>>;
 
 function post(url: string, body: string | Buffer, headers: Record<string, string> = {}) {
-  return fetch(`${url}/v1/events`, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { 'content-type': 'application/json', ...headers } });
+  return fetch(`${url}/v1/events`, {
+    method: 'POST',
+    body: typeof body === 'string' ? body : new Uint8Array(body),
+    headers: { 'content-type': 'application/json', ...headers },
+  });
 }
 
 describe('ingest HTTP API', () => {
   let cfg: Awaited<ReturnType<typeof testConfig>>;
   let ingest: Started;
   beforeAll(async () => {
-    cfg = await testConfig({ SLUICE_API_KEYS: 'web:key-web,app:key-app', SLUICE_RATE_LIMIT_EVENTS: '50', SLUICE_RATE_LIMIT_BURST: '100', SLUICE_MAX_BODY_BYTES: '1MiB' });
+    cfg = await testConfig({
+      SLUICE_API_KEYS: 'web:key-web,app:key-app',
+      SLUICE_RATE_LIMIT_EVENTS: '50',
+      SLUICE_RATE_LIMIT_BURST: '100',
+      SLUICE_MAX_BODY_BYTES: '1MiB',
+    });
     ingest = await startIngest(cfg, log);
   });
-  afterAll(async () => { await ingest?.close(); });
+  afterAll(async () => {
+    await ingest?.close();
+  });
   const auth = { authorization: 'Bearer key-web' };
   const now = Date.now();
 
@@ -59,13 +70,22 @@ describe('ingest HTTP API', () => {
     expect(keys.sort()).toEqual(manifests.map((m) => m.key).sort());
     await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duck') });
     const files = [];
-    for (const k of keys) { const f = path.join(cfg.SLUICE_DATA_DIR, k.replaceAll('/', '_')); await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f); files.push(f); }
-    const rows = await queryParquet(`SELECT count(*)::INT AS n, sum(value) AS s, max(dims['country']) AS c, min(producer) AS p FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}])`);
+    for (const k of keys) {
+      const f = path.join(cfg.SLUICE_DATA_DIR, k.replaceAll('/', '_'));
+      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
+      files.push(f);
+    }
+    const rows = await queryParquet(
+      `SELECT count(*)::INT AS n, sum(value) AS s, max(dims['country']) AS c, min(producer) AS p FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}])`,
+    );
     expect(rows[0]).toMatchObject({ n: 3, s: 4.5, c: 'FR', p: 'web' });
   });
 
   it('counts a retried request as duplicates, not new events', async () => {
-    const events = [{ eventId: 'd1', entityId: 'v', eventType: 'view', timestamp: now }, { eventId: 'd2', entityId: 'v', eventType: 'view', timestamp: now }];
+    const events = [
+      { eventId: 'd1', entityId: 'v', eventType: 'view', timestamp: now },
+      { eventId: 'd2', entityId: 'v', eventType: 'view', timestamp: now },
+    ];
     const first = await (await post(ingest.url, JSON.stringify(events), auth)).json();
     const again = await (await post(ingest.url, JSON.stringify([...events, events[0]]), auth)).json();
     expect(first).toMatchObject({ accepted: 2, duplicates: 0 });
@@ -152,7 +172,16 @@ describe('ingest memory bound', () => {
     const ingest = await startIngest(cfg, log);
     try {
       const now = Date.now();
-      const body = (p: string) => JSON.stringify(Array.from({ length: 1_000 }, (_, i) => ({ eventId: `${p}-${i}`, entityId: `video-${i % 10}`, eventType: 'view', timestamp: now, dims: { pad: 'x'.repeat(40) } })));
+      const body = (p: string) =>
+        JSON.stringify(
+          Array.from({ length: 1_000 }, (_, i) => ({
+            eventId: `${p}-${i}`,
+            entityId: `video-${i % 10}`,
+            eventType: 'view',
+            timestamp: now,
+            dims: { pad: 'x'.repeat(40) },
+          })),
+        );
       const results = await Promise.all(Array.from({ length: 12 }, (_, i) => post(ingest.url, body(`m${i}`))));
       const statuses = results.map((r) => r.status);
       expect(statuses.filter((s) => s === 202).length).toBeGreaterThan(0);

@@ -14,7 +14,9 @@ describe('producer client', () => {
     const cfg = await testConfig({ SLUICE_API_KEYS: 'web:k', SLUICE_RATE_LIMIT_EVENTS: '1000', SLUICE_RATE_LIMIT_BURST: '1000' });
     ingest = await startIngest(cfg, log);
   });
-  afterAll(async () => { await ingest?.close(); });
+  afterAll(async () => {
+    await ingest?.close();
+  });
   const ev = (id: string, extra: Record<string, unknown> = {}) => ({ eventId: id, entityId: 'video-A', eventType: 'view', timestamp: Date.now(), ...extra });
 
   it('delivers everything through 429s by honouring Retry-After, and reports rejected events by id', async () => {
@@ -41,7 +43,18 @@ describe('producer client', () => {
 
   it('opens its breaker against an unreachable node, gives up after maxAttempts, and bounds its queue', async () => {
     const errors: DeliveryError[] = [];
-    const client = new SluiceClient({ url: 'http://127.0.0.1:9', maxBatchEvents: 10, maxQueuedEvents: 50, maxAttempts: 3, backoffBaseMs: 10, backoffMaxMs: 20, breakerFailures: 2, breakerOpenMs: 300, concurrency: 1, onError: (e) => errors.push(e) });
+    const client = new SluiceClient({
+      url: 'http://127.0.0.1:9',
+      maxBatchEvents: 10,
+      maxQueuedEvents: 50,
+      maxAttempts: 3,
+      backoffBaseMs: 10,
+      backoffMaxMs: 20,
+      breakerFailures: 2,
+      breakerOpenMs: 300,
+      concurrency: 1,
+      onError: (e) => errors.push(e),
+    });
     for (let i = 0; i < 50; i++) client.add(ev(`q-${i}`));
     expect(() => client.add(ev('one-too-many'))).toThrow(QueueFullError);
     expect(() => client.add(ev('one-too-many'))).toThrow(/queue is full \(50 events buffered\)/);

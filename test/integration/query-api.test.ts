@@ -16,7 +16,14 @@ const HOUR = 3_600_000;
 /** 10:00 UTC two days ago: old enough for the long cache TTL, recent enough for any retention. */
 const T0 = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 2 * 86_400_000 + 10 * HOUR;
 
-interface Partial { minute: number; offsetNs: bigint; count: number; sum: number; min: number; max: number }
+interface Partial {
+  minute: number;
+  offsetNs: bigint;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+}
 
 /** One worker batch's partial aggregate for one minute, stamped minute start + batch offset (ns). */
 function point(entityId: string, eventType: string, p: Partial): IPoint {
@@ -81,8 +88,12 @@ describe('GET /v1/stats', () => {
     const { status, body } = await get(statsPath({ ...range, fn, step: '1m' }));
     expect(status).toBe(200);
     expect(body).toEqual({
-      entityId: 'e-1', eventType: 'click', fn, step: '1m',
-      from: new Date(T0).toISOString(), to: new Date(T0 + 2 * HOUR).toISOString(),
+      entityId: 'e-1',
+      eventType: 'click',
+      fn,
+      step: '1m',
+      from: new Date(T0).toISOString(),
+      to: new Date(T0 + 2 * HOUR).toISOString(),
       points: minuteStarts.map((t, i) => ({ t, value: values[i] })),
       total,
     });
@@ -97,7 +108,10 @@ describe('GET /v1/stats', () => {
   ] as const)('step 1h, fn %s: partial points folded per hour', async (fn, values, total) => {
     const { status, body } = await get(statsPath({ ...range, fn, step: '1h' }));
     expect(status).toBe(200);
-    expect(body.points).toEqual([{ t: new Date(T0).toISOString(), value: values[0] }, { t: new Date(T0 + HOUR).toISOString(), value: values[1] }]);
+    expect(body.points).toEqual([
+      { t: new Date(T0).toISOString(), value: values[0] },
+      { t: new Date(T0 + HOUR).toISOString(), value: values[1] },
+    ]);
     expect(body.total).toBe(total);
   });
 
@@ -121,7 +135,9 @@ describe('GET /v1/stats', () => {
   });
 
   it('keeps tag values with quotes and backslashes literal', async () => {
-    const { status, body } = await get(`/v1/stats?${new URLSearchParams({ entityId: "o'brien\\x", eventType: 'click', fn: 'sum', from: String(T0), to: String(T0 + HOUR), step: '1h' })}`);
+    const { status, body } = await get(
+      `/v1/stats?${new URLSearchParams({ entityId: "o'brien\\x", eventType: 'click', fn: 'sum', from: String(T0), to: String(T0 + HOUR), step: '1h' })}`,
+    );
     expect(status).toBe(200);
     expect(body.total).toBe(21);
   });
@@ -139,7 +155,9 @@ describe('GET /v1/stats', () => {
     expect(first.body.total).toBe(10);
 
     // New data in the range after the answer was cached: a settled range keeps its cached answer for 1 h.
-    await createInflux(cfg).writePoints([point('e-1', 'click', { minute: T0 + 90 * MIN, offsetNs: 1n, count: 1, sum: 1000, min: 1000, max: 1000 })], { precision: 'n' });
+    await createInflux(cfg).writePoints([point('e-1', 'click', { minute: T0 + 90 * MIN, offsetNs: 1n, count: 1, sum: 1000, min: 1000, max: 1000 })], {
+      precision: 'n',
+    });
     const second = await get(statsPath(params));
     expect(second.headers.get('x-sluice-cache')).toBe('hit');
     expect(second.body).toEqual(first.body);
@@ -238,7 +256,10 @@ describe('GET /v1/entities/:entityId/total', () => {
   });
 
   it('answers a burst of identical requests with a single InfluxDB query', async () => {
-    const influxTotals = async () => Number(/sluice_query_influx_duration_seconds_count\{[^}]*query="total"[^}]*\} (\d+)/.exec(await (await fetch(`${service.url}/metrics`)).text())?.[1] ?? 0);
+    const influxTotals = async () =>
+      Number(
+        /sluice_query_influx_duration_seconds_count\{[^}]*query="total"[^}]*\} (\d+)/.exec(await (await fetch(`${service.url}/metrics`)).text())?.[1] ?? 0,
+      );
     const before = await influxTotals();
     const answers = await Promise.all(Array.from({ length: 25 }, () => get('/v1/entities/e-1/total?eventType=click')));
     expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));

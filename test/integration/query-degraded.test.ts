@@ -59,10 +59,17 @@ describe('Redis unavailable', () => {
   let service: Service;
   beforeAll(async () => {
     const base = await testConfig();
-    await createInflux(base).writePoints([{
-      measurement: MEASUREMENT_1M, tags: { entity_id: 'e', event_type: 'click' },
-      fields: { count: 4, sum: 8, min: 1, max: 3 }, timestamp: (BigInt(T0) * 1_000_000n + 123n).toString(),
-    }], { precision: 'n' });
+    await createInflux(base).writePoints(
+      [
+        {
+          measurement: MEASUREMENT_1M,
+          tags: { entity_id: 'e', event_type: 'click' },
+          fields: { count: 4, sum: 8, min: 1, max: 3 },
+          timestamp: (BigInt(T0) * 1_000_000n + 123n).toString(),
+        },
+      ],
+      { precision: 'n' },
+    );
     const cfg: Config = { ...base, SLUICE_REDIS_URL: `redis://127.0.0.1:${await closedPort()}` };
     service = await startQuery(cfg, createLogger('query-test', 'silent'));
   });

@@ -47,12 +47,27 @@ describe('GET /v1/topk', () => {
   it('answers the k biggest entities of the window, summed over its buckets, most first', async () => {
     const { status, body } = await get('/v1/topk?eventType=click&window=1h&k=3');
     expect(status).toBe(200);
-    expect(body).toEqual({ eventType: 'click', window: '1h', k: 3, items: [{ entityId: 'a', count: 11 }, { entityId: 'c', count: 9 }, { entityId: 'b', count: 3 }] });
+    expect(body).toEqual({
+      eventType: 'click',
+      window: '1h',
+      k: 3,
+      items: [
+        { entityId: 'a', count: 11 },
+        { entityId: 'c', count: 9 },
+        { entityId: 'b', count: 3 },
+      ],
+    });
   });
 
   it('defaults k to 10 and keeps windows and event types apart', async () => {
     expect((await get('/v1/topk?eventType=click&window=1m')).body).toEqual({
-      eventType: 'click', window: '1m', k: 10, items: [{ entityId: 'd', count: 4 }, { entityId: 'b', count: 2 }],
+      eventType: 'click',
+      window: '1m',
+      k: 10,
+      items: [
+        { entityId: 'd', count: 4 },
+        { entityId: 'b', count: 2 },
+      ],
     });
     expect((await get('/v1/topk?eventType=view&window=1h&k=1')).body.items).toEqual([{ entityId: 'z', count: 100 }]);
     expect((await get('/v1/topk?eventType=buy&window=1d')).body.items).toEqual([]);

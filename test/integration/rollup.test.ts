@@ -31,8 +31,10 @@ let seq = 0;
 /** A worker-style partial point: minute start + a distinct ns offset. */
 function partial(entity: string, type: string, minuteMs: number, count: number, sum: number, min: number, max: number): IPoint {
   return {
-    measurement: MEASUREMENT_1M, tags: { [TAG_ENTITY]: entity, [TAG_TYPE]: type },
-    fields: { count, sum, min, max }, timestamp: (BigInt(minuteMs) * 1_000_000n + BigInt(1_000 + seq++ * 7_919)).toString(),
+    measurement: MEASUREMENT_1M,
+    tags: { [TAG_ENTITY]: entity, [TAG_TYPE]: type },
+    fields: { count, sum, min, max },
+    timestamp: (BigInt(minuteMs) * 1_000_000n + BigInt(1_000 + seq++ * 7_919)).toString(),
   };
 }
 
@@ -44,7 +46,9 @@ type Agg = { count: number; sum: number; min: number; max: number };
 async function series(source: string, step: string, fromMs: number, toMs: number, exact = false): Promise<Map<string, Agg>> {
   const sel = exact ? '"count", "sum", "min", "max"' : 'sum("count") AS "count", sum("sum") AS "sum", min("min") AS "min", max("max") AS "max"';
   const group = exact ? `GROUP BY "${TAG_ENTITY}", "${TAG_TYPE}"` : `GROUP BY time(${step}), "${TAG_ENTITY}", "${TAG_TYPE}" fill(none)`;
-  const rows = await createInflux(cfg).query<{ time: Date } & Agg & Record<string, string>>(`SELECT ${sel} FROM ${source} WHERE time >= ${fromMs}ms AND time < ${toMs}ms ${group}`);
+  const rows = await createInflux(cfg).query<{ time: Date } & Agg & Record<string, string>>(
+    `SELECT ${sel} FROM ${source} WHERE time >= ${fromMs}ms AND time < ${toMs}ms ${group}`,
+  );
   const out = new Map<string, Agg>();
   for (const r of rows) {
     const k = `${r[TAG_ENTITY]}|${r[TAG_TYPE]}|${r.time.getTime()}`;
@@ -73,7 +77,12 @@ beforeAll(async () => {
   await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp') });
   const pts: IPoint[] = [];
   // Two series over three hours of DAY0 and the next day, several partial points per minute, negative values too.
-  for (const [h, day] of [[1, DAY0], [2, DAY0], [5, DAY0], [3, DAY0 + DAY_MS]] as const) {
+  for (const [h, day] of [
+    [1, DAY0],
+    [2, DAY0],
+    [5, DAY0],
+    [3, DAY0 + DAY_MS],
+  ] as const) {
     for (let m = 0; m < 60; m += 7) {
       const t = day + h * HOUR_MS + m * MIN;
       pts.push(partial('e-1', 'view', t, 3, 6, 1, 3), partial('e-1', 'view', t, 2, -4, -3, -1), partial("o'brien", 'like', t, 1, 0.5, 0.5, 0.5));
@@ -98,11 +107,17 @@ describe('rollup job', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'rollup-'));
     const cold = new ColdStorage(cfg);
     await cold.getToFile(rollupKey('1h', DAY0), path.join(dir, 'h.parquet'));
-    const rows = await queryParquet(`SELECT entity_id, event_type, epoch_ms(period_start) AS t, count, sum, min, max FROM read_parquet('${path.join(dir, 'h.parquet')}')`);
-    const fromCold = new Map(rows.map((r) => [`${r.entity_id}|${r.event_type}|${Number(r.t)}`, { count: Number(r.count), sum: r.sum, min: r.min, max: r.max }]));
+    const rows = await queryParquet(
+      `SELECT entity_id, event_type, epoch_ms(period_start) AS t, count, sum, min, max FROM read_parquet('${path.join(dir, 'h.parquet')}')`,
+    );
+    const fromCold = new Map(
+      rows.map((r) => [`${r.entity_id}|${r.event_type}|${Number(r.t)}`, { count: Number(r.count), sum: r.sum, min: r.min, max: r.max }]),
+    );
     expect(fromCold).toEqual(await series(MEASUREMENT_1M, '1h', DAY0, DAY0 + DAY_MS));
     await cold.getToFile(rollupKey('1d', DAY0), path.join(dir, 'd.parquet'));
-    const days = await queryParquet(`SELECT sum(count)::BIGINT AS n FROM read_parquet('${path.join(dir, 'd.parquet')}') WHERE epoch_ms(period_start) = ${DAY0}`);
+    const days = await queryParquet(
+      `SELECT sum(count)::BIGINT AS n FROM read_parquet('${path.join(dir, 'd.parquet')}') WHERE epoch_ms(period_start) = ${DAY0}`,
+    );
     expect(Number(days[0]!.n)).toBe([...(await series(MEASUREMENT_1M, '1d', DAY0, DAY0 + DAY_MS)).values()].reduce((n, a) => n + a.count, 0));
   });
 
@@ -127,10 +142,16 @@ describe('rollup job', () => {
       await createInflux(cfg).query(`DROP MEASUREMENT "${MEASUREMENT_1H}"`); // rollups gone; minutes stay
       await write([partial('fresh', 'view', DAY0 + 5 * HOUR_MS, 2, 2, 1, 1)]);
       let chunks = 0;
-      await expect(runRollup(cfg, {
-        log, nowMs: NOW, resolutions: ['1h'],
-        afterChunk: () => { if (++chunks === 2) throw new Error('killed'); },
-      })).rejects.toThrow('killed');
+      await expect(
+        runRollup(cfg, {
+          log,
+          nowMs: NOW,
+          resolutions: ['1h'],
+          afterChunk: () => {
+            if (++chunks === 2) throw new Error('killed');
+          },
+        }),
+      ).rejects.toThrow('killed');
       const cp = Number(await redis.get(checkpointKey(cfg.SLUICE_REDIS_PREFIX, '1h')));
       expect(cp).toBeGreaterThan(0);
       expect(cp).toBeLessThan(Math.floor(NOW / HOUR_MS) * HOUR_MS);

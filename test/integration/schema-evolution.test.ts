@@ -32,7 +32,9 @@ describe('schema v1 + v2', () => {
     const scan = await scanBatch(v2File);
     try {
       expect(scan.rowCount).toBe(800);
-      const got = new Map((await scan.aggregate([])).map((a) => [`${a.entityId}|${a.eventType}|${a.minuteMs}`, { count: a.count, sum: a.sum, min: a.min, max: a.max }]));
+      const got = new Map(
+        (await scan.aggregate([])).map((a) => [`${a.entityId}|${a.eventType}|${a.minuteMs}`, { count: a.count, sum: a.sum, min: a.min, max: a.max }]),
+      );
       expect(got).toEqual(groundTruth(v2Events));
     } finally {
       scan.close();
@@ -44,7 +46,9 @@ describe('schema v1 + v2', () => {
     const fp = await compactEventFiles([v1File, v2File], out, EVENT_COLUMNS);
     expect(fp.rows).toBe(2_000);
     expect(await fingerprintEventFiles([out])).toEqual(fp);
-    const [r] = await queryParquet(`SELECT count(session_id)::BIGINT AS s, count(*) FILTER (WHERE schema_version = 1)::BIGINT AS v1 FROM read_parquet('${out}')`);
+    const [r] = await queryParquet(
+      `SELECT count(session_id)::BIGINT AS s, count(*) FILTER (WHERE schema_version = 1)::BIGINT AS v1 FROM read_parquet('${out}')`,
+    );
     expect(Number(r!.s)).toBe(800);
     expect(Number(r!.v1)).toBe(1_200);
   });

@@ -12,12 +12,24 @@ import type { BatchStep } from '../../workers/batch-processor.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
 import {
-  FAST_WORKER_ENV, diffAggregates, groundTruth, influxAggregates, metricValue, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil,
+  FAST_WORKER_ENV,
+  diffAggregates,
+  groundTruth,
+  influxAggregates,
+  metricValue,
+  pastHour,
+  queueDepth,
+  randomEvents,
+  sendManifests,
+  uploadBatches,
+  waitUntil,
 } from '../support/batches.js';
 
 const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
-afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.close())); });
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.close()));
+});
 
 const CRASH_POINTS: BatchStep[] = ['fetched', 'claimed', 'written', 'topk_updated', 'totals_updated', 'before_ack'];
 
@@ -33,7 +45,10 @@ describe('worker crash recovery', () => {
     const w = await startWorker(cfg, log, {
       onStep: (step) => {
         seen.push(step);
-        if (step === crashAt && !crashed) { crashed = true; throw new TransientError(`injected failure after ${step}`, 'injected'); }
+        if (step === crashAt && !crashed) {
+          crashed = true;
+          throw new TransientError(`injected failure after ${step}`, 'injected');
+        }
       },
     });
     running.push(w);
@@ -71,7 +86,12 @@ describe('worker crash recovery', () => {
     const [batch] = await uploadBatches(cfg, events);
     let failures = 0;
     const w = await startWorker(cfg, log, {
-      onStep: (step) => { if (step === 'written' && failures < 3) { failures++; throw new TransientError('InfluxDB hiccup', 'influx_unavailable'); } },
+      onStep: (step) => {
+        if (step === 'written' && failures < 3) {
+          failures++;
+          throw new TransientError('InfluxDB hiccup', 'influx_unavailable');
+        }
+      },
     });
     running.push(w);
     await sendManifests(cfg, [batch!.body]);

@@ -11,12 +11,24 @@ import { listDeadLetters, redriveDeadLetters, showDeadLetter } from '../../worke
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
 import {
-  FAST_WORKER_ENV, diffAggregates, groundTruth, influxAggregates, metricValue, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil,
+  FAST_WORKER_ENV,
+  diffAggregates,
+  groundTruth,
+  influxAggregates,
+  metricValue,
+  pastHour,
+  queueDepth,
+  randomEvents,
+  sendManifests,
+  uploadBatches,
+  waitUntil,
 } from '../support/batches.js';
 
 const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
-afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.close())); });
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.close()));
+});
 
 describe('worker dead letters', () => {
   it('dead-letters poison batches with their reason, and redrive brings them back', async () => {

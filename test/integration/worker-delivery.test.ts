@@ -6,13 +6,26 @@ import type { Service } from '../../shared/service.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
 import {
-  FAST_WORKER_ENV, diffAggregates, groundTruth, metricValue, influxAggregates, pastHour, queueDepth, randomEvents, sendManifests, totalCount, uploadBatches, waitUntil,
+  FAST_WORKER_ENV,
+  diffAggregates,
+  groundTruth,
+  metricValue,
+  influxAggregates,
+  pastHour,
+  queueDepth,
+  randomEvents,
+  sendManifests,
+  totalCount,
+  uploadBatches,
+  waitUntil,
 } from '../support/batches.js';
 
 const WORKER_ENV = FAST_WORKER_ENV;
 const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
-afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.close())); });
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.close()));
+});
 
 const metric = metricValue;
 
@@ -61,7 +74,9 @@ describe('worker delivery', () => {
     // Two messages with the same manifest, held back until both workers are ready to take one each.
     let arrived = 0;
     let release!: () => void;
-    const together = new Promise<void>((r) => { release = r; });
+    const together = new Promise<void>((r) => {
+      release = r;
+    });
     const onStep = async (step: string) => {
       if (step !== 'scanned') return;
       if (++arrived === 2) release();
@@ -71,8 +86,13 @@ describe('worker delivery', () => {
     const b = await startWorker(cfg, log, { onStep, workerId: 'b' });
     running.push(a, b);
     await sendManifests(cfg, [batch!.body, batch!.body]);
-    await waitUntil('both deliveries', async () =>
-      (await metric(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')) + (await metric(b.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 2);
+    await waitUntil(
+      'both deliveries',
+      async () =>
+        (await metric(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')) +
+          (await metric(b.url, 'sluice_worker_batches_total', 'outcome="delivered"')) ===
+        2,
+    );
     expect(arrived).toBe(2);
     expect(await metric(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')).toBe(1);
     expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth(events))).toEqual([]);

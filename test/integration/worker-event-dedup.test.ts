@@ -8,12 +8,24 @@ import { CLAIM_BUCKET_MS, EventDedup, claimTag } from '../../workers/event-dedup
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
 import {
-  FAST_WORKER_ENV, diffAggregates, groundTruth, influxAggregates, metricValue, pastHour, randomEvents, sendManifests, testEvent, uploadBatches, waitUntil,
+  FAST_WORKER_ENV,
+  diffAggregates,
+  groundTruth,
+  influxAggregates,
+  metricValue,
+  pastHour,
+  randomEvents,
+  sendManifests,
+  testEvent,
+  uploadBatches,
+  waitUntil,
 } from '../support/batches.js';
 
 const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
-afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.close())); });
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.close()));
+});
 
 describe('worker event dedup', () => {
   it('counts an event id shared by two batches once', async () => {

@@ -10,7 +10,9 @@ import { FAST_WORKER_ENV, metricValue, pastHour, queueDepth, randomEvents, sendM
 
 const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
-afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.close())); });
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.close()));
+});
 
 describe('worker heartbeat and readiness', () => {
   it('keeps a slow batch invisible to other workers until it is done', async () => {
@@ -26,8 +28,14 @@ describe('worker heartbeat and readiness', () => {
     const b = await startWorker(cfg, log, { workerId: 'b', onStep: slow('b') });
     running.push(a, b);
     await sendManifests(cfg, [batch!.body]);
-    await waitUntil('delivered', async () =>
-      (await metricValue(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')) + (await metricValue(b.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1, 20_000);
+    await waitUntil(
+      'delivered',
+      async () =>
+        (await metricValue(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')) +
+          (await metricValue(b.url, 'sluice_worker_batches_total', 'outcome="delivered"')) ===
+        1,
+      20_000,
+    );
     expect(received).toHaveLength(1);
     expect(await queueDepth(cfg, cfg.SLUICE_QUEUE_NAME)).toBe(0);
   });

@@ -7,15 +7,34 @@ import type { Service } from '../../shared/service.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
 import {
-  FAST_WORKER_ENV, diffAggregates, groundTruth, influxAggregates, metricValue, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil,
+  FAST_WORKER_ENV,
+  diffAggregates,
+  groundTruth,
+  influxAggregates,
+  metricValue,
+  pastHour,
+  queueDepth,
+  randomEvents,
+  sendManifests,
+  uploadBatches,
+  waitUntil,
 } from '../support/batches.js';
 
 const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
-afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.close())); });
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.close()));
+});
 
 /** Resolves after `ms` or when `signal` aborts. */
-const hold = (ms: number, signal: AbortSignal) => new Promise<void>((r) => { const t = setTimeout(r, ms); signal.addEventListener('abort', () => { clearTimeout(t); r(); }); });
+const hold = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((r) => {
+    const t = setTimeout(r, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      r();
+    });
+  });
 
 describe('worker shutdown', () => {
   it('releases a batch that cannot finish, and another worker delivers it promptly', async () => {
@@ -27,14 +46,27 @@ describe('worker shutdown', () => {
     let entered = false;
     const stuck = await startWorker(cfg, log, {
       workerId: 'stuck',
-      onStep: async (step, { signal }) => { if (step === 'written') { entered = true; await hold(120_000, signal); } },
+      onStep: async (step, { signal }) => {
+        if (step === 'written') {
+          entered = true;
+          await hold(120_000, signal);
+        }
+      },
     });
     await sendManifests(cfg, [batch!.body]);
     await waitUntil('batch in flight on the stuck worker', () => entered);
     expect(await metricValue(stuck.url, 'sluice_worker_batches_in_flight')).toBe(1);
 
     const closing = stuck.close();
-    await waitUntil('not ready while stopping', async () => (await fetch(`${stuck.url}/readyz`).then((r) => r.status, () => 503)) === 503, 5_000);
+    await waitUntil(
+      'not ready while stopping',
+      async () =>
+        (await fetch(`${stuck.url}/readyz`).then(
+          (r) => r.status,
+          () => 503,
+        )) === 503,
+      5_000,
+    );
     const t0 = Date.now();
     await closing;
     expect(Date.now() - t0).toBeLessThan(8_000);
@@ -42,7 +74,11 @@ describe('worker shutdown', () => {
     const t1 = Date.now();
     const other = await startWorker(cfg, log, { workerId: 'other' });
     running.push(other);
-    await waitUntil('released batch delivered by another worker', async () => (await metricValue(other.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1, 20_000);
+    await waitUntil(
+      'released batch delivered by another worker',
+      async () => (await metricValue(other.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1,
+      20_000,
+    );
     expect(Date.now() - t1).toBeLessThan(20_000);
     expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth(events))).toEqual([]);
     expect(await queueDepth(cfg, cfg.SLUICE_QUEUE_NAME)).toBe(0);
@@ -55,7 +91,12 @@ describe('worker shutdown', () => {
     const [batch] = await uploadBatches(cfg, events);
     let entered = false;
     const w = await startWorker(cfg, log, {
-      onStep: async (step, { signal }) => { if (step === 'claimed') { entered = true; await hold(1_500, signal); } },
+      onStep: async (step, { signal }) => {
+        if (step === 'claimed') {
+          entered = true;
+          await hold(1_500, signal);
+        }
+      },
     });
     await sendManifests(cfg, [batch!.body]);
     await waitUntil('batch in flight', () => entered);

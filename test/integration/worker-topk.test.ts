@@ -12,7 +12,9 @@ import { FAST_WORKER_ENV, metricValue, sendManifests, testEvent, uploadBatches, 
 
 const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
-afterEach(async () => { await Promise.all(running.splice(0).map((s) => s.close())); });
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.close()));
+});
 
 /** Deterministic PRNG (mulberry32). */
 function prng(seed: number): () => number {
@@ -29,13 +31,20 @@ function zipfEvents(n: number, entities: number, s: number, spanMs: number, seed
   const rnd = prng(seed);
   const cdf: number[] = [];
   let total = 0;
-  for (let r = 1; r <= entities; r++) cdf.push((total += 1 / r ** s));
+  for (let r = 1; r <= entities; r++) {
+    total += 1 / r ** s;
+    cdf.push(total);
+  }
   const now = Date.now();
   return Array.from({ length: n }, (_, i) => {
     const u = rnd() * total;
     let lo = 0;
     let hi = cdf.length - 1;
-    while (lo < hi) { const mid = (lo + hi) >> 1; if (cdf[mid]! < u) lo = mid + 1; else hi = mid; }
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
     return testEvent(`z${seed}-${i}`, `item-${lo}`, now - 1_000 - Math.floor(rnd() * spanMs), 1, i % 5 === 0 ? 'like' : 'view');
   });
 }
@@ -43,8 +52,10 @@ function zipfEvents(n: number, entities: number, s: number, spanMs: number, seed
 function exactTop(events: readonly Event[], eventType: string, k: number): { entityId: string; count: number }[] {
   const m = new Map<string, number>();
   for (const e of events) if (e.eventType === eventType) m.set(e.entityId, (m.get(e.entityId) ?? 0) + 1);
-  return [...m].map(([entityId, count]) => ({ entityId, count }))
-    .sort((a, b) => b.count - a.count || (a.entityId < b.entityId ? -1 : 1)).slice(0, k);
+  return [...m]
+    .map(([entityId, count]) => ({ entityId, count }))
+    .sort((a, b) => b.count - a.count || (a.entityId < b.entityId ? -1 : 1))
+    .slice(0, k);
 }
 
 async function deliver(capacity: string, events: Event[][]): Promise<{ cfg: Awaited<ReturnType<typeof testConfig>> }> {

@@ -18,7 +18,9 @@ const sql = (s: string) => `'${s.replaceAll("'", "''")}'`;
 /** Writes `events` as a schema-v2 batch file (v1 columns + session_id, schema_version 2), sorted like ingest does. */
 export async function writeV2File(events: readonly Event[], file: string): Promise<void> {
   mkdirSync(path.dirname(file), { recursive: true });
-  const values = events.map((e, i) => `(${sql(e.eventId)}, ${sql(e.entityId)}, ${sql(e.eventType)}, ${e.timestamp}, ${e.value}, ${sql(`s-${i % 3}`)})`).join(',\n');
+  const values = events
+    .map((e, i) => `(${sql(e.eventId)}, ${sql(e.entityId)}, ${sql(e.eventType)}, ${e.timestamp}, ${e.value}, ${sql(`s-${i % 3}`)})`)
+    .join(',\n');
   await queryParquet(`COPY (
       SELECT id AS event_id, ent AS entity_id, typ AS event_type, epoch_ms(ts)::TIMESTAMP_MS AS event_time, v::DOUBLE AS value,
              NULL::MAP(VARCHAR, VARCHAR) AS dims, epoch_ms(ts)::TIMESTAMP_MS AS ingest_time, 'test-v2' AS producer, 2::INTEGER AS schema_version, sid AS session_id
@@ -57,8 +59,16 @@ export async function archiveView(cfg: Config, dt: string): Promise<ArchiveView>
   try {
     const day = await resolveDay(s3, cfg.SLUICE_RAW_BUCKET, cold, dt);
     const files: string[] = [];
-    for (const r of day.liveRaw) { const f = path.join(dir, `${files.length}.parquet`); await downloadRaw(s3, cfg.SLUICE_RAW_BUCKET, r.key, f); files.push(f); }
-    for (const m of day.manifests) { const f = path.join(dir, `${files.length}.parquet`); await cold.getToFile(m.output.key, f); files.push(f); }
+    for (const r of day.liveRaw) {
+      const f = path.join(dir, `${files.length}.parquet`);
+      await downloadRaw(s3, cfg.SLUICE_RAW_BUCKET, r.key, f);
+      files.push(f);
+    }
+    for (const m of day.manifests) {
+      const f = path.join(dir, `${files.length}.parquet`);
+      await cold.getToFile(m.output.key, f);
+      files.push(f);
+    }
     const dayMs = Date.parse(`${dt}T00:00:00Z`);
     return {
       rows: files.length ? (await fingerprintEventFiles(files)).rows : 0,

@@ -75,11 +75,16 @@ export async function uploadBatches(cfg: Config, events: readonly Event[], opts:
       const sha = createHash('sha256').update(bytes).digest('hex');
       const manifest: BatchManifest = {
         manifestVersion: opts.manifestVersion ?? '1.0',
-        bucket: cfg.SLUICE_RAW_BUCKET, key, eventCount: w.eventCount,
-        minEventTime: new Date(w.minEventTimeMs).toISOString(), maxEventTime: new Date(w.maxEventTimeMs).toISOString(),
+        bucket: cfg.SLUICE_RAW_BUCKET,
+        key,
+        eventCount: w.eventCount,
+        minEventTime: new Date(w.minEventTimeMs).toISOString(),
+        maxEventTime: new Date(w.maxEventTimeMs).toISOString(),
         byteSize: bytes.length,
         checksum: { algorithm: 'sha256', value: opts.wrongChecksum ? sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) : sha },
-        schemaVersion: PARQUET_SCHEMA_VERSION, producer: 'test', createdAt: new Date().toISOString(),
+        schemaVersion: PARQUET_SCHEMA_VERSION,
+        producer: 'test',
+        createdAt: new Date().toISOString(),
       };
       const { manifestVersion, ...rest } = manifest;
       const body = manifestVersion === '1.0' ? encodeManifest(rest) : JSON.stringify(manifest);
@@ -115,7 +120,12 @@ export async function queueDepth(cfg: Config, name: string): Promise<number> {
   }
 }
 
-export interface Agg { count: number; sum: number; min: number; max: number }
+export interface Agg {
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+}
 
 /** Expected per-(entity|type|minute) aggregates, each event id counted once (first occurrence wins). */
 export function groundTruth(events: Iterable<Event>): Map<string, Agg> {
@@ -127,7 +137,12 @@ export function groundTruth(events: Iterable<Event>): Map<string, Agg> {
     const k = `${e.entityId}|${e.eventType}|${Math.floor(e.timestamp / 60_000) * 60_000}`;
     const a = out.get(k);
     if (!a) out.set(k, { count: 1, sum: e.value, min: e.value, max: e.value });
-    else { a.count++; a.sum += e.value; a.min = Math.min(a.min, e.value); a.max = Math.max(a.max, e.value); }
+    else {
+      a.count++;
+      a.sum += e.value;
+      a.min = Math.min(a.min, e.value);
+      a.max = Math.max(a.max, e.value);
+    }
   }
   return out;
 }
@@ -169,7 +184,8 @@ export function diffAggregates(actual: Map<string, Agg>, expected: Map<string, A
   for (const k of new Set([...actual.keys(), ...expected.keys()])) {
     const a = actual.get(k);
     const e = expected.get(k);
-    if (!a || !e || a.count !== e.count || !close(a.sum, e.sum) || !close(a.min, e.min) || !close(a.max, e.max)) bad.push(`${k}: got ${JSON.stringify(a)} want ${JSON.stringify(e)}`);
+    if (!a || !e || a.count !== e.count || !close(a.sum, e.sum) || !close(a.min, e.min) || !close(a.max, e.max))
+      bad.push(`${k}: got ${JSON.stringify(a)} want ${JSON.stringify(e)}`);
   }
   return bad;
 }
@@ -183,5 +199,8 @@ export async function metricValue(url: string, name: string, label = ''): Promis
 
 /** Settings that make a test worker react in about a second instead of production's tens of seconds. */
 export const FAST_WORKER_ENV: Record<string, string> = {
-  SLUICE_WORKER_POLL_WAIT: '1s', SLUICE_VISIBILITY_TIMEOUT: '6s', SLUICE_RELEASE_BACKOFF: '1s', SLUICE_WORKER_SHUTDOWN_GRACE: '2s',
+  SLUICE_WORKER_POLL_WAIT: '1s',
+  SLUICE_VISIBILITY_TIMEOUT: '6s',
+  SLUICE_RELEASE_BACKOFF: '1s',
+  SLUICE_WORKER_SHUTDOWN_GRACE: '2s',
 };

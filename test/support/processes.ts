@@ -4,7 +4,11 @@ import { openSync } from 'node:fs';
 import path from 'node:path';
 import { nodeEntry } from '../../localstack/services.js';
 
-export interface ChildService { proc: ChildProcess; url: string; kill(signal?: NodeJS.Signals): Promise<number | null> }
+export interface ChildService {
+  proc: ChildProcess;
+  url: string;
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
 
 export function startProcess(command: string, env: Record<string, string>, logName = command): Promise<ChildService> {
   const [cmd, ...args] = nodeEntry('cli/sluice.ts');
@@ -24,6 +28,9 @@ export function startProcess(command: string, env: Record<string, string>, logNa
         },
       });
     });
-    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${command} exited with ${code} while starting`)); });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${command} exited with ${code} while starting`));
+    });
   });
 }

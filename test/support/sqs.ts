@@ -4,7 +4,11 @@ import { DeleteMessageCommand, ReceiveMessageCommand, type SQSClient } from '@aw
 import { writeFileSync } from 'node:fs';
 import { queueUrl } from '../../shared/clients/aws.js';
 
-export async function receiveAll(sqs: SQSClient, queueName: string, opts: { deleteThem?: boolean; waitMs?: number } = {}): Promise<{ body: string; id: string }[]> {
+export async function receiveAll(
+  sqs: SQSClient,
+  queueName: string,
+  opts: { deleteThem?: boolean; waitMs?: number } = {},
+): Promise<{ body: string; id: string }[]> {
   const url = await queueUrl(sqs, queueName);
   const out: { body: string; id: string }[] = [];
   const deadline = Date.now() + (opts.waitMs ?? 2_000);

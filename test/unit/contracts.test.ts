@@ -63,9 +63,16 @@ describe('archive key layout', () => {
 
 describe('batch manifest contract', () => {
   const m = {
-    bucket: 'sluice-raw', key: 'events/dt=2026-01-02/hour=03/n-1_000001.parquet', eventCount: 10,
-    minEventTime: '2026-01-02T03:00:00.000Z', maxEventTime: '2026-01-02T03:10:00.000Z', byteSize: 1234,
-    checksum: { algorithm: 'sha256' as const, value: 'a'.repeat(64) }, schemaVersion: 1, producer: 'n', createdAt: '2026-01-02T03:10:01.000Z',
+    bucket: 'sluice-raw',
+    key: 'events/dt=2026-01-02/hour=03/n-1_000001.parquet',
+    eventCount: 10,
+    minEventTime: '2026-01-02T03:00:00.000Z',
+    maxEventTime: '2026-01-02T03:10:00.000Z',
+    byteSize: 1234,
+    checksum: { algorithm: 'sha256' as const, value: 'a'.repeat(64) },
+    schemaVersion: 1,
+    producer: 'n',
+    createdAt: '2026-01-02T03:10:01.000Z',
   };
   it('round-trips', () => {
     expect(decodeManifest(encodeManifest(m))).toEqual({ manifestVersion: '1.0', ...m });
@@ -75,10 +82,16 @@ describe('batch manifest contract', () => {
   });
   it('rejects an unknown major version before anything else', () => {
     expect(() => decodeManifest(JSON.stringify({ manifestVersion: '2.0' }))).toThrow(/manifest version "2.0" is not supported/);
-    try { decodeManifest(JSON.stringify({ manifestVersion: '2.0' })); } catch (e) { expect((e as { code: string; retryable: boolean })).toMatchObject({ code: 'manifest_version_unsupported', retryable: false }); }
+    try {
+      decodeManifest(JSON.stringify({ manifestVersion: '2.0' }));
+    } catch (e) {
+      expect(e as { code: string; retryable: boolean }).toMatchObject({ code: 'manifest_version_unsupported', retryable: false });
+    }
   });
   it('names the invalid fields', () => {
-    expect(() => decodeManifest(JSON.stringify({ ...JSON.parse(encodeManifest(m)), eventCount: -1, checksum: { algorithm: 'md5', value: 'x' } }))).toThrow(/eventCount.*checksum\.algorithm/s);
+    expect(() => decodeManifest(JSON.stringify({ ...JSON.parse(encodeManifest(m)), eventCount: -1, checksum: { algorithm: 'md5', value: 'x' } }))).toThrow(
+      /eventCount.*checksum\.algorithm/s,
+    );
     expect(() => decodeManifest('not json')).toThrow(/manifest is not JSON/);
   });
   it('rejects an unreadable Parquet schema version', () => {

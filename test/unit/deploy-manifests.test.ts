@@ -11,11 +11,14 @@ import { PROJECT_ROOT, SETTINGS, loadConfig, parseDuration, RESOURCES } from '..
 /** Free-form YAML objects. */
 type Obj = Record<string, any>;
 const K8S = path.join(PROJECT_ROOT, 'deploy', 'k8s');
-const docs: Obj[] = readdirSync(K8S).filter((f) => f.endsWith('.yaml')).flatMap((f) =>
-  parseAllDocuments(readFileSync(path.join(K8S, f), 'utf8')).map((d) => {
-    if (d.errors.length) throw new Error(`${f}: ${d.errors.map((e) => e.message).join('; ')}`);
-    return d.toJS() as Obj;
-  }));
+const docs: Obj[] = readdirSync(K8S)
+  .filter((f) => f.endsWith('.yaml'))
+  .flatMap((f) =>
+    parseAllDocuments(readFileSync(path.join(K8S, f), 'utf8')).map((d) => {
+      if (d.errors.length) throw new Error(`${f}: ${d.errors.map((e) => e.message).join('; ')}`);
+      return d.toJS() as Obj;
+    }),
+  );
 const find = (kind: string, name: string): Obj => {
   const o = docs.find((d) => d.kind === kind && d.metadata?.name === name);
   if (!o) throw new Error(`no ${kind} ${name} in deploy/k8s`);
@@ -29,7 +32,11 @@ describe('Kubernetes manifests', () => {
   it('declare every object with apiVersion, kind and name', () => {
     expect(docs.length).toBeGreaterThanOrEqual(9);
     for (const d of docs) expect(d).toMatchObject({ apiVersion: expect.any(String), kind: expect.any(String), metadata: { name: expect.any(String) } });
-    expect(workloads.map((w) => `${w.kind}/${w.metadata.name}`).sort()).toEqual(['Deployment/sluice-query', 'Deployment/sluice-worker', 'StatefulSet/sluice-ingest']);
+    expect(workloads.map((w) => `${w.kind}/${w.metadata.name}`).sort()).toEqual([
+      'Deployment/sluice-query',
+      'Deployment/sluice-worker',
+      'StatefulSet/sluice-ingest',
+    ]);
   });
 
   it('hold a ConfigMap that Sluice accepts as its configuration', () => {
@@ -89,7 +96,11 @@ describe('Kubernetes manifests', () => {
     expect(so.spec.pollingInterval).toBe(parseDuration(SETTINGS.SLUICE_FLEET_POLL_INTERVAL.fallback)! / 1000);
     const [trigger] = so.spec.triggers;
     expect(trigger.type).toBe('aws-sqs-queue');
-    expect(trigger.metadata).toMatchObject({ queueLength: SETTINGS.SLUICE_FLEET_TARGET_PER_WORKER.fallback, scaleOnInFlight: 'true', awsRegion: configMap.data.AWS_REGION });
+    expect(trigger.metadata).toMatchObject({
+      queueLength: SETTINGS.SLUICE_FLEET_TARGET_PER_WORKER.fallback,
+      scaleOnInFlight: 'true',
+      awsRegion: configMap.data.AWS_REGION,
+    });
     expect(trigger.metadata.queueURL).toMatch(new RegExp(`/${configMap.data.SLUICE_QUEUE_NAME}$`));
     expect(find('TriggerAuthentication', trigger.authenticationRef.name).spec.podIdentity.provider).toBe('aws');
     // Down: one pod per cooldown after a cooldown of low demand, like the fleet; up: at once.
@@ -107,16 +118,27 @@ describe('Kubernetes manifests', () => {
 
 describe('Prometheus alerts', () => {
   const rules: Obj[] = (parse(readFileSync(path.join(PROJECT_ROOT, 'deploy', 'prometheus', 'alerts.yml'), 'utf8')) as Obj).groups.flatMap((g: Obj) => g.rules);
-  const sources = ['shared', 'ingest', 'workers', 'query'].flatMap((dir) =>
-    readdirSync(path.join(PROJECT_ROOT, dir), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(path.join(PROJECT_ROOT, dir, f), 'utf8'))).join('\n');
+  const sources = ['shared', 'ingest', 'workers', 'query']
+    .flatMap((dir) =>
+      readdirSync(path.join(PROJECT_ROOT, dir), { recursive: true, encoding: 'utf8' })
+        .filter((f) => f.endsWith('.ts'))
+        .map((f) => readFileSync(path.join(PROJECT_ROOT, dir, f), 'utf8')),
+    )
+    .join('\n');
 
   it('cover queue age, dead letters, freshness, ingest 503s and missing workers', () => {
-    expect(rules.map((r) => r.alert)).toEqual(expect.arrayContaining(['SluiceQueueAgeHigh', 'SluiceDeadLettersPresent', 'SluiceFreshnessAboveTarget', 'SluiceIngestRejecting', 'SluiceNoWorkers']));
+    expect(rules.map((r) => r.alert)).toEqual(
+      expect.arrayContaining(['SluiceQueueAgeHigh', 'SluiceDeadLettersPresent', 'SluiceFreshnessAboveTarget', 'SluiceIngestRejecting', 'SluiceNoWorkers']),
+    );
   });
 
   it('are complete: expression, duration, severity, summary and description', () => {
     for (const r of rules) {
-      expect(r, r.alert).toMatchObject({ alert: expect.stringMatching(/^Sluice[A-Z]\w+$/), expr: expect.any(String), for: expect.stringMatching(/^\d+[smh]$/) });
+      expect(r, r.alert).toMatchObject({
+        alert: expect.stringMatching(/^Sluice[A-Z]\w+$/),
+        expr: expect.any(String),
+        for: expect.stringMatching(/^\d+[smh]$/),
+      });
       expect(['page', 'ticket']).toContain(r.labels.severity);
       expect(r.annotations.summary, r.alert).toBeTruthy();
       expect(r.annotations.description, r.alert).toBeTruthy();

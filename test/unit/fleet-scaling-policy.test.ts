@@ -42,7 +42,11 @@ describe('decideScale', () => {
       }
       workers = d.target;
     }
-    expect(steps).toEqual([{ t: 60_000, to: 3 }, { t: 120_000, to: 2 }, { t: 180_000, to: 1 }]);
+    expect(steps).toEqual([
+      { t: 60_000, to: 3 },
+      { t: 120_000, to: 2 },
+      { t: 180_000, to: 1 },
+    ]);
   });
 
   it('restarts the cooldown whenever demand comes back, so a wobbling queue never flaps', () => {
@@ -69,7 +73,13 @@ describe('decideScale', () => {
   });
 
   it('keeps the fleet as it is when the queue matches it', () => {
-    expect(decideScale(2, false, q(5, 2), 0, { lowSinceMs: 0 }, opts)).toEqual({ desired: 2, target: 2, direction: 'none', reason: 'queue matches the fleet', state: {} });
+    expect(decideScale(2, false, q(5, 2), 0, { lowSinceMs: 0 }, opts)).toEqual({
+      desired: 2,
+      target: 2,
+      direction: 'none',
+      reason: 'queue matches the fleet',
+      state: {},
+    });
   });
 
   it('never exceeds the maximum, and comes back under it one step at a time', () => {
@@ -81,6 +91,10 @@ describe('decideScale', () => {
 describe('fleet settings', () => {
   it('refuse a minimum above the maximum, naming both', () => {
     expect(() => loadConfig({ SLUICE_FLEET_MIN: '5', SLUICE_FLEET_MAX: '2' })).toThrow(/SLUICE_FLEET_MIN must not exceed SLUICE_FLEET_MAX, got 5 > 2/);
-    expect(loadConfig({ SLUICE_FLEET_MIN: '2', SLUICE_FLEET_MAX: '2' })).toMatchObject({ SLUICE_FLEET_MIN: 2, SLUICE_FLEET_MAX: 2, SLUICE_FLEET_COOLDOWN: 60_000 });
+    expect(loadConfig({ SLUICE_FLEET_MIN: '2', SLUICE_FLEET_MAX: '2' })).toMatchObject({
+      SLUICE_FLEET_MIN: 2,
+      SLUICE_FLEET_MAX: 2,
+      SLUICE_FLEET_COOLDOWN: 60_000,
+    });
   });
 });

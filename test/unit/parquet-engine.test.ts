@@ -9,7 +9,14 @@ import { encodeEventLine, type Event } from '../../shared/contracts/event.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'engine-'));
 const t0 = Date.UTC(2026, 0, 31, 12, 0);
-const ev = (eventId: string, entityId: string, ts: number, value = 1, eventType = 'view'): Event => ({ eventId, entityId, eventType, timestamp: ts, value, dims: null });
+const ev = (eventId: string, entityId: string, ts: number, value = 1, eventType = 'view'): Event => ({
+  eventId,
+  entityId,
+  eventType,
+  timestamp: ts,
+  value,
+  dims: null,
+});
 
 async function batch(events: Event[], name: string): Promise<string[]> {
   const f = path.join(dir, `${name}.ndjson`);
@@ -18,7 +25,9 @@ async function batch(events: Event[], name: string): Promise<string[]> {
 }
 
 describe('Parquet engine', () => {
-  beforeAll(async () => { await openEngine({ tempDir: path.join(dir, 'tmp') }); });
+  beforeAll(async () => {
+    await openEngine({ tempDir: path.join(dir, 'tmp') });
+  });
 
   it('writes one file per event-time hour with the v1 schema, sorted by entity then time', async () => {
     const files = await batch([ev('a', 'z', t0 + 5), ev('b', 'a', t0 + 9), ev('c', 'a', t0 + 1), ev('d', 'a', t0 + 3_600_000)], 'hours');
@@ -30,10 +39,16 @@ describe('Parquet engine', () => {
   });
 
   it('formats per-minute line protocol with escaped tags, once per id, minus excluded ids', async () => {
-    const [file] = await batch([
-      ev('1', 'a b,c=d', t0 + 1_000, 2), ev('2', 'a b,c=d', t0 + 2_000, 5), ev('2', 'a b,c=d', t0 + 2_000, 5), // id 2 repeated in the file
-      ev('3', 'x', t0 + 61_000, 1.5), ev('4', 'x', t0 + 62_000, 7),
-    ], 'lines');
+    const [file] = await batch(
+      [
+        ev('1', 'a b,c=d', t0 + 1_000, 2),
+        ev('2', 'a b,c=d', t0 + 2_000, 5),
+        ev('2', 'a b,c=d', t0 + 2_000, 5), // id 2 repeated in the file
+        ev('3', 'x', t0 + 61_000, 1.5),
+        ev('4', 'x', t0 + 62_000, 7),
+      ],
+      'lines',
+    );
     const scan = await scanBatch(file!);
     try {
       expect(scan.rowCount).toBe(5);

@@ -1,9 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
-import { parseEventsBody, BodyError } from '../../ingest/parse-body.js';
+import { parseEventsBody, type BodyError } from '../../ingest/parse-body.js';
 
 const opts = { gzip: false, maxBytes: 1 << 20, ndjson: false };
-const err = (fn: () => unknown): BodyError => { try { fn(); } catch (e) { return e as BodyError; } throw new Error('did not throw'); };
+const err = (fn: () => unknown): BodyError => {
+  try {
+    fn();
+  } catch (e) {
+    return e as BodyError;
+  }
+  throw new Error('did not throw');
+};
 
 describe('request body parsing', () => {
   it('parses a JSON array', () => {

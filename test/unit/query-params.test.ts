@@ -2,7 +2,13 @@
 // naming each wrong parameter with what it accepts.
 import { describe, expect, it } from 'vitest';
 import {
-  InvalidParamsError, MAX_POINTS, autoStep, bucketCount, parseStatsParams, parseTopKParams, parseTotalParams,
+  InvalidParamsError,
+  MAX_POINTS,
+  autoStep,
+  bucketCount,
+  parseStatsParams,
+  parseTopKParams,
+  parseTotalParams,
   type ParamProblem,
 } from '../../query/params.js';
 

@@ -11,10 +11,14 @@ const H14 = Date.UTC(2026, 2, 10, 14);
 
 describe('planRollup', () => {
   it('rolls complete periods from the checkpoint, or the late window when that is older', () => {
-    expect(planRollup({ res: '1h', nowMs: NOW, checkpointMs: H14 - 10 * HOUR_MS, lateWindowMs: 2 * HOUR_MS, minuteRetentionMs: 7 * DAY_MS }))
-      .toEqual({ fromMs: H14 - 10 * HOUR_MS, toMs: H14 });
-    expect(planRollup({ res: '1h', nowMs: NOW, checkpointMs: H14, lateWindowMs: 2 * HOUR_MS, minuteRetentionMs: 7 * DAY_MS }))
-      .toEqual({ fromMs: H14 - 2 * HOUR_MS, toMs: H14 });
+    expect(planRollup({ res: '1h', nowMs: NOW, checkpointMs: H14 - 10 * HOUR_MS, lateWindowMs: 2 * HOUR_MS, minuteRetentionMs: 7 * DAY_MS })).toEqual({
+      fromMs: H14 - 10 * HOUR_MS,
+      toMs: H14,
+    });
+    expect(planRollup({ res: '1h', nowMs: NOW, checkpointMs: H14, lateWindowMs: 2 * HOUR_MS, minuteRetentionMs: 7 * DAY_MS })).toEqual({
+      fromMs: H14 - 2 * HOUR_MS,
+      toMs: H14,
+    });
   });
   it('starts at the oldest surely-kept minute on a first run and clamps explicit ranges to it', () => {
     const first = planRollup({ res: '1d', nowMs: NOW, lateWindowMs: 2 * DAY_MS, minuteRetentionMs: 7 * DAY_MS });
@@ -24,7 +28,10 @@ describe('planRollup', () => {
     expect(clamped.clampedFromMs).toBe(clamped.fromMs);
   });
   it('never rolls the current period', () => {
-    expect(planRollup({ res: '1h', nowMs: NOW, lateWindowMs: HOUR_MS, minuteRetentionMs: 0, fromMs: H14, toMs: NOW + HOUR_MS })).toEqual({ fromMs: H14, toMs: H14 });
+    expect(planRollup({ res: '1h', nowMs: NOW, lateWindowMs: HOUR_MS, minuteRetentionMs: 0, fromMs: H14, toMs: NOW + HOUR_MS })).toEqual({
+      fromMs: H14,
+      toMs: H14,
+    });
   });
 });
 
@@ -32,7 +39,8 @@ describe('cold layout', () => {
   it('splits ranges at cold-file boundaries and round-trips keys', () => {
     const day = Date.UTC(2026, 0, 31);
     expect(chunksOf('1h', { fromMs: day + 22 * HOUR_MS, toMs: day + 26 * HOUR_MS })).toEqual([
-      { fromMs: day + 22 * HOUR_MS, toMs: day + DAY_MS }, { fromMs: day + DAY_MS, toMs: day + 26 * HOUR_MS },
+      { fromMs: day + 22 * HOUR_MS, toMs: day + DAY_MS },
+      { fromMs: day + DAY_MS, toMs: day + 26 * HOUR_MS },
     ]);
     expect(chunksOf('1d', { fromMs: day - DAY_MS, toMs: day + 2 * DAY_MS }).map((c) => c.toMs)).toEqual([Date.UTC(2026, 1, 1), day + 2 * DAY_MS]);
     expect(rollupKey('1h', day + 5 * HOUR_MS)).toBe('rollups/1h/dt=2026-01-31/part.parquet');
@@ -55,14 +63,27 @@ describe('stitch', () => {
     const from = 30 * 60_000; // half-way into hour 0
     const to = 3 * HOUR_MS + 15 * 60_000;
     const got = stitch(HOUR_MS, from, to, {
-      rollup: new Map([[0, b(0, 100)], [HOUR_MS, b(HOUR_MS, 10)]]),
-      cold: new Map([[HOUR_MS, b(HOUR_MS, 999)], [2 * HOUR_MS, b(2 * HOUR_MS, 20)]]),
-      finer: new Map([[0, b(0, 5)], [HOUR_MS, b(HOUR_MS, 11)], [3 * HOUR_MS, b(3 * HOUR_MS, 3)]]),
+      rollup: new Map([
+        [0, b(0, 100)],
+        [HOUR_MS, b(HOUR_MS, 10)],
+      ]),
+      cold: new Map([
+        [HOUR_MS, b(HOUR_MS, 999)],
+        [2 * HOUR_MS, b(2 * HOUR_MS, 20)],
+      ]),
+      finer: new Map([
+        [0, b(0, 5)],
+        [HOUR_MS, b(HOUR_MS, 11)],
+        [3 * HOUR_MS, b(3 * HOUR_MS, 3)],
+      ]),
     });
     expect(got.map((x) => x[1])).toEqual([5, 10, 20, 3]);
   });
   it('folds hours into days exactly', () => {
     const folded = foldInto(DAY_MS, [b(0, 2, -1, 5), b(HOUR_MS, 3, -4, 2), b(DAY_MS, 1)]);
-    expect([...folded.values()]).toEqual([[0, 5, 5, -4, 5], [DAY_MS, 1, 1, 1, 1]]);
+    expect([...folded.values()]).toEqual([
+      [0, 5, 5, -4, 5],
+      [DAY_MS, 1, 1, 1, 1],
+    ]);
   });
 });

@@ -8,7 +8,16 @@ function wal(overrides: Partial<ConstructorParameters<typeof WriteAheadLog>[0]> 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wal-'));
   const sealed: Segment[] = [];
   const commits: number[] = [];
-  const w = new WriteAheadLog({ dir, maxEvents: 1_000, maxBytes: 1 << 20, maxAgeMs: 60_000, fsync: true, onSealed: (s) => sealed.push(s), onCommit: (c) => commits.push(c.requests), ...overrides });
+  const w = new WriteAheadLog({
+    dir,
+    maxEvents: 1_000,
+    maxBytes: 1 << 20,
+    maxAgeMs: 60_000,
+    fsync: true,
+    onSealed: (s) => sealed.push(s),
+    onCommit: (c) => commits.push(c.requests),
+    ...overrides,
+  });
   return { w, dir, sealed, commits };
 }
 

@@ -14,7 +14,11 @@ describe('batch outcome', () => {
 
   it('dead-letters an unknown manifest version with its code', () => {
     let err: unknown;
-    try { decodeManifest(JSON.stringify({ manifestVersion: '9.0' })); } catch (e) { err = e; }
+    try {
+      decodeManifest(JSON.stringify({ manifestVersion: '9.0' }));
+    } catch (e) {
+      err = e;
+    }
     const o = failedOutcome(err, 1, 1000);
     expect(o.kind).toBe('rejected');
     expect(o.error.code).toBe('manifest_version_unsupported');
