@@ -17,6 +17,7 @@ import { rawEventsKey } from '../shared/contracts/parquet-schema.js';
 import { openEngine, parquetFiles, queryParquet, writeEventBatches } from '../shared/parquet.js';
 import { nodeEntry } from '../localstack/services.js';
 import { createRedis } from '../shared/clients/redis.js';
+import { totalsCompleteKey } from '../shared/entity-totals-store.js';
 import { ensureRetentionPolicies, runRollup } from '../workers/rollup.js';
 import { EntityTotalsUpdater } from '../workers/entity-totals.js';
 import { runCompaction } from '../workers/compaction.js';
@@ -74,6 +75,7 @@ async function main() {
     'bench/seed',
     Array.from({ length: ENTITIES }, (_, e) => ({ entityId: entity(e), eventType: 'view', count: 1_000_000 + e, sum: 2_000_000 + e })),
   );
+  await redis.set(totalsCompleteKey(cfg.SLUICE_REDIS_PREFIX), new Date().toISOString()); // as the first worker of a new pipeline does
   redis.disconnect();
   progress('rollup job over the minutes');
   let t0 = performance.now();

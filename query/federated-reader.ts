@@ -9,7 +9,8 @@ import type { Bucket } from './buckets.js';
 import type { ColdRollupReader } from './cold-reader.js';
 import type { InfluxReader } from './influx-reader.js';
 import type { InfluxQueryKind } from './metrics.js';
-import { foldedQuery, foldedSource, seriesFilter } from './influxql.js';
+import { foldedSource } from '../shared/clients/influx.js';
+import { foldedQuery, seriesFilter } from './influxql.js';
 import type { StatsRequest, TotalRequest } from './params.js';
 import { bucketMap, foldInto, stitch } from './resolution-ladder.js';
 

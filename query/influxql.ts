@@ -1,10 +1,8 @@
 // Builds the InfluxQL the query API runs (InfluxDB 1.6+). Tag values are always quoted with influxString,
 // so no request parameter can change a query's shape. Each statement folds workers' partial points:
 // sum(count), sum(sum), min(min), max(max) over all points of a bucket.
-import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE, influxString } from '../shared/clients/influx.js';
+import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE, foldedSource, influxIdent as ident, influxString } from '../shared/clients/influx.js';
 import type { StatsRequest, TotalRequest } from './params.js';
-
-const ident = (name: string) => `"${name.replaceAll('"', '\\"')}"`;
 
 export function seriesFilter(entityId: string, eventType: string): string {
   return `${ident(TAG_ENTITY)} = ${influxString(entityId)} AND ${ident(TAG_TYPE)} = ${influxString(eventType)}`;
@@ -46,7 +44,3 @@ export function foldedQuery(
     `AND time >= ${Math.trunc(fromMs)}ms AND time < ${Math.trunc(toMs)}ms GROUP BY time(${step}) fill(none)`
   );
 }
-
-/** A fully qualified measurement: "db"."rp"."measurement". */
-export const foldedSource = (database: string, retentionPolicy: string, measurement: string) =>
-  `${ident(database)}.${ident(retentionPolicy)}.${ident(measurement)}`;

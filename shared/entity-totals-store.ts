@@ -7,14 +7,24 @@ export function totalKeys(prefix: string, eventType: string): { count: string; s
   return { count: `${prefix}total:${eventType}:count`, sum: `${prefix}total:${eventType}:sum` };
 }
 
-/** The total of one entity, or undefined when Redis holds nothing for it. */
+/**
+ * Set once the totals hold every event ever counted: by the first worker of a pipeline whose InfluxDB is still
+ * empty (so nothing was counted before the totals were kept). Without it — data from before the totals existed,
+ * or a Redis that lost its data (the marker goes with it) — readers compute totals from InfluxDB instead.
+ */
+export function totalsCompleteKey(prefix: string): string {
+  return `${prefix}total:complete-since`;
+}
+
+/**
+ * The all-time total of one entity, in one round trip. Undefined when the totals are not complete (see
+ * totalsCompleteKey) — the caller must then compute it elsewhere; zero when complete and the entity was never seen.
+ */
 export async function readEntityTotal(redis: Redis, prefix: string, entityId: string, eventType: string): Promise<{ count: number; sum: number } | undefined> {
   const k = totalKeys(prefix, eventType);
-  const [[e1, count], [e2, sum]] = (await redis.pipeline().hget(k.count, entityId).hget(k.sum, entityId).exec()) as [
-    [Error | null, string | null],
-    [Error | null, string | null],
-  ];
-  if (e1 || e2) throw e1 ?? e2;
-  if (count === null) return undefined;
-  return { count: Number(count), sum: Number(sum ?? 0) };
+  const replies = (await redis.pipeline().exists(totalsCompleteKey(prefix)).hget(k.count, entityId).hget(k.sum, entityId).exec()) ?? [];
+  const [[e0, complete] = [null, 0], [e1, count] = [null, null], [e2, sum] = [null, null]] = replies as [Error | null, unknown][];
+  if (e0 || e1 || e2) throw e0 ?? e1 ?? e2;
+  if (complete !== 1) return undefined;
+  return { count: Number(count ?? 0), sum: Number(sum ?? 0) };
 }

@@ -4,7 +4,7 @@
 import type { Redis } from 'ioredis';
 import type { EntityTotal } from '../shared/parquet.js';
 import { TransientError, errorMessage } from '../shared/errors.js';
-import { totalKeys } from '../shared/entity-totals-store.js';
+import { totalKeys, totalsCompleteKey } from '../shared/entity-totals-store.js';
 
 export const TOTALS_CHUNK = 2_000;
 /** How long a batch remembers it was applied (longer than any redelivery short of a late DLQ redrive). */
@@ -26,6 +26,17 @@ export class EntityTotalsUpdater {
     private readonly redis: Redis,
     private readonly prefix: string,
   ) {}
+
+  /**
+   * Called at start-up: when nothing has been counted yet (`countedSoFar` is 0), the totals will hold every event
+   * from now on, so they are marked complete. Otherwise the marker is left as it is.
+   */
+  async markCompleteIfEmpty(countedSoFar: () => Promise<number>): Promise<boolean> {
+    if ((await this.redis.exists(totalsCompleteKey(this.prefix))) === 1) return true;
+    if ((await countedSoFar()) > 0) return false;
+    await this.redis.set(totalsCompleteKey(this.prefix), new Date().toISOString(), 'NX');
+    return true;
+  }
 
   /** Applies the batch's totals once; rows must come in an order fixed by the batch content (chunks are keyed by index). */
   async apply(batchKey: string, rows: readonly EntityTotal[]): Promise<number> {

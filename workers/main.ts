@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Consumer } from 'sqs-consumer';
 import type { Config } from '../shared/config.js';
 import { createS3, createSqs, queueUrl } from '../shared/clients/aws.js';
-import { createInflux, ensureDatabase } from '../shared/clients/influx.js';
+import { createInflux, ensureDatabase, foldedSource, MEASUREMENT_1D, MEASUREMENT_1M, RP_1D } from '../shared/clients/influx.js';
 import { createRedis } from '../shared/clients/redis.js';
 import { classify, errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -75,6 +75,24 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
     );
     await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp'), memoryLimit: '256MB', threads: 2 });
     const [mainUrl, dlqUrl] = await Promise.all([queueUrl(sqs, cfg.SLUICE_QUEUE_NAME), queueUrl(sqs, cfg.SLUICE_DLQ_NAME)]);
+    const totals = new EntityTotalsUpdater(redis, cfg.SLUICE_REDIS_PREFIX);
+    // Points counted so far, minutes and daily rollups (minutes may have aged out); a missing rollup policy means none.
+    const countPoints = async (from: string) => {
+      try {
+        return (await influx.query<{ n: number }>(`SELECT count("count") AS "n" FROM ${from}`))[0]?.n ?? 0;
+      } catch (err) {
+        if (/retention policy not found/i.test(errorMessage(err))) return 0;
+        throw classify(err, `InfluxDB ${cfg.SLUICE_INFLUX_URL}`);
+      }
+    };
+    const complete = await totals.markCompleteIfEmpty(
+      async () => (await countPoints(MEASUREMENT_1M)) + (await countPoints(foldedSource(cfg.SLUICE_INFLUX_DB, RP_1D, MEASUREMENT_1D))),
+    );
+    if (!complete) {
+      wlog.warn(
+        'all-time totals in Redis do not cover events counted before they were kept (or Redis lost them); the query API computes totals from InfluxDB until `sluice totals rebuild`',
+      );
+    }
     const processor = new BatchProcessor({
       s3,
       dedup: new EventDedup(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_DEDUP_WINDOW),
@@ -86,7 +104,7 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
       }),
       pointsPerRequest: cfg.SLUICE_INFLUX_BATCH_POINTS,
       topk: new TopKUpdater(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_TOPK_CAPACITY),
-      totals: new EntityTotalsUpdater(redis, cfg.SLUICE_REDIS_PREFIX),
+      totals,
       tempDir: path.join(cfg.SLUICE_DATA_DIR, 'worker-tmp'),
       log: wlog,
       onStep: opts.onStep,

@@ -39,3 +39,13 @@ export async function ensureDatabase(influx: InfluxDB, name: string): Promise<vo
 export function influxString(s: string): string {
   return `'${s.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 }
+
+/** InfluxQL identifier (double-quoted). */
+export function influxIdent(name: string): string {
+  return `"${name.replaceAll('"', '\\"')}"`;
+}
+
+/** A fully qualified measurement: "db"."rp"."measurement" (rollups live in their own retention policies). */
+export function foldedSource(database: string, retentionPolicy: string, measurement: string): string {
+  return `${influxIdent(database)}.${influxIdent(retentionPolicy)}.${influxIdent(measurement)}`;
+}
