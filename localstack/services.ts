@@ -71,10 +71,11 @@ function which(bin: string): boolean {
 }
 
 /** Installs the Debian packages when a binary is missing, or explains what to do instead. */
-export function ensureDebianPackages(log: Logger, needed: { influxdb: boolean; redis: boolean } = { influxdb: true, redis: true }): void {
+export function ensureDebianPackages(log: Logger, needed: { influxdb?: boolean; redis?: boolean; chromium?: boolean } = { influxdb: true, redis: true }): void {
   const wanted: [string, string][] = [];
   if (needed.influxdb) wanted.push(['influxd', 'influxdb']);
   if (needed.redis) wanted.push(['redis-server', 'redis-server']);
+  if (needed.chromium) wanted.push(['chromium', 'chromium']);
   const missing = wanted.filter(([bin]) => !which(bin)).map(([, pkg]) => pkg);
   if (!missing.length) return;
   const isRoot = process.getuid?.() === 0;

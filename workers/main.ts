@@ -85,12 +85,19 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
         throw classify(err, `InfluxDB ${cfg.SLUICE_INFLUX_URL}`);
       }
     };
-    const complete = await totals.markCompleteIfEmpty(
-      async () => (await countPoints(MEASUREMENT_1M)) + (await countPoints(foldedSource(cfg.SLUICE_INFLUX_DB, RP_1D, MEASUREMENT_1D))),
-    );
-    if (!complete) {
-      wlog.warn(
-        'all-time totals in Redis do not cover events counted before they were kept (or Redis lost them); the query API computes totals from InfluxDB until `sluice totals rebuild`',
+    // Checked before consuming (so a new pipeline is marked before its first batch); when Redis or InfluxDB is down
+    // it is retried in the background instead: a worker starts (and reports not ready) without them.
+    const checkTotals = () =>
+      totals.markCompleteIfEmpty(
+        async () => (await countPoints(MEASUREMENT_1M)) + (await countPoints(foldedSource(cfg.SLUICE_INFLUX_DB, RP_1D, MEASUREMENT_1D))),
+      );
+    const incomplete = () => wlog.warn('all-time totals in Redis do not cover every counted event: the query API computes totals from InfluxDB');
+    const complete = await checkTotals().catch(() => undefined);
+    if (complete === false) incomplete();
+    if (complete === undefined) {
+      void withRetry(checkTotals, { maxAttempts: 10, maxDelayMs: 30_000 }).then(
+        (ok) => (ok ? undefined : incomplete()),
+        (err: unknown) => wlog.warn({ err: errorMessage(err) }, 'could not check whether the all-time totals are complete; totals are computed from InfluxDB'),
       );
     }
     const processor = new BatchProcessor({

@@ -195,3 +195,23 @@ describe('ingest memory bound', () => {
     }
   });
 });
+
+describe('ingest with default limits', () => {
+  it('rejects a 10 MB single field by index with its length, and keeps serving', async () => {
+    const cfg = await testConfig();
+    const ingest = await startIngest(cfg, log);
+    try {
+      const now = Date.now();
+      const events = [
+        { eventId: 'ok-1', entityId: 'v', eventType: 'view', timestamp: now },
+        { eventId: 'big', entityId: 'v'.repeat(10 * 1024 * 1024), eventType: 'view', timestamp: now },
+      ];
+      const r = await post(ingest.url, JSON.stringify(events));
+      expect(r.status).toBe(202);
+      expect(await r.json()).toEqual({ accepted: 1, duplicates: 0, rejected: [{ index: 1, reason: 'entityId must be 1–256 characters long, got 10485760' }] });
+      expect((await fetch(`${ingest.url}/healthz`)).status).toBe(200);
+    } finally {
+      await ingest.close();
+    }
+  });
+});
