@@ -39,12 +39,21 @@ export function benchEnv(id: string, overrides: Record<string, string> = {}): Re
   return env;
 }
 
-/** Starts (or reuses) the benchmark services, then creates the run's buckets, queues and database. */
+/**
+ * Starts (or reuses) the benchmark services, then creates the run's buckets, queues and database. Services it
+ * starts begin empty: data left by earlier runs would make InfluxDB and Redis load it while the run is measured.
+ */
 export async function prepareRun(env: Record<string, string>): Promise<{ cfg: Config; services: RunningService[] }> {
   const cfg = loadConfig({ ...process.env, ...env });
+  const servicesDir = path.join(PROJECT_ROOT, '.data', 'bench-services');
+  const running = await fetch(`${cfg.SLUICE_INFLUX_URL}/ping`, { signal: AbortSignal.timeout(1_000) }).then(
+    () => true,
+    () => false,
+  );
+  if (!running) rmSync(servicesDir, { recursive: true, force: true });
   const services = await ensureLocalServices(
     { influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, awsEndpoint: cfg.AWS_ENDPOINT_URL },
-    path.join(PROJECT_ROOT, '.data', 'bench-services'),
+    servicesDir,
     createLogger('bench', 'warn'),
   );
   await setupResources(cfg);
