@@ -5,11 +5,12 @@
 import path from 'node:path';
 import { createInflux, MEASUREMENT_1M } from '../shared/clients/influx.js';
 import { createS3 } from '../shared/clients/aws.js';
+import { RAW_EVENTS_PREFIX } from '../shared/contracts/parquet-schema.js';
 import { openEngine, parquetFiles, queryParquet } from '../shared/parquet.js';
 import { benchEnv, finishRun, prepareRun } from './lib/stack.js';
-import { startProcess, type ChildService } from '../test/support/processes.js';
-import { downloadTo, listKeys } from '../test/support/sqs.js';
-import { runLoad } from './load-generator.js';
+import { downloadRaw, listRaw } from '../workers/archive.js';
+import { startProcess, STOP_GRACE_MS, type BenchProcess } from './lib/processes.js';
+import { runLoad } from '../cli/load-generator.js';
 import { peakRssMiB, percentile, progress } from './lib/report.js';
 
 const RATE = Number(process.env.BENCH_RATE ?? 50_000);
@@ -28,7 +29,7 @@ async function main() {
   const { cfg, services } = await prepareRun(env);
   const influx = createInflux(cfg);
   const ingest = await startProcess('ingest', env);
-  const workers: ChildService[] = await Promise.all(Array.from({ length: WORKERS }, (_, i) => startProcess('worker', env, `worker-${i}`)));
+  const workers: BenchProcess[] = await Promise.all(Array.from({ length: WORKERS }, (_, i) => startProcess('worker', env, `worker-${i}`)));
   const query = await startProcess('query', env);
 
   // Freshness probes: one unique event every second, timed from its 202 to its first appearance in the query API.
@@ -126,16 +127,16 @@ async function main() {
   }
   mismatches += Math.max(0, truth.size - rows.length);
 
-  await ingest.kill('SIGTERM');
-  await Promise.all([...workers, query].map((w) => w.kill('SIGTERM')));
+  await ingest.stop(STOP_GRACE_MS);
+  await Promise.all([...workers, query].map((w) => w.stop(STOP_GRACE_MS)));
 
   progress('DuckDB reference over the archived Parquet files');
   const s3 = createS3(cfg);
-  const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
+  const keys = (await listRaw(s3, cfg.SLUICE_RAW_BUCKET, RAW_EVENTS_PREFIX)).map((o) => o.key);
   const files: string[] = [];
   for (const k of keys) {
     const f = path.join(dataDir, `${files.length}.parquet`);
-    await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
+    await downloadRaw(s3, cfg.SLUICE_RAW_BUCKET, k, f);
     files.push(f);
   }
   await openEngine({ tempDir: path.join(dataDir, 'duck'), memoryLimit: '1GB' });

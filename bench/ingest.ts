@@ -1,16 +1,15 @@
 // `npm run bench:ingest`: HTTP → WAL (fsync on) → Parquet → S3 → SQS under a Zipf workload with a 10× burst.
 // Reports accepted events/s per ingest process, ack latency p50/p99, Parquet bytes/event and peak RSS, and
 // our WAL→Parquet encode rate as a ratio to DuckDB's native Parquet writer on the same events.
-import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync, openSync, statSync } from 'node:fs';
+import { mkdirSync, writeFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createSqs } from '../shared/clients/aws.js';
 import { decodeManifest } from '../shared/contracts/manifest.js';
 import { encodeEventLine, validateEvent } from '../shared/contracts/event.js';
 import { openEngine, queryParquet, writeEventBatches } from '../shared/parquet.js';
-import { nodeEntry } from '../localstack/services.js';
 import { benchEnv, finishRun, prepareRun } from './lib/stack.js';
-import { receiveAll } from '../test/support/sqs.js';
+import { drainQueue } from './lib/drain-queue.js';
+import { startProfiledProcess, STOP_GRACE_MS } from './lib/processes.js';
 import { eventFactory } from './lib/workload.js';
 import { peakRssMiB, percentile, progress } from './lib/report.js';
 
@@ -23,7 +22,12 @@ const ENCODE_EVENTS = Number(process.env.BENCH_ENCODE_EVENTS ?? 1_000_000);
 
 async function main() {
   const run = `i${Date.now().toString(36)}`;
-  const env = benchEnv(run, { SLUICE_NODE_ID: 'bench-ingest', SLUICE_WAL_FSYNC: process.env.BENCH_FSYNC ?? 'true' });
+  const env = benchEnv(run, {
+    SLUICE_NODE_ID: 'bench-ingest',
+    SLUICE_WAL_FSYNC: process.env.BENCH_FSYNC ?? 'true',
+    // The burst phase is 40 clients from one address: measure throughput, not the per-producer request limit.
+    SLUICE_MAX_CONCURRENT_REQUESTS_PER_PRODUCER: '0',
+  });
   const dataDir = env.SLUICE_DATA_DIR!;
   progress('starting services');
   const { cfg, services } = await prepareRun(env);
@@ -37,15 +41,9 @@ async function main() {
   const burst = bodies(BURST_REQUESTS, 'b');
 
   progress('starting the ingest node');
-  const [cmd, ...args] = nodeEntry('cli/sluice.ts');
-  const fd = openSync(path.join(dataDir, 'ingest.log'), 'a');
   // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the ingest process itself.
-  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(cmd!, [...nodeArgs, ...args, 'ingest'], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, 'ipc'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    proc.once('message', (m: { url?: string }) => resolve(m.url ?? ''));
-    proc.once('exit', (c) => reject(new Error(`ingest exited with ${c}; see ${dataDir}/ingest.log`)));
-  });
+  const ingest = await startProfiledProcess('ingest', env, (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean));
+  const url = ingest.url;
 
   async function phase(name: string, reqs: string[], clients: number) {
     const lat: number[] = [];
@@ -83,12 +81,11 @@ async function main() {
 
   const steadyRes = await phase('steady', steady, STEADY_CLIENTS);
   const burstRes = await phase('burst (10× clients)', burst, BURST_CLIENTS);
-  const rss = peakRssMiB(proc.pid!);
+  const rss = peakRssMiB(ingest.pid!);
   progress('stopping ingest (delivers its WAL)');
-  proc.kill('SIGTERM');
-  await new Promise((r) => proc.once('exit', r));
+  await ingest.stop(STOP_GRACE_MS);
   const sqs = createSqs(cfg);
-  const manifests = (await receiveAll(sqs, cfg.SLUICE_QUEUE_NAME, { waitMs: 3_000, deleteThem: true })).map((m) => decodeManifest(m.body));
+  const manifests = (await drainQueue(sqs, cfg.SLUICE_QUEUE_NAME)).map((body) => decodeManifest(body));
   const archived = manifests.reduce((n, m) => n + m.eventCount, 0);
   const bytes = manifests.reduce((n, m) => n + m.byteSize, 0);
 

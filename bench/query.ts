@@ -2,9 +2,8 @@
 // entity total, a 24-hour series (1h steps) and a 90-day series (1d steps), each uncached (Cache-Control:
 // no-cache: InfluxDB rollups + minutes stitched) and cached (Redis answer cache); plus rollup duration and
 // compaction throughput in events/s, with DuckDB's own read-sort-write of the same files as the reference.
-import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { IPoint } from 'influx';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -15,7 +14,6 @@ import { DAY_MS, HOUR_MS } from '../shared/contracts/cold-layout.js';
 import { encodeEventLine } from '../shared/contracts/event.js';
 import { rawEventsKey } from '../shared/contracts/parquet-schema.js';
 import { openEngine, parquetFiles, queryParquet, writeEventBatches } from '../shared/parquet.js';
-import { nodeEntry } from '../localstack/services.js';
 import { createRedis } from '../shared/clients/redis.js';
 import { totalsCompleteKey } from '../shared/entity-totals-store.js';
 import { ensureRetentionPolicies, runRollup } from '../workers/rollup.js';
@@ -24,6 +22,7 @@ import { runCompaction } from '../workers/compaction.js';
 import { eventFactory } from './lib/workload.js';
 import { percentile, progress, writeResults } from './lib/report.js';
 import { benchEnv, prepareRun } from './lib/stack.js';
+import { startProcess, STOP_GRACE_MS } from './lib/processes.js';
 
 const CLIENTS = 100;
 const REQUESTS = Number(process.env.BENCH_QUERY_REQUESTS ?? 2_000);
@@ -84,13 +83,8 @@ async function main() {
 
   // ---- the query API under load ------------------------------------------------------------------------
   progress('starting the query API');
-  const [cmd, ...args] = nodeEntry('cli/sluice.ts');
-  const fd = openSync(path.join(dataDir, 'query.log'), 'a');
-  const proc = spawn(cmd!, [...args, 'query'], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, 'ipc'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    proc.once('message', (m: { url?: string }) => resolve(m.url ?? ''));
-    proc.once('exit', (c) => reject(new Error(`query exited with ${c}; see ${dataDir}/query.log`)));
-  });
+  const query = await startProcess('query', env);
+  const url = query.url;
 
   const to = Math.floor(now / 60_000) * 60_000;
   const paths: Record<string, (i: number) => string> = {
@@ -142,7 +136,7 @@ async function main() {
     progress(`${name}: ${REQUESTS} requests, ${CLIENTS} clients, uncached then cached`);
     latency[name] = { uncached: await phase(make, false), cached: await phase(make, true), oneClient: await phase(make, true, 1, 300) };
   }
-  proc.kill('SIGTERM');
+  await query.stop(STOP_GRACE_MS);
 
   // ---- compaction throughput ---------------------------------------------------------------------------
   progress(`compaction: ${COMPACT_FILES} raw files × ${COMPACT_EVENTS_PER_FILE} events`);

@@ -4,8 +4,8 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createInflux, MEASUREMENT_1M } from '../shared/clients/influx.js';
 import { benchEnv, prepareRun } from './lib/stack.js';
-import { startProcess, type ChildService } from '../test/support/processes.js';
-import { runLoad } from './load-generator.js';
+import { startProcess, STOP_GRACE_MS, type BenchProcess } from './lib/processes.js';
+import { runLoad } from '../cli/load-generator.js';
 import { progress, writeResults } from './lib/report.js';
 
 const RATE = Number(process.env.SOAK_RATE ?? 25_000);
@@ -27,7 +27,7 @@ async function main() {
   const dataDir = env.SLUICE_DATA_DIR!;
   const { cfg, services } = await prepareRun(env);
   const influx = createInflux(cfg);
-  const procs: Record<string, ChildService> = {
+  const procs: Record<string, BenchProcess> = {
     ingest: await startProcess('ingest', env),
     'worker-0': await startProcess('worker', env, 'worker-0'),
     'worker-1': await startProcess('worker', env, 'worker-1'),
@@ -69,7 +69,7 @@ async function main() {
     if (counted >= load.uniqueEvents || Date.now() >= deadline) break;
     await new Promise((r) => setTimeout(r, 1_000));
   }
-  for (const p of Object.values(procs)) await p.kill('SIGTERM');
+  for (const p of Object.values(procs)) await p.stop(STOP_GRACE_MS);
   const growth = (name: string, key: 'rssMiB' | 'handles') => {
     const vals = samples.map((s) => (s[name] as { rssMiB: number; handles: number })[key]).filter(Number.isFinite);
     const warm = vals.slice(Math.floor(vals.length / 4));

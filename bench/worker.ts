@@ -6,10 +6,13 @@ import { PROJECT_ROOT } from '../shared/config.js';
 import { createS3 } from '../shared/clients/aws.js';
 import { openEngine, parquetFiles, queryParquet } from '../shared/parquet.js';
 import type { Event } from '../shared/contracts/event.js';
-import { FAST_WORKER_ENV, sendManifests, uploadBatches, metricValue, type UploadedBatch } from '../test/support/batches.js';
-import { startProcess, type ChildService } from '../test/support/processes.js';
-import { downloadTo } from '../test/support/sqs.js';
-import { rng, zipf } from './lib/workload.js';
+import { scrapeMetrics, sumOf } from '../shared/prom-text.js';
+import type { BatchManifest } from '../shared/contracts/manifest.js';
+import type { WrittenBatch } from '../shared/parquet.js';
+import { downloadRaw } from '../workers/archive.js';
+import { publishBatches, writeBatches } from './lib/batches.js';
+import { startProcess, STOP_GRACE_MS, type BenchProcess } from './lib/processes.js';
+import { rng, zipf } from '../cli/random-samplers.js';
 import { peakRssMiB, progress } from './lib/report.js';
 import { benchEnv, finishRun, prepareRun } from './lib/stack.js';
 
@@ -20,13 +23,19 @@ const ENTITIES = Number(process.env.BENCH_WORKER_ENTITIES ?? 10_000);
 /** Event times of the prepared batches spread over this many minutes (ingest flushes every few seconds, so a real batch spans little time). */
 const SPREAD_MINUTES = Number(process.env.BENCH_WORKER_SPREAD_MINUTES ?? 10);
 
+/** A counter of a worker's /metrics (0 before its first increment). */
+const counter = async (url: string, name: string) => sumOf(await scrapeMetrics(url, 5_000), name) ?? 0;
+
 async function main() {
   const id = `w${Date.now().toString(36)}`;
   // Every run (1, 2, 4 processes) reads the same prepared objects with its own queue, database and claims.
   const envFor = (run: string) =>
     benchEnv(run, {
-      ...FAST_WORKER_ENV,
+      SLUICE_RELEASE_BACKOFF: '1s',
+      SLUICE_WORKER_SHUTDOWN_GRACE: '2s',
       SLUICE_RAW_BUCKET: `raw-${id}`,
+      // One node name for every run, so each run announces the same objects (uploaded once, while preparing).
+      SLUICE_NODE_ID: `bench-${id}`,
       SLUICE_VISIBILITY_TIMEOUT: '60s',
       SLUICE_DATA_DIR: path.join(PROJECT_ROOT, '.data', 'bench', id),
     });
@@ -42,7 +51,8 @@ async function main() {
   const pick = zipf(ENTITIES, 1.1, r);
   const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 2 * 3_600_000;
   const types = ['view', 'view', 'view', 'view', 'like', 'share'];
-  const batches: UploadedBatch[] = [];
+  /** One set of Parquet files per prepared batch (one file per event-time hour), published under its own key. */
+  const written: WrittenBatch[][] = [];
   const per = Math.ceil(EVENTS / BATCHES);
   for (let b = 0; b < BATCHES; b++) {
     const events: Event[] = [];
@@ -56,30 +66,35 @@ async function main() {
         dims: null,
       });
     }
-    batches.push(...(await uploadBatches(base, events)));
+    written.push(await writeBatches(base, events));
   }
-  const bytes = batches.reduce((n, b) => n + b.manifest.byteSize, 0);
+  const publishAll = async (cfg: typeof base) => {
+    const out: BatchManifest[] = [];
+    for (const [i, w] of written.entries()) out.push(...(await publishBatches(cfg, w, `b${i}`)));
+    return out;
+  };
+  // Uploads the objects once (the prepared run's own queue gets the manifests, which nobody reads).
+  const batches = await publishAll(base);
+  const bytes = batches.reduce((n, b) => n + b.byteSize, 0);
 
   const runs = [];
   for (const processes of PROCESSES) {
     const run = `${id}p${processes}`;
     const env = envFor(run);
     const { cfg } = await prepareRun(env);
-    const workers: ChildService[] = await Promise.all(Array.from({ length: processes }, (_, i) => startProcess('worker', env, `worker-${run}-${i}`)));
+    const workers: BenchProcess[] = await Promise.all(Array.from({ length: processes }, (_, i) => startProcess('worker', env, `worker-${run}-${i}`)));
     const t0 = performance.now();
-    await sendManifests(
-      cfg,
-      batches.map((b) => b.body),
-    );
+    // Announces the prepared objects on this run's queue (they are in S3 already: a HEAD each, then the manifests).
+    await publishAll(cfg);
     let done = 0;
     while (done < EVENTS) {
       await new Promise((res) => setTimeout(res, 100));
-      done = (await Promise.all(workers.map((w) => metricValue(w.url, 'sluice_worker_events_total')))).reduce((a, b) => a + b, 0);
+      done = (await Promise.all(workers.map((w) => counter(w.url, 'sluice_worker_events_total')))).reduce((a, b) => a + b, 0);
     }
     const secs = (performance.now() - t0) / 1000;
     const rss = workers.map((w) => peakRssMiB(w.proc.pid!));
-    const points = (await Promise.all(workers.map((w) => metricValue(w.url, 'sluice_worker_influx_points_total')))).reduce((a, b) => a + b, 0);
-    await Promise.all(workers.map((w) => w.kill('SIGTERM')));
+    const points = (await Promise.all(workers.map((w) => counter(w.url, 'sluice_worker_influx_points_total')))).reduce((a, b) => a + b, 0);
+    await Promise.all(workers.map((w) => w.stop(STOP_GRACE_MS)));
     const res = {
       processes,
       influxPoints: points,
@@ -99,7 +114,7 @@ async function main() {
   const files: string[] = [];
   for (const b of batches) {
     const f = path.join(dataDir, `${files.length}.parquet`);
-    await downloadTo(s3, bucket, b.manifest.key, f);
+    await downloadRaw(s3, bucket, b.key, f);
     files.push(f);
   }
   await openEngine({ tempDir: path.join(dataDir, 'duck'), memoryLimit: '1GB' });

@@ -1,18 +1,31 @@
 // Brings up the local stack's real services on loopback: InfluxDB 1.x and Redis (Debian packages, installed
 // with apt-get when missing and running as root) and the fauxqs S3+SQS emulator. A service already answering
 // at its configured endpoint is reused and never stopped; what this module starts, it stops.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from '../shared/logger.js';
+import { entryCommand, SupervisedProcess } from '../shared/process-supervisor.js';
 import { sleep } from '../shared/retry.js';
+import { SETTINGS } from '../shared/config.js';
+import { ConfigError } from '../shared/errors.js';
 
 export interface ServiceEndpoints {
   influxUrl: string;
   redisUrl: string;
   awsEndpoint: string;
+  /** maxmemory (bytes) of a Redis started here; default SLUICE_REDIS_MAXMEMORY from the environment. */
+  redisMaxMemory?: number;
+}
+
+/** SLUICE_REDIS_MAXMEMORY from the environment, validated like every setting (its default when unset). */
+export function redisMaxMemoryFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const f = SETTINGS.SLUICE_REDIS_MAXMEMORY;
+  const raw = env.SLUICE_REDIS_MAXMEMORY ?? f.fallback;
+  const bytes = f.parse(raw);
+  if (bytes === undefined) throw new ConfigError(`SLUICE_REDIS_MAXMEMORY must be ${f.accepts}, got ${JSON.stringify(raw)}`);
+  return bytes;
 }
 
 export interface RunningService {
@@ -20,18 +33,15 @@ export interface RunningService {
   /** True when this process started it (and will stop it). */
   started: boolean;
   stop(): Promise<void>;
+  /** Process id of a service this module started (undefined when it reuses one already running). */
+  pid?: number;
+  /** Sends `signal` to a service this module started and resolves once it exited (fault tests use SIGKILL). */
+  kill?(signal: NodeJS.Signals): Promise<void>;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-
-/** node command line that runs one of the project's entry files, from sources (via tsx) or from dist/. */
-export function nodeEntry(fileFromRoot: string): string[] {
-  const fromSources = import.meta.url.endsWith('.ts');
-  const root = path.resolve(HERE, '..');
-  const file = path.join(root, fromSources ? fileFromRoot : fileFromRoot.replace(/\.ts$/, '.js'));
-  return fromSources ? [process.execPath, '--import', 'tsx', file] : [process.execPath, file];
-}
+/** node command line that runs one of the project's entry files (shared/process-supervisor.ts). */
+export const nodeEntry = entryCommand;
 
 async function httpOk(url: string): Promise<boolean> {
   try {
@@ -56,7 +66,7 @@ function redisPing(host: string, port: number): Promise<boolean> {
   });
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, logFile: string, timeoutMs = 60_000): Promise<void> {
+async function waitFor(what: string, check: () => Promise<boolean>, child: SupervisedProcess, logFile: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} while starting; see ${logFile}`);
@@ -97,25 +107,34 @@ export function ensureDebianPackages(log: Logger, needed: { influxdb?: boolean; 
   }
 }
 
-function startChild(cmd: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  const fd = openSync(logFile, 'a');
-  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', fd, fd], env });
-  child.on('error', () => undefined);
-  return child;
+function startChild(cmd: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): SupervisedProcess {
+  return new SupervisedProcess(path.basename(cmd[0]!), cmd, { logFile, env });
 }
 
-function stopper(child: ChildProcess): () => Promise<void> {
-  return async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill('SIGTERM');
-    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(t);
+function killer(child: SupervisedProcess): (signal: NodeJS.Signals) => Promise<void> {
+  return async (signal) => {
+    child.kill(signal);
+    await child.exited;
   };
 }
 
-function influxConfig(dir: string, host: string, port: number): string {
+function stopper(child: SupervisedProcess): () => Promise<void> {
+  return async () => {
+    await child.stop(10_000);
+  };
+}
+
+/**
+ * InfluxDB's series limits; 0 (the local stack's default) disables a limit. Tests set small ones to reach them.
+ * InfluxDB 1.6 enforces them only with the inmem index (with tsi1 it ignores them), so setting one selects inmem.
+ * It checks a write against the values that existed before it: one write may take a tag past its limit.
+ */
+export interface InfluxLimits {
+  maxValuesPerTag?: number;
+  maxSeriesPerDatabase?: number;
+}
+
+function influxConfig(dir: string, host: string, port: number, limits: InfluxLimits = {}): string {
   return `# Written by Sluice (localstack/services.ts): InfluxDB for the local stack, loopback only, data under ${dir}
 reporting-disabled = true
 bind-address = "${host}:${port + 2}"
@@ -124,10 +143,10 @@ bind-address = "${host}:${port + 2}"
 [data]
   dir = "${dir}/data"
   wal-dir = "${dir}/wal"
-  index-version = "tsi1"
+  index-version = "${limits.maxValuesPerTag || limits.maxSeriesPerDatabase ? 'inmem' : 'tsi1'}"
   query-log-enabled = false
-  max-values-per-tag = 0
-  max-series-per-database = 0
+  max-values-per-tag = ${limits.maxValuesPerTag ?? 0}
+  max-series-per-database = ${limits.maxSeriesPerDatabase ?? 0}
 [coordinator]
   query-timeout = "30s"
 [monitor]
@@ -145,22 +164,22 @@ bind-address = "${host}:${port + 2}"
 `;
 }
 
-export async function ensureInflux(url: string, dataDir: string, log: Logger): Promise<RunningService> {
+export async function ensureInflux(url: string, dataDir: string, log: Logger, limits?: InfluxLimits): Promise<RunningService> {
   const u = new URL(url);
   if (await httpOk(`${url}/ping`)) return { name: 'influxdb', started: false, stop: async () => undefined };
   if (!LOOPBACK.has(u.hostname)) throw new Error(`InfluxDB is not answering at ${url} (SLUICE_INFLUX_URL) and is not local, so it cannot be started here`);
   const dir = path.resolve(dataDir, 'influxdb');
   mkdirSync(dir, { recursive: true });
   const conf = path.join(dir, 'influxdb.conf');
-  writeFileSync(conf, influxConfig(dir, '127.0.0.1', Number(u.port || 8086)));
+  writeFileSync(conf, influxConfig(dir, '127.0.0.1', Number(u.port || 8086), limits));
   const logFile = path.join(dir, 'influxd.log');
   const child = startChild(['influxd', 'run', '-config', conf], logFile);
   await waitFor(`InfluxDB at ${url}`, () => httpOk(`${url}/ping`), child, logFile);
   log.info({ url, dataDir: dir }, 'started InfluxDB');
-  return { name: 'influxdb', started: true, stop: stopper(child) };
+  return { name: 'influxdb', started: true, stop: stopper(child), pid: child.pid, kill: killer(child) };
 }
 
-export async function ensureRedis(url: string, dataDir: string, log: Logger): Promise<RunningService> {
+export async function ensureRedis(url: string, dataDir: string, log: Logger, maxMemoryBytes = redisMaxMemoryFromEnv()): Promise<RunningService> {
   const u = new URL(url);
   const host = u.hostname === 'localhost' ? '127.0.0.1' : u.hostname;
   const port = Number(u.port || 6379);
@@ -169,7 +188,8 @@ export async function ensureRedis(url: string, dataDir: string, log: Logger): Pr
   const dir = path.resolve(dataDir, 'redis');
   mkdirSync(dir, { recursive: true });
   const logFile = path.join(dir, 'redis.log');
-  // appendonly + fsync everysec: dedup claims and top-K survive a Redis restart.
+  // appendonly + fsync everysec: dedup claims and top-K survive a Redis restart. maxmemory with noeviction: memory is
+  // bounded and nothing is ever evicted silently; past the limit writes fail (ingest admits unchecked, workers retry).
   const child = startChild(
     [
       'redis-server',
@@ -189,12 +209,16 @@ export async function ensureRedis(url: string, dataDir: string, log: Logger): Pr
       'yes',
       '--daemonize',
       'no',
+      '--maxmemory',
+      String(maxMemoryBytes),
+      '--maxmemory-policy',
+      'noeviction',
     ],
     logFile,
   );
   await waitFor(`Redis at ${url}`, () => redisPing(host, port), child, logFile);
   log.info({ url, dataDir: dir }, 'started Redis');
-  return { name: 'redis', started: true, stop: stopper(child) };
+  return { name: 'redis', started: true, stop: stopper(child), pid: child.pid, kill: killer(child) };
 }
 
 export async function ensureEmulator(endpoint: string, dataDir: string, log: Logger): Promise<RunningService> {
@@ -207,7 +231,7 @@ export async function ensureEmulator(endpoint: string, dataDir: string, log: Log
   const child = startChild(nodeEntry('localstack/emulator.ts'), logFile, { ...process.env, SLUICE_EMULATOR_PORT: u.port || '4566' });
   await waitFor(`fauxqs at ${endpoint}`, () => httpOk(`${endpoint}/health`), child, logFile);
   log.info({ endpoint }, 'started the fauxqs S3+SQS emulator');
-  return { name: 'fauxqs', started: true, stop: stopper(child) };
+  return { name: 'fauxqs', started: true, stop: stopper(child), pid: child.pid, kill: killer(child) };
 }
 
 /** Ensures all three, installing Debian packages first when needed. */
@@ -217,5 +241,9 @@ export async function ensureLocalServices(ep: ServiceEndpoints, dataDir: string,
     influxdb: !(await httpOk(`${ep.influxUrl}/ping`)),
     redis: !(await redisPing(redisUrl.hostname === 'localhost' ? '127.0.0.1' : redisUrl.hostname, Number(redisUrl.port || 6379))),
   });
-  return Promise.all([ensureInflux(ep.influxUrl, dataDir, log), ensureRedis(ep.redisUrl, dataDir, log), ensureEmulator(ep.awsEndpoint, dataDir, log)]);
+  return Promise.all([
+    ensureInflux(ep.influxUrl, dataDir, log),
+    ensureRedis(ep.redisUrl, dataDir, log, ep.redisMaxMemory ?? redisMaxMemoryFromEnv()),
+    ensureEmulator(ep.awsEndpoint, dataDir, log),
+  ]);
 }

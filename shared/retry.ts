@@ -1,5 +1,6 @@
-// One place that owns retry policy: exponential backoff with decorrelated jitter, bounded by attempts,
-// retrying only errors classified as retryable (shared/errors.ts), plus circuit breakers for dependencies.
+// One place that owns retry policy: the one backoff formula, the named policy of each dependency, in-process
+// retries (cockatiel, decorrelated jitter, bounded by attempts) of errors classified retryable by shared/errors.ts,
+// and circuit breakers. Callers pick a named policy; none writes its own backoff arithmetic.
 import { type CircuitBreakerPolicy, CircuitState, ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry, type IPolicy } from 'cockatiel';
 import { isRetryable } from './errors.js';
 
@@ -32,9 +33,53 @@ export function breakerIsOpen(b: CircuitBreakerPolicy): boolean {
   return b.state === CircuitState.Open || b.state === CircuitState.Isolated;
 }
 
-/** Full-jitter exponential delay for attempt n (0-based): random in [0, min(max, base·2ⁿ)]. */
-export function backoffDelay(attempt: number, baseMs: number, maxMs: number): number {
-  return Math.random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
+/**
+ * How a delay grows between attempts: base·2ⁿ capped at max, then jittered — none (the capped value), full
+ * (random in [0, capped]) or equal (half fixed, half random: never less than capped/2).
+ */
+export interface Backoff {
+  baseMs: number;
+  maxMs: number;
+  jitter: 'none' | 'full' | 'equal';
 }
+
+/** The backoff formula: delay in ms before attempt n (0-based) under `b`; `random` in [0, 1) for testing. */
+export function backoffMs(attempt: number, b: Backoff, random: number = Math.random()): number {
+  const capped = Math.min(b.maxMs, b.baseMs * 2 ** Math.min(Math.max(0, attempt), 30));
+  if (b.jitter === 'none') return capped;
+  return b.jitter === 'full' ? capped * random : capped / 2 + (capped / 2) * random;
+}
+
+/** Full-jitter shorthand: random in [0, min(max, base·2ⁿ)]. */
+export function backoffDelay(attempt: number, baseMs: number, maxMs: number): number {
+  return backoffMs(attempt, { baseMs, maxMs, jitter: 'full' });
+}
+
+/** The backoff of each loop that waits between attempts itself (not through cockatiel), by dependency. */
+export const BACKOFF = {
+  /** Producer client → ingest node after 429/503/network errors (Retry-After wins when longer). */
+  ingestHttp: { baseMs: 100, maxMs: 10_000, jitter: 'full' },
+  /** Worker → SQS receive after a failed poll (sqs-consumer would poll again at once). */
+  sqsReceive: { baseMs: 100, maxMs: 10_000, jitter: 'none' },
+  /** ioredis reconnects while Redis is down. */
+  redisReconnect: { baseMs: 50, maxMs: 2_000, jitter: 'none' },
+  /** Fleet → a worker process that crashed, per consecutive crash. */
+  workerRestart: { baseMs: 1_000, maxMs: 30_000, jitter: 'none' },
+} as const satisfies Record<string, Backoff>;
+
+/** A batch released to SQS after transient faults: its base is SLUICE_RELEASE_BACKOFF, spread by equal jitter. */
+export const releaseBackoff = (baseMs: number, maxMs: number): Backoff => ({ baseMs, maxMs, jitter: 'equal' });
+
+/** In-process retry policies (withRetry) by dependency. */
+export const RETRY = {
+  /** Start-up and checks against InfluxDB. */
+  influx: { maxAttempts: 5 },
+  /** Background re-checks that may wait for a dependency to come back. */
+  slowCheck: { maxAttempts: 10, maxDelayMs: 30_000 },
+  /** The cold bucket (MinIO client). */
+  coldStorage: { maxAttempts: 4, initialDelayMs: 200, maxDelayMs: 3_000 },
+  /** Creating buckets and queues. */
+  resourceSetup: { maxAttempts: 5 },
+} as const satisfies Record<string, RetryOptions>;
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

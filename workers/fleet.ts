@@ -1,7 +1,6 @@
 // The fleet supervisor (`sluice fleet`): runs `sluice worker` processes and sizes the fleet by the batch queue,
 // with workers/scaling-policy.ts deciding. A worker is stopped only by draining it (SIGTERM, then SIGKILL after
 // SLUICE_FLEET_DRAIN_GRACE) and counts as gone only once it has exited; a worker that dies unasked is replaced.
-import { spawn, type ChildProcess } from 'node:child_process';
 import Fastify from 'fastify';
 import type { Config } from '../shared/config.js';
 import { createSqs } from '../shared/clients/aws.js';
@@ -10,8 +9,9 @@ import type { Logger } from '../shared/logger.js';
 import { addOpsRoutes, createRegistry } from '../shared/metrics.js';
 import { maxOf, scrapeMetrics, sumOf, type Sample } from '../shared/prom-text.js';
 import { readQueueStats, type QueueStats } from '../shared/queue-stats.js';
+import { sluiceCommand, SupervisedProcess } from '../shared/process-supervisor.js';
+import { BACKOFF, backoffMs } from '../shared/retry.js';
 import type { Service } from '../shared/service.js';
-import { nodeEntry } from '../localstack/services.js';
 import { FleetMetrics } from './fleet-metrics.js';
 import { decideScale, type Direction, type ScalingOptions, type ScalingState } from './scaling-policy.js';
 
@@ -38,21 +38,16 @@ export type FleetEvent =
 
 interface WorkerProc {
   id: number;
-  proc: ChildProcess;
+  child: SupervisedProcess;
   state: WorkerState;
   url?: string;
   startedAt: number;
-  killTimer?: NodeJS.Timeout;
-  exited: Promise<void>;
   /** Last scraped value of each counter the fleet totals, to add only the increase. */
   lastSeen: Map<string, number>;
 }
 
 const HISTORY = 500;
 const SCRAPE_TIMEOUT_MS = 1_000;
-/** Delay before replacing a worker that crashed, doubled per consecutive crash up to the maximum. */
-const RESTART_BACKOFF_MS = 1_000;
-const RESTART_BACKOFF_MAX_MS = 30_000;
 /** How long start-up waits for the first SLUICE_FLEET_MIN workers before reporting ready anyway. */
 const INITIAL_READY_WAIT_MS = 60_000;
 
@@ -67,7 +62,7 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
   const registry = createRegistry('fleet');
   const metrics = new FleetMetrics(registry);
   const sqs = createSqs(cfg);
-  const workerCommand = opts.workerCommand ?? [...nodeEntry('cli/sluice.ts'), 'worker'];
+  const workerCommand = opts.workerCommand ?? sluiceCommand('worker');
 
   const workers = new Map<number, WorkerProc>();
   const history: FleetEvent[] = [];
@@ -95,21 +90,20 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
 
   const spawnWorker = (): WorkerProc => {
     const id = nextId++;
-    const [cmd, ...args] = workerCommand;
-    const proc = spawn(cmd!, args, { env: { ...process.env, SLUICE_WORKER_PORT: '0' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const w: WorkerProc = { id, proc, state: 'starting', startedAt: Date.now(), lastSeen: new Map(), exited: new Promise((r) => proc.once('exit', () => r())) };
+    const child = new SupervisedProcess(`worker ${id}`, workerCommand, { env: { ...process.env, SLUICE_WORKER_PORT: '0' }, ipc: true });
+    const proc = child.proc;
+    const w: WorkerProc = { id, child, state: 'starting', startedAt: Date.now(), lastSeen: new Map() };
     workers.set(id, w);
     record({ at: new Date().toISOString(), kind: 'started', worker: id, pid: proc.pid });
-    proc.on('message', (m: { ready?: boolean; url?: string }) => {
-      if (!m?.ready || w.state !== 'starting') return;
+    child.onReady((m) => {
+      if (w.state !== 'starting') return;
       w.state = 'running';
       w.url = m.url;
       consecutiveCrashes = 0;
       updateGauges();
       flog.info({ worker: id, workerPid: proc.pid, url: m.url }, 'worker ready');
     });
-    proc.once('exit', (code, signal) => {
-      clearTimeout(w.killTimer);
+    void child.exited.then(({ code, signal }) => {
       workers.delete(id);
       const drained = w.state === 'draining';
       record({ at: new Date().toISOString(), kind: 'exited', worker: id, pid: proc.pid, drained, code, signal });
@@ -121,7 +115,7 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
       if (closing) return;
       metrics.restarts.inc();
       consecutiveCrashes++;
-      const backoff = Math.min(RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MS * 2 ** (consecutiveCrashes - 1));
+      const backoff = backoffMs(consecutiveCrashes - 1, BACKOFF.workerRestart);
       restartNotBefore = Date.now() + backoff;
       flog.error({ worker: id, workerPid: proc.pid, code, signal, restartInMs: backoff }, 'worker exited unexpectedly; replacing it');
       clearTimeout(restartTimer);
@@ -136,13 +130,11 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
     if (w.state === 'draining') return;
     w.state = 'draining';
     updateGauges();
-    flog.info({ worker: w.id, workerPid: w.proc.pid, graceMs: cfg.SLUICE_FLEET_DRAIN_GRACE }, 'draining worker (SIGTERM)');
-    w.proc.kill('SIGTERM');
-    w.killTimer = setTimeout(() => {
+    flog.info({ worker: w.id, workerPid: w.child.pid, graceMs: cfg.SLUICE_FLEET_DRAIN_GRACE }, 'draining worker (SIGTERM)');
+    void w.child.stop(cfg.SLUICE_FLEET_DRAIN_GRACE, () => {
       metrics.forcedKills.inc();
-      flog.warn({ worker: w.id, workerPid: w.proc.pid }, `worker still running ${cfg.SLUICE_FLEET_DRAIN_GRACE} ms after SIGTERM; killing it`);
-      w.proc.kill('SIGKILL');
-    }, cfg.SLUICE_FLEET_DRAIN_GRACE);
+      flog.warn({ worker: w.id, workerPid: w.child.pid }, `worker still running ${cfg.SLUICE_FLEET_DRAIN_GRACE} ms after SIGTERM; killing it`);
+    });
   };
 
   /** Brings the number of active workers to `target`: replaces missing ones (after any crash backoff), drains extras. */
@@ -270,7 +262,7 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
     workers: [...workers.values()].map(
       (w): FleetWorkerInfo => ({
         id: w.id,
-        pid: w.proc.pid,
+        pid: w.child.pid,
         state: w.state,
         ...(w.url ? { url: w.url } : {}),
         startedAt: new Date(w.startedAt).toISOString(),
@@ -302,7 +294,7 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
     clearTimeout(restartTimer);
     const all = [...workers.values()];
     for (const w of all) drainWorker(w);
-    await Promise.all(all.map((w) => w.exited));
+    await Promise.all(all.map((w) => w.child.exited));
     await app.close();
     sqs.destroy();
     flog.info('fleet supervisor stopped');

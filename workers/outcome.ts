@@ -2,6 +2,7 @@
 // (a dependency failed; the message goes back to the queue after a delay) or rejected (the batch can never
 // be processed; it is dead-lettered with its reason). Every message ends in exactly one of these.
 import { classify, type SluiceError } from '../shared/errors.js';
+import { backoffMs, releaseBackoff } from '../shared/retry.js';
 
 export interface BatchStats {
   batchKey: string;
@@ -37,8 +38,7 @@ export function failureKind(err: unknown): 'retry' | 'rejected' {
  */
 export function releaseDelaySeconds(receiveCount: number, baseMs: number, random: number = Math.random()): number {
   const n = Math.max(1, Math.floor(receiveCount));
-  const capped = Math.min(MAX_RELEASE_DELAY_S * 1000, baseMs * 2 ** Math.min(n - 1, 20));
-  return Math.min(MAX_RELEASE_DELAY_S, Math.ceil((capped / 2 + (capped / 2) * random) / 1000));
+  return Math.min(MAX_RELEASE_DELAY_S, Math.ceil(backoffMs(n - 1, releaseBackoff(baseMs, MAX_RELEASE_DELAY_S * 1000), random) / 1000));
 }
 
 /** Builds the outcome of a failed attempt that will not be retried in-process any more. */

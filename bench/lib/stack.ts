@@ -8,7 +8,7 @@ import { createLogger } from '../../shared/logger.js';
 import { createInflux, ensureDatabase } from '../../shared/clients/influx.js';
 import { progress, writeResults } from './report.js';
 import { ensureLocalServices, type RunningService } from '../../localstack/services.js';
-import { setupResources } from '../../localstack/setup-resources.js';
+import { setupResources } from '../../shared/setup-resources.js';
 
 export const BENCH_ENDPOINTS = {
   SLUICE_INFLUX_URL: process.env.BENCH_INFLUX_URL ?? 'http://127.0.0.1:38086',

@@ -4,6 +4,7 @@
 import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { EventInput } from '../../shared/contracts/event.js';
+import { BACKOFF, backoffMs, sleep } from '../../shared/retry.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -60,8 +61,6 @@ export class DeliveryError extends Error {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 export class SluiceClient {
   private queue: EventInput[] = [];
   private inFlight = 0;
@@ -80,8 +79,8 @@ export class SluiceClient {
       flushIntervalMs: 200,
       maxQueuedEvents: 100_000,
       maxAttempts: 8,
-      backoffBaseMs: 100,
-      backoffMaxMs: 10_000,
+      backoffBaseMs: BACKOFF.ingestHttp.baseMs,
+      backoffMaxMs: BACKOFF.ingestHttp.maxMs,
       breakerFailures: 5,
       breakerOpenMs: 5_000,
       concurrency: 2,
@@ -141,7 +140,7 @@ export class SluiceClient {
   }
 
   private backoff(attempt: number): number {
-    return Math.random() * Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** attempt);
+    return backoffMs(attempt, { ...BACKOFF.ingestHttp, baseMs: this.o.backoffBaseMs, maxMs: this.o.backoffMaxMs });
   }
 
   private async sendWithRetry(batch: EventInput[]): Promise<void> {

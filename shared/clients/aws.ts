@@ -6,21 +6,36 @@ import type { Config } from '../config.js';
 import { classify } from '../errors.js';
 
 // Sluice supports Node 20 (see README); the SDK's notice about its future Node 22 requirement is printed once in
-// the README instead of by every process. Set the variable to "false" to see it again.
+// the README instead of by every process. This sets the SDK's own switch (not a Sluice setting, so not read
+// through shared/config.ts); set the variable to "false" to see the notice again.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-function common(cfg: Pick<Config, 'AWS_ENDPOINT_URL' | 'AWS_REGION'>) {
-  const endpoint = cfg.AWS_ENDPOINT_URL || undefined;
-  // Local emulators accept any credentials; real AWS uses the SDK's default provider chain.
-  const credentials = endpoint && !process.env.AWS_ACCESS_KEY_ID ? { accessKeyId: 'test', secretAccessKey: 'test' } : undefined;
-  return { region: cfg.AWS_REGION, endpoint, credentials, maxAttempts: 3 };
+export type AwsConfig = Pick<Config, 'AWS_ENDPOINT_URL' | 'AWS_REGION' | 'AWS_ACCESS_KEY_ID' | 'AWS_SECRET_ACCESS_KEY' | 'AWS_SESSION_TOKEN'>;
+
+/**
+ * Credentials from the configuration: explicit keys when AWS_ACCESS_KEY_ID is set; else test keys for a local
+ * endpoint (emulators accept any); else undefined, so real AWS uses the SDK's default provider chain.
+ */
+export function awsCredentials(cfg: AwsConfig, endpoint: string): { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined {
+  if (cfg.AWS_ACCESS_KEY_ID)
+    return {
+      accessKeyId: cfg.AWS_ACCESS_KEY_ID,
+      secretAccessKey: cfg.AWS_SECRET_ACCESS_KEY,
+      ...(cfg.AWS_SESSION_TOKEN ? { sessionToken: cfg.AWS_SESSION_TOKEN } : {}),
+    };
+  return endpoint ? { accessKeyId: 'test', secretAccessKey: 'test' } : undefined;
 }
 
-export function createS3(cfg: Pick<Config, 'AWS_ENDPOINT_URL' | 'AWS_REGION' | 'SLUICE_S3_FORCE_PATH_STYLE'>): S3Client {
+function common(cfg: AwsConfig) {
+  const endpoint = cfg.AWS_ENDPOINT_URL || undefined;
+  return { region: cfg.AWS_REGION, endpoint, credentials: awsCredentials(cfg, cfg.AWS_ENDPOINT_URL), maxAttempts: 3 };
+}
+
+export function createS3(cfg: AwsConfig & Pick<Config, 'SLUICE_S3_FORCE_PATH_STYLE'>): S3Client {
   return new S3Client({ ...common(cfg), forcePathStyle: cfg.SLUICE_S3_FORCE_PATH_STYLE });
 }
 
-export function createSqs(cfg: Pick<Config, 'AWS_ENDPOINT_URL' | 'AWS_REGION'>): SQSClient {
+export function createSqs(cfg: AwsConfig): SQSClient {
   return new SQSClient(common(cfg));
 }
 

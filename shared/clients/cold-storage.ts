@@ -3,7 +3,8 @@
 import * as Minio from 'minio';
 import type { Config } from '../config.js';
 import { classify, TransientError } from '../errors.js';
-import { withRetry } from '../retry.js';
+import { awsCredentials, type AwsConfig } from './aws.js';
+import { RETRY, withRetry } from '../retry.js';
 
 /** Multipart part size: below fauxqs' 11 MiB request limit, above S3's 5 MiB minimum. */
 export const COLD_PART_SIZE = 8 * 1024 * 1024;
@@ -15,20 +16,20 @@ export interface ColdObject {
   lastModified: Date;
 }
 
-type ColdConfig = Pick<Config, 'SLUICE_COLD_ENDPOINT' | 'AWS_ENDPOINT_URL' | 'AWS_REGION' | 'SLUICE_COLD_BUCKET'>;
+type ColdConfig = AwsConfig & Pick<Config, 'SLUICE_COLD_ENDPOINT' | 'SLUICE_COLD_BUCKET'>;
 
 function clientOf(cfg: ColdConfig): Minio.Client {
   const endpoint = cfg.SLUICE_COLD_ENDPOINT || cfg.AWS_ENDPOINT_URL;
   const u = new URL(endpoint || `https://s3.${cfg.AWS_REGION}.amazonaws.com`);
-  // Local endpoints accept any credentials (as in clients/aws.ts); otherwise the usual AWS variables.
-  const local = Boolean(endpoint) && !process.env.AWS_ACCESS_KEY_ID;
+  // The same credentials as the S3 and SQS clients (clients/aws.ts); MinIO has no provider chain, so none = anonymous.
+  const creds = awsCredentials(cfg, endpoint);
   return new Minio.Client({
     endPoint: u.hostname,
     port: u.port ? Number(u.port) : undefined,
     useSSL: u.protocol === 'https:',
-    accessKey: local ? 'test' : (process.env.AWS_ACCESS_KEY_ID ?? ''),
-    secretKey: local ? 'test' : (process.env.AWS_SECRET_ACCESS_KEY ?? ''),
-    sessionToken: local ? undefined : process.env.AWS_SESSION_TOKEN,
+    accessKey: creds?.accessKeyId ?? '',
+    secretKey: creds?.secretAccessKey ?? '',
+    sessionToken: creds?.sessionToken,
     region: cfg.AWS_REGION,
     pathStyle: true,
     partSize: COLD_PART_SIZE,
@@ -54,16 +55,13 @@ export class ColdStorage {
   }
 
   private run<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    return withRetry(
-      async () => {
-        try {
-          return await fn();
-        } catch (err) {
-          throw classify(err, what);
-        }
-      },
-      { maxAttempts: 4, initialDelayMs: 200, maxDelayMs: 3_000 },
-    );
+    return withRetry(async () => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw classify(err, what);
+      }
+    }, RETRY.coldStorage);
   }
 
   /** Uploads a local file (multipart above COLD_PART_SIZE); replaces any object under `key`. */

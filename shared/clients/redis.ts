@@ -2,6 +2,7 @@
 // so callers see a retryable error instead of growing memory.
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
+import { BACKOFF, backoffMs } from '../retry.js';
 
 export function createRedis(cfg: Pick<Config, 'SLUICE_REDIS_URL'>, opts: { lazy?: boolean } = {}): Redis {
   return new Redis(cfg.SLUICE_REDIS_URL, {
@@ -10,6 +11,6 @@ export function createRedis(cfg: Pick<Config, 'SLUICE_REDIS_URL'>, opts: { lazy?
     enableOfflineQueue: true,
     connectTimeout: 2_000,
     commandTimeout: 10_000,
-    retryStrategy: (times) => Math.min(50 * 2 ** times, 2_000),
+    retryStrategy: (times) => backoffMs(times, BACKOFF.redisReconnect),
   });
 }

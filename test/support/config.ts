@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, PROJECT_ROOT, type Config } from '../../shared/config.js';
-import { setupResources } from '../../localstack/setup-resources.js';
+import { setupResources } from '../../shared/setup-resources.js';
 import { createInflux, ensureDatabase } from '../../shared/clients/influx.js';
 import { TEST_ENDPOINTS } from './endpoints.js';
 

@@ -1,11 +1,10 @@
-// Creates Sluice's buckets and queues from localstack/resources.json on any S3/SQS endpoint.
-// Idempotent: existing resources are kept; the batch queue gets its redrive policy to the DLQ.
+// Creates Sluice's buckets and queues (`sluice setup`) on any S3/SQS endpoint, as the config schema defines them
+// (shared/config.ts resourcesOf). Idempotent: existing resources are kept; the batch queue gets its redrive policy to the DLQ.
 import { CreateBucketCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
-import type { Config } from '../shared/config.js';
-import { RESOURCES } from '../shared/config.js';
-import { createS3, createSqs } from '../shared/clients/aws.js';
-import { withRetry } from '../shared/retry.js';
+import { resourcesOf, type Config } from './config.js';
+import { createS3, createSqs } from './clients/aws.js';
+import { RETRY, withRetry } from './retry.js';
 
 export interface ResourceNames {
   rawBucket: string;
@@ -27,24 +26,26 @@ export async function setupResources(cfg: Config, names: ResourceNames = resourc
         () => true,
         () => false,
       );
-      if (!exists) await withRetry(() => s3.send(new CreateBucketCommand({ Bucket: bucket })));
+      if (!exists) await withRetry(() => s3.send(new CreateBucketCommand({ Bucket: bucket })), RETRY.resourceSetup);
     }
-    const q = RESOURCES.queues;
-    const dlq = await withRetry(() =>
-      sqs.send(
-        new CreateQueueCommand({
-          QueueName: names.deadLetterQueue,
-          Attributes: { MessageRetentionPeriod: String(q.deadLetter.messageRetentionSeconds) },
-        }),
-      ),
+    const q = resourcesOf(cfg).queues;
+    const dlq = await withRetry(
+      () =>
+        sqs.send(
+          new CreateQueueCommand({
+            QueueName: names.deadLetterQueue,
+            Attributes: { MessageRetentionPeriod: String(q.deadLetter.messageRetentionSeconds) },
+          }),
+        ),
+      RETRY.resourceSetup,
     );
     const dlqArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: dlq.QueueUrl, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
-    const main = await withRetry(() => sqs.send(new CreateQueueCommand({ QueueName: names.queue })));
+    const main = await withRetry(() => sqs.send(new CreateQueueCommand({ QueueName: names.queue })), RETRY.resourceSetup);
     await sqs.send(
       new SetQueueAttributesCommand({
         QueueUrl: main.QueueUrl,
         Attributes: {
-          VisibilityTimeout: String(Math.round(cfg.SLUICE_VISIBILITY_TIMEOUT / 1000)),
+          VisibilityTimeout: String(q.batches.visibilityTimeoutSeconds),
           MessageRetentionPeriod: String(q.batches.messageRetentionSeconds),
           RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: q.batches.maxReceiveCount }),
         },

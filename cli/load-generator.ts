@@ -3,7 +3,7 @@
 // the producer client, and records the ground truth (unique acknowledged events per entity, type and minute).
 import { createWriteStream } from 'node:fs';
 import { SluiceClient, QueueFullError } from '../ingest/client/index.js';
-import { rng, zipf } from './lib/workload.js';
+import { rng, zipf } from './random-samplers.js';
 
 export interface LoadOptions {
   url: string;

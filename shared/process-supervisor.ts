@@ -1,0 +1,163 @@
+// Runs one service as a child process and stops it: spawn an entry file (from sources via tsx, or from dist/),
+// wait for its ready message, stop it with SIGTERM and SIGKILL only after a grace. A stop resolves once it exited.
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The folder that holds cli/, shared/, … — the repository root from sources, dist/ (or another out dir) when built. */
+const CODE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
+
+/** node command line that runs one of the project's entry files (`cli/sluice.ts`), from sources (via tsx) or built. */
+export function entryCommand(fileFromRoot: string): string[] {
+  const file = path.join(CODE_ROOT, FROM_SOURCES ? fileFromRoot : fileFromRoot.replace(/\.ts$/, '.js'));
+  return FROM_SOURCES ? [process.execPath, '--import', 'tsx', file] : [process.execPath, file];
+}
+
+/** Command line of one `sluice` sub-command, e.g. sluiceCommand('worker'). */
+export function sluiceCommand(...args: string[]): string[] {
+  return [...entryCommand('cli/sluice.ts'), ...args];
+}
+
+/** What a service sends over IPC once it serves (cli/sluice.ts `serve`). */
+export interface ReadyMessage {
+  ready: true;
+  url?: string;
+}
+const isReady = (m: unknown): m is ReadyMessage => typeof m === 'object' && m !== null && (m as { ready?: unknown }).ready === true;
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface ChildOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Append stdout and stderr to this file; default: inherit this process's. */
+  logFile?: string;
+  /** Open an IPC channel (needed for the ready message). */
+  ipc?: boolean;
+}
+
+/** A running child process and its one exit. */
+export class SupervisedProcess {
+  readonly proc: ChildProcess;
+  /** Resolves when the process has exited (also when it could not be started). */
+  readonly exited: Promise<Exit>;
+  /** Where its output goes, when not inherited. */
+  readonly logFile: string | undefined;
+  private killTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly name: string,
+    command: readonly string[],
+    opts: ChildOptions = {},
+  ) {
+    this.logFile = opts.logFile;
+    const out = opts.logFile ? openSync(opts.logFile, 'a') : 'inherit';
+    const stdio: StdioOptions = ['ignore', out, out, ...(opts.ipc ? (['ipc'] as const) : [])];
+    try {
+      this.proc = spawn(command[0]!, command.slice(1), { env: opts.env ?? process.env, stdio });
+    } finally {
+      if (typeof out === 'number') closeSync(out); // the child holds its own copy
+    }
+    this.exited = new Promise((resolve) => {
+      this.proc.once('exit', (code, signal) => {
+        clearTimeout(this.killTimer);
+        resolve({ code, signal });
+      });
+      // A command that cannot be spawned emits 'error' and never 'exit'.
+      this.proc.on('error', () => {
+        if (this.proc.pid === undefined) resolve({ code: null, signal: null });
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  get exitCode(): number | null {
+    return this.proc.exitCode;
+  }
+
+  /** Sends a signal now (tests kill with SIGKILL); see stop() for a graceful stop. */
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    if (this.running) this.proc.kill(signal);
+  }
+
+  get running(): boolean {
+    return this.proc.pid !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /**
+   * Resolves with the URL of the service's ready message; rejects, naming the log, when it exits first or
+   * stays silent for `timeoutMs`.
+   */
+  ready(timeoutMs = 60_000): Promise<ReadyMessage> {
+    const where = this.logFileHint();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`${this.name} did not report ready within ${timeoutMs / 1000}s${where}`)), timeoutMs);
+      const onMessage = (m: unknown) => {
+        if (isReady(m)) done(undefined, m);
+      };
+      const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+        done(new Error(`${this.name} exited (${signal ?? `code ${code}`}) while starting${where}`));
+      const done = (err?: Error, m?: ReadyMessage) => {
+        clearTimeout(timer);
+        this.proc.off('message', onMessage);
+        this.proc.off('exit', onExit);
+        if (err) reject(err);
+        else resolve(m!);
+      };
+      this.proc.on('message', onMessage);
+      this.proc.once('exit', onExit);
+    });
+  }
+
+  /** Calls `onReady` on the first ready message (for supervisors that do not wait). */
+  onReady(onReady: (m: ReadyMessage) => void): void {
+    const listener = (m: unknown) => {
+      if (!isReady(m)) return;
+      this.proc.off('message', listener);
+      onReady(m);
+    };
+    this.proc.on('message', listener);
+  }
+
+  /**
+   * SIGTERM now, SIGKILL when it is still running `graceMs` later (`onForcedKill` is told first); resolves on exit.
+   * Calling it again does not restart the grace.
+   */
+  stop(graceMs: number, onForcedKill?: () => void): Promise<Exit> {
+    if (this.running && this.killTimer === undefined) {
+      this.proc.kill('SIGTERM');
+      this.killTimer = setTimeout(() => {
+        onForcedKill?.();
+        this.proc.kill('SIGKILL');
+      }, graceMs);
+    }
+    return this.exited;
+  }
+
+  private logFileHint(): string {
+    return this.logFile ? `; see ${this.logFile}` : '';
+  }
+}
+
+/** Spawns a `sluice` sub-command with IPC and waits for its ready message. */
+export async function startService(
+  name: string,
+  args: string[],
+  opts: Omit<ChildOptions, 'ipc'> & { readyTimeoutMs?: number } = {},
+): Promise<SupervisedProcess & { url: string }> {
+  const child = new SupervisedProcess(name, sluiceCommand(...args), { ...opts, ipc: true });
+  try {
+    const m = await child.ready(opts.readyTimeoutMs);
+    return Object.assign(child, { url: m.url ?? '' });
+  } catch (err) {
+    await child.stop(5_000);
+    throw err;
+  }
+}
