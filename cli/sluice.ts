@@ -2,7 +2,7 @@
 // The `sluice` command: one sub-command per process (ingest, worker, fleet, query), the local stack (start),
 // resource setup, dead-letter handling and configuration help.
 import { Command } from 'commander';
-import { loadConfig, configMarkdown, type Config } from '../shared/config.js';
+import { loadConfig, configMarkdown, redactedConfig, type Config } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { closeOnSignals, type Service } from '../shared/service.js';
@@ -22,7 +22,17 @@ function config(): Config {
 async function serve(name: string, start: (cfg: Config, log: ReturnType<typeof createLogger>) => Promise<Service>): Promise<void> {
   const cfg = config();
   const log = createLogger(name, cfg.SLUICE_LOG_LEVEL);
-  const service = await start(cfg, log);
+  let service: Service;
+  try {
+    service = await start(cfg, log);
+  } catch (err) {
+    // A start refused by policy (e.g. a non-loopback bind without keys) reads like a configuration error.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`Refusing to start ${name}:\n${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
   closeOnSignals(service, log);
   if (process.send) process.send({ ready: true, url: service.url });
 }
@@ -31,10 +41,10 @@ const program = new Command('sluice').description('Sluice: a micro-batch event p
 
 program
   .command('start')
-  .description('run the whole local stack: services, one ingest node, a worker fleet and the query API')
+  .description('run the whole pipeline on this machine (one ingest node, a worker fleet and the query API) against the configured services')
   .action(async () => {
-    const { runLocalStack } = await import('./start.js');
-    await runLocalStack(config());
+    const { runPipeline } = await import('./start.js');
+    await runPipeline(config());
   });
 program
   .command('ingest')
@@ -66,10 +76,10 @@ program
   });
 program
   .command('setup')
-  .description('create the buckets and queues of localstack/resources.json on the configured endpoint')
+  .description('create the buckets and queues (names and settings from the configuration) on the configured endpoint')
   .action(async () => {
     const cfg = config();
-    const { setupResources } = await import('../localstack/setup-resources.js');
+    const { setupResources } = await import('../shared/setup-resources.js');
     const { createInflux, ensureDatabase } = await import('../shared/clients/influx.js');
     await setupResources(cfg);
     await ensureDatabase(createInflux(cfg), cfg.SLUICE_INFLUX_DB);
@@ -88,7 +98,7 @@ program
       return;
     }
     const cfg = config();
-    process.stdout.write(JSON.stringify(cfg, (_k, v: unknown) => (v instanceof Map ? `${v.size} key(s)` : v), 2) + '\n');
+    process.stdout.write(JSON.stringify(redactedConfig(cfg), null, 2) + '\n'); // secrets hidden, URL passwords masked
   });
 
 program
@@ -108,7 +118,7 @@ program
   .option('--truth <file>', 'write the ground truth (unique events per entity, type and minute) as NDJSON', 'load-truth.ndjson')
   .action(async (o: Record<string, string>) => {
     const { parseDuration } = await import('../shared/config.js');
-    const { runLoad } = await import('../bench/load-generator.js');
+    const { runLoad } = await import('./load-generator.js');
     const num = (name: string, v: string, min = 0) => {
       const n = Number(v);
       if (!Number.isFinite(n) || n < min) {
@@ -195,6 +205,37 @@ dlq
     const { redriveDeadLetters } = await import('../workers/dead-letters.js');
     const n = await redriveDeadLetters(config(), o.all ? { all: true } : { ids });
     process.stdout.write(`re-drove ${n} message(s)\n`);
+  });
+
+const quarantine = program.command('quarantine').description('inspect and release events set aside because they could not be processed');
+quarantine
+  .command('list')
+  .description('list quarantine objects: id, kind (segment/batch), events, first reason, age')
+  .action(async () => {
+    const { quarantineList, formatQuarantineList } = await import('./quarantine.js');
+    process.stdout.write(formatQuarantineList(await quarantineList(config())) + '\n');
+  });
+quarantine
+  .command('show <id>')
+  .description('print the records of one quarantine object (NDJSON: line, reason, detail, node, lineNo, …)')
+  .action(async (id: string) => {
+    const { quarantineShow } = await import('./quarantine.js');
+    if (!(await quarantineShow(config(), id, process.stdout))) {
+      process.stderr.write(`no quarantine object ${id}; run sluice quarantine list\n`);
+      process.exit(1);
+    }
+  });
+quarantine
+  .command('release <id>')
+  .description('deliver the lines that pass the event contract now as a new batch; only still-bad lines stay quarantined')
+  .option('--file <fixed.ndjson>', 'records as printed by `show`, with their "line" fixed; they replace the stored lines of the same lineNo')
+  .action(async (id: string, o: { file?: string }) => {
+    const { quarantineRelease } = await import('./quarantine.js');
+    const r = await quarantineRelease(config(), id, { file: o.file, progress: (m) => process.stderr.write(`${m}\n`) });
+    for (const m of r.manifests) process.stdout.write(`released ${m.eventCount} event(s): s3://${m.bucket}/${m.key}\n`);
+    for (const x of r.remaining) process.stdout.write(`still quarantined: line ${x.lineNo}: ${x.reason}: ${x.detail}\n`);
+    process.stdout.write(`${r.id}: ${r.released} released, ${r.remaining.length} still quarantined${r.deleted ? '; quarantine object deleted' : ''}\n`);
+    process.exit(0);
   });
 
 // ---- retention jobs: rollups, compaction, audits, canary ---------------------------------------

@@ -1,21 +1,36 @@
 // Delivers sealed WAL segments: Parquet per event-time hour (shared/parquet.ts) → S3 under deterministic keys →
-// one manifest per object to SQS → only then the segment is deleted. Failures back off with jitter and retry
-// without limit (nothing is ever dropped); circuit breakers on S3 and SQS make /readyz report not ready.
-import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+// one manifest per object to SQS → only then the segment is deleted. S3/SQS failures back off with jitter and retry
+// without limit (nothing is ever dropped); circuit breakers on S3 and SQS make /readyz report not ready. A segment
+// the engine cannot read is split once: its bad lines go to the quarantine (contracts/quarantine.ts) first, then its
+// good lines are delivered under the same keys, then it is deleted — so one bad line never holds a delivery slot.
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { rmSync, unlinkSync } from 'node:fs';
+import { mkdirSync, rmSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from '../shared/logger.js';
-import { encodeManifest, type BatchManifest } from '../shared/contracts/manifest.js';
-import { PARQUET_SCHEMA_VERSION, rawEventsKey } from '../shared/contracts/parquet-schema.js';
-import { writeEventBatches } from '../shared/parquet.js';
-import { headObject, sha256File, uploadFile } from '../shared/clients/object-store.js';
-import { queueUrl } from '../shared/clients/aws.js';
-import { classify, errorMessage } from '../shared/errors.js';
+import type { BatchManifest } from '../shared/contracts/manifest.js';
+import { segmentQuarantineKey } from '../shared/contracts/quarantine.js';
+import { writeEventBatches, type WrittenBatch } from '../shared/parquet.js';
+import { putQuarantineFile } from '../shared/clients/quarantine-store.js';
+import { classify, classifyEngineError, errorMessage, SluiceError } from '../shared/errors.js';
 import { backoffDelay, breakerIsOpen, dependencyBreaker, retryPolicy, sleep } from '../shared/retry.js';
 import type { Segment } from './wal.js';
 import type { IngestMetrics } from './metrics.js';
+import { BatchPublisher } from './batch-publisher.js';
+import { splitSegment, type SplitResult } from './segment-split.js';
+
+/** Code of the PermanentError raised when the engine cannot read a segment's own content. */
+export const SEGMENT_UNREADABLE = 'segment_unreadable';
+
+/** Converts staged event lines to Parquet batches; engine failures on their content become PermanentError(segment_unreadable). */
+export async function convertEventLines(files: readonly string[], outDir: string, where: string): Promise<WrittenBatch[]> {
+  try {
+    return await writeEventBatches(files, outDir);
+  } catch (err) {
+    throw classifyEngineError(err, where, SEGMENT_UNREADABLE);
+  }
+}
 
 export interface DeliveryOptions {
   s3: S3Client;
@@ -29,9 +44,6 @@ export interface DeliveryOptions {
   metrics: IngestMetrics;
 }
 
-const META_SHA = 'sluice-sha256';
-const META_EVENTS = 'sluice-event-count';
-
 export class SegmentDelivery {
   private queue: Segment[] = [];
   private active = 0;
@@ -42,7 +54,22 @@ export class SegmentDelivery {
   readonly sqsBreaker: CircuitBreakerPolicy = dependencyBreaker(5, 5_000);
   private readonly retry = retryPolicy({ maxAttempts: 4, initialDelayMs: 200, maxDelayMs: 5_000 });
 
-  constructor(private readonly o: DeliveryOptions) {}
+  private readonly publisher: BatchPublisher;
+  /** Segments whose quarantine object is written but which are not delivered yet. */
+  private readonly quarantinedSegments = new Set<string>();
+
+  constructor(private readonly o: DeliveryOptions) {
+    this.publisher = new BatchPublisher({
+      s3: o.s3,
+      sqs: o.sqs,
+      bucket: o.bucket,
+      queueName: o.queueName,
+      node: o.node,
+      s3Breaker: this.s3Breaker,
+      sqsBreaker: this.sqsBreaker,
+      metrics: o.metrics,
+    });
+  }
 
   /** Bytes of sealed segments not yet delivered. */
   get backlogBytes(): number {
@@ -112,54 +139,17 @@ export class SegmentDelivery {
     const t0 = performance.now();
     const outDir = path.join(this.o.tmpDir, seg.id);
     try {
-      const written = await writeEventBatches([seg.path], outDir);
-      metrics.encodeSeconds.observe((performance.now() - t0) / 1000);
-      const manifests: BatchManifest[] = [];
-      for (const b of written) {
-        const key = rawEventsKey(b.partition, this.o.node, seg.id);
-        const existing = await this.s3Breaker.execute(() => this.retry.execute(() => headObject(this.o.s3, this.o.bucket, key)));
-        let sha256: string;
-        let bytes: number;
-        if (existing?.metadata[META_SHA] && Number(existing.metadata[META_EVENTS]) === b.eventCount) {
-          // Uploaded before a crash: keep that object so manifests already sent still match its checksum.
-          sha256 = existing.metadata[META_SHA]!;
-          bytes = existing.bytes;
-        } else {
-          ({ sha256, bytes } = await sha256File(b.file));
-          const tu = performance.now();
-          await this.s3Breaker.execute(() =>
-            this.retry.execute(() =>
-              uploadFile(this.o.s3, this.o.bucket, key, b.file, {
-                [META_SHA]: sha256,
-                [META_EVENTS]: String(b.eventCount),
-                'sluice-schema-version': String(PARQUET_SCHEMA_VERSION),
-              }).catch((err: unknown) => {
-                throw classify(err, `upload s3://${this.o.bucket}/${key}`);
-              }),
-            ),
-          );
-          metrics.uploadSeconds.observe((performance.now() - tu) / 1000);
-        }
-        manifests.push({
-          manifestVersion: '1.0',
-          bucket: this.o.bucket,
-          key,
-          eventCount: b.eventCount,
-          minEventTime: new Date(b.minEventTimeMs).toISOString(),
-          maxEventTime: new Date(b.maxEventTimeMs).toISOString(),
-          byteSize: bytes,
-          checksum: { algorithm: 'sha256', value: sha256 },
-          schemaVersion: PARQUET_SCHEMA_VERSION,
-          producer: this.o.node,
-          createdAt: new Date().toISOString(),
-        });
-        metrics.flushEvents.observe(b.eventCount);
-        metrics.flushBytes.observe(bytes);
+      let written: WrittenBatch[];
+      try {
+        written = await convertEventLines([seg.path], outDir, `convert WAL segment ${seg.path}`);
+      } catch (err) {
+        if (!(err instanceof SluiceError && err.code === SEGMENT_UNREADABLE)) throw err;
+        written = await this.splitAndQuarantine(seg, outDir, err);
       }
-      const ts = performance.now();
-      await this.sendManifests(manifests);
-      metrics.sqsSeconds.observe((performance.now() - ts) / 1000);
+      metrics.encodeSeconds.observe((performance.now() - t0) / 1000);
+      const manifests = await this.publisher.publish(written, seg.id);
       unlinkSync(seg.path);
+      this.quarantinedSegments.delete(seg.id);
       metrics.segmentsDelivered.inc();
       log.info(
         { segment: seg.id, objects: manifests.length, events: manifests.reduce((n, m) => n + m.eventCount, 0), ms: Math.round(performance.now() - t0) },
@@ -171,29 +161,48 @@ export class SegmentDelivery {
     }
   }
 
-  private async sendManifests(manifests: BatchManifest[]): Promise<void> {
-    const url = await queueUrl(this.o.sqs, this.o.queueName);
-    for (let i = 0; i < manifests.length; i += 10) {
-      let entries = manifests.slice(i, i + 10).map((m, j) => ({ Id: String(j), MessageBody: encodeManifest(m) }));
-      await this.sqsBreaker.execute(() =>
-        this.retry.execute(async () => {
-          try {
-            const r = await this.o.sqs.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: entries }));
-            const failed = new Set((r.Failed ?? []).map((f) => f.Id));
-            if (failed.size) {
-              entries = entries.filter((e) => failed.has(e.Id));
-              throw classify(
-                Object.assign(new Error(`SQS rejected ${failed.size} manifest(s): ${r.Failed?.map((f) => f.Message).join('; ')}`), {
-                  $retryable: r.Failed?.some((f) => !f.SenderFault),
-                }),
-                `send to SQS queue ${this.o.queueName}`,
-              );
-            }
-          } catch (err) {
-            throw classify(err, `send to SQS queue ${this.o.queueName}`);
-          }
-        }),
+  /**
+   * The engine cannot read the segment: split it into good lines and quarantine records, convert the good lines
+   * (when even they fail, quarantine every line with the engine's error) and write the quarantine object. Returns the
+   * batches of the good lines, still to be published. Runs again identically after a crash (same quarantine key).
+   */
+  private async splitAndQuarantine(seg: Segment, outDir: string, cause: SluiceError): Promise<WrittenBatch[]> {
+    const { log, metrics, node } = this.o;
+    mkdirSync(outDir, { recursive: true });
+    const cleanFile = path.join(outDir, 'clean.ndjson');
+    const quarantineFile = path.join(outDir, 'quarantine.ndjson');
+    const split = { segmentFile: seg.path, cleanFile, quarantineFile, node, segmentId: seg.id };
+    log.warn({ segment: seg.id, err: cause.message }, 'WAL segment cannot be converted; splitting it into good lines and quarantined lines');
+    let r: SplitResult = await splitSegment(split);
+    let written: WrittenBatch[] = [];
+    if (r.goodLines > 0) {
+      try {
+        written = await convertEventLines([cleanFile], path.join(outDir, 'clean'), `convert the good lines of WAL segment ${seg.path}`);
+      } catch (err) {
+        if (!(err instanceof SluiceError && err.code === SEGMENT_UNREADABLE)) throw err;
+        log.warn({ segment: seg.id, err: err.message }, 'the good lines of the segment still cannot be converted; quarantining every line');
+        r = await splitSegment({ ...split, rejectAll: { reason: 'engine_rejected', detail: err.message } });
+        written = [];
+      }
+    }
+    if (r.badLines > 0) {
+      const key = segmentQuarantineKey(node, seg.id);
+      const firstReason = r.byReason.keys().next().value ?? 'unknown';
+      await this.s3Breaker.execute(() =>
+        this.retry.execute(() =>
+          putQuarantineFile(this.o.s3, this.o.bucket, key, quarantineFile, { events: r.badLines, firstReason, kind: 'segment' }).catch((err: unknown) => {
+            throw classify(err, `write quarantine object s3://${this.o.bucket}/${key}`);
+          }),
+        ),
+      );
+      // Counted once per segment, although a failed publish below repeats this step on the next attempt.
+      if (!this.quarantinedSegments.has(seg.id)) for (const [reason, n] of r.byReason) metrics.quarantinedEvents.inc({ reason }, n);
+      this.quarantinedSegments.add(seg.id);
+      log.warn(
+        { segment: seg.id, quarantined: r.badLines, delivered: r.goodLines, reasons: Object.fromEntries(r.byReason), object: `s3://${this.o.bucket}/${key}` },
+        `quarantined ${r.badLines} line(s) of WAL segment ${seg.id} (first reason: ${firstReason}); its other ${r.goodLines} event(s) are delivered`,
       );
     }
+    return written;
   }
 }

@@ -1,5 +1,5 @@
-// An ingest node: POST /v1/events → authenticate → backpressure → parse → rate limit → validate → dedup →
-// WAL (fsync) → 202. Sealed WAL segments are delivered to S3 + SQS in the background (ingest/delivery.ts).
+// An ingest node: POST /v1/events → authenticate → per-producer concurrency → backpressure → read (budgeted,
+// bounded) → parse → rate limit → validate → dedup → WAL (fsync) → 202. Sealed WAL segments are delivered to S3 + SQS in the background (ingest/delivery.ts).
 // Shutdown stops accepting, seals the WAL, delivers everything, then exits.
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import path from 'node:path';
@@ -11,23 +11,44 @@ import { createS3, createSqs } from '../shared/clients/aws.js';
 import { createRedis } from '../shared/clients/redis.js';
 import { openEngine } from '../shared/parquet.js';
 import { breakerIsOpen } from '../shared/retry.js';
-import { encodeEventLine, validateEvent } from '../shared/contracts/event.js';
-import { BodyError, parseEventsBody } from './parse-body.js';
+import { encodeEventLine, validateEvent, type RejectionKind } from '../shared/contracts/event.js';
+import { assertBindAllowed } from '../shared/bind-policy.js';
+import type { Readable } from 'node:stream';
+import { BodyError, parseEventsBody, readEventsBody } from './parse-body.js';
+import { ApiKeys } from './api-keys.js';
+import { RejectionList, type Rejected } from './rejections.js';
 import { WriteAheadLog } from './wal.js';
 import { SegmentDelivery } from './delivery.js';
 import { createIngestMetrics } from './metrics.js';
 import { ProducerDedup } from './producer-dedup.js';
-import { RateLimiter } from './rate-limit.js';
+import { SeriesBudget, seriesKey } from './series-budget.js';
+import { ConcurrencyLimit, InflightBudget, RateLimiter } from './rate-limit.js';
 
 export interface EventsResponse {
   accepted: number;
   duplicates: number;
-  rejected: { index: number; reason: string }[];
+  /** The first REJECTIONS_LISTED rejections. */
+  rejected: Rejected[];
+  /** All rejections of the request. */
+  rejectedCount: number;
+  /** Rejections per "field:rule" (e.g. "entityId:length", "event:json"). */
+  rejectedByReason: Record<string, number>;
 }
+
+/** Rejections listed one by one in an answer; the rest are only counted (rejectedCount, rejectedByReason). */
+export const REJECTIONS_LISTED = 100;
 
 const ANONYMOUS = 'anonymous';
 
 export async function startIngest(cfg: Config, log: Logger): Promise<Service & { delivery: SegmentDelivery; wal: WriteAheadLog }> {
+  assertBindAllowed({
+    service: 'ingest',
+    hostSetting: 'SLUICE_INGEST_HOST',
+    host: cfg.SLUICE_INGEST_HOST,
+    authenticated: cfg.SLUICE_API_KEYS.size > 0,
+    keysSetting: 'SLUICE_API_KEYS',
+    allowAnonymous: cfg.SLUICE_ALLOW_ANONYMOUS,
+  });
   const nodeDir = path.resolve(cfg.SLUICE_DATA_DIR, 'ingest', cfg.SLUICE_NODE_ID);
   // One engine thread: Parquet conversion runs beside the request path and must not starve it of CPU.
   await openEngine({ tempDir: path.join(nodeDir, 'duckdb-tmp'), memoryLimit: '128MB', threads: 1 });
@@ -38,6 +59,7 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   const redis = createRedis(cfg);
   redis.on('error', () => undefined); // state is read from redis.status; errors are logged by the users
   const dedup = new ProducerDedup(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_DEDUP_WINDOW, log);
+  const seriesBudget = new SeriesBudget({ redis, prefix: cfg.SLUICE_REDIS_PREFIX, maxNewPerMinute: cfg.SLUICE_MAX_NEW_SERIES_PER_MIN, log, metrics });
   const limiter = new RateLimiter(
     redis,
     cfg.SLUICE_REDIS_PREFIX,
@@ -82,9 +104,20 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   }
 
   let accepting = true;
-  const app = Fastify({ logger: false, bodyLimit: cfg.SLUICE_MAX_BODY_BYTES });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: cfg.SLUICE_MAX_BODY_BYTES,
+    // A slow client is cut: the whole request within requestTimeout (408), no silence longer than connectionTimeout.
+    requestTimeout: cfg.SLUICE_INGEST_REQUEST_TIMEOUT,
+    connectionTimeout: cfg.SLUICE_INGEST_IDLE_TIMEOUT,
+    keepAliveTimeout: cfg.SLUICE_INGEST_KEEPALIVE_TIMEOUT,
+    // Node reads requestTimeout only when the server is created, and checks it on connectionsCheckingInterval
+    // (30s by default, which would let a slow upload run 30s over).
+    http: { requestTimeout: cfg.SLUICE_INGEST_REQUEST_TIMEOUT, connectionsCheckingInterval: 1_000 },
+  });
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // The body stays a stream: the handler reads it after authentication, within the budget (readEventsBody).
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     const status = err.statusCode ?? 500;
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -97,15 +130,16 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   });
   addOpsRoutes(app, registry, () => (!accepting ? 'shutting down' : delivery.notReadyReason()));
 
+  const apiKeys = new ApiKeys(cfg.SLUICE_API_KEYS);
   const authenticate = (req: FastifyRequest, reply: FastifyReply): string | undefined => {
-    if (cfg.SLUICE_API_KEYS.size === 0) return ANONYMOUS;
+    if (apiKeys.empty) return ANONYMOUS;
     const h = req.headers.authorization;
     if (!h) {
       void reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'missing Authorization header: send Authorization: Bearer <api key>' });
       return undefined;
     }
     const m = /^Bearer\s+(.+)$/i.exec(h);
-    const producer = m ? cfg.SLUICE_API_KEYS.get(m[1]!.trim()) : undefined;
+    const producer = m ? apiKeys.producerOf(m[1]!.trim()) : undefined;
     if (!producer) {
       void reply.code(403).send({ error: 'API key not recognised' });
       return undefined;
@@ -115,33 +149,18 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
 
   const retryAfterSeconds = () => Math.max(1, Math.ceil(cfg.SLUICE_FLUSH_MAX_AGE / 1000));
 
-  // Memory bound: bodies being read and parsed are counted before they are read (by Content-Length, or the
-  // body limit when it is absent); past SLUICE_MAX_INFLIGHT_BYTES a request is turned away at once.
-  let inflightBytes = 0;
-  const held = new WeakMap<FastifyRequest, number>();
+  // Memory bound: decompressed body bytes are charged as they are read, only after authentication, and held
+  // until the answer is sent; past SLUICE_MAX_INFLIGHT_BYTES a request is turned away with 503 (see InflightBudget).
+  const budget = new InflightBudget(cfg.SLUICE_MAX_INFLIGHT_BYTES);
+  const concurrency = new ConcurrencyLimit(cfg.SLUICE_MAX_CONCURRENT_REQUESTS_PER_PRODUCER);
+  const held = new WeakMap<FastifyRequest, { bytes: number; slot?: string }>();
   const release = (req: FastifyRequest) => {
-    const n = held.get(req);
-    if (n !== undefined) {
-      inflightBytes -= n;
-      held.delete(req);
-    }
+    const h = held.get(req);
+    if (h === undefined) return;
+    held.delete(req);
+    budget.release(h.bytes);
+    if (h.slot !== undefined) concurrency.release(h.slot);
   };
-  app.addHook('onRequest', async (req, reply) => {
-    if (req.method !== 'POST' || req.routeOptions.url !== '/v1/events') return;
-    const declared = Number(req.headers['content-length']);
-    const bytes = Number.isFinite(declared) && declared >= 0 ? Math.min(declared, cfg.SLUICE_MAX_BODY_BYTES) : cfg.SLUICE_MAX_BODY_BYTES;
-    if (inflightBytes > 0 && inflightBytes + bytes > cfg.SLUICE_MAX_INFLIGHT_BYTES) {
-      metrics.requests.inc({ status: '503' });
-      return reply
-        .code(503)
-        .header('retry-after', '1')
-        .send({
-          error: `ingest node is busy (${inflightBytes} bytes of requests in progress, limit SLUICE_MAX_INFLIGHT_BYTES=${cfg.SLUICE_MAX_INFLIGHT_BYTES}); retry after 1s`,
-        });
-    }
-    inflightBytes += bytes;
-    held.set(req, bytes);
-  });
   app.addHook('onResponse', async (req) => release(req));
   app.addHook('onRequestAbort', async (req) => release(req));
 
@@ -157,6 +176,16 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
       metrics.requests.inc({ status: String(reply.statusCode) });
       return reply;
     }
+    // Anonymous requests are limited per client address, authenticated ones per producer.
+    const slot = producer === ANONYMOUS ? `ip:${req.ip}` : producer;
+    if (!concurrency.acquire(slot)) {
+      reply.header('retry-after', '1');
+      return finish(429, {
+        error: `${producer === ANONYMOUS ? `client ${req.ip}` : `producer ${producer}`} already has ${cfg.SLUICE_MAX_CONCURRENT_REQUESTS_PER_PRODUCER} requests in progress (SLUICE_MAX_CONCURRENT_REQUESTS_PER_PRODUCER); wait for an answer before sending more, retry after 1s`,
+      });
+    }
+    const holding = { bytes: 0, slot };
+    held.set(req, holding);
     if (!accepting) return finish(503, { error: 'ingest node is shutting down; retry on another node' });
     if (delivery.backlogBytes + wal.openSegment.bytes > cfg.SLUICE_BACKLOG_MAX_BYTES) {
       reply.header('retry-after', String(retryAfterSeconds()));
@@ -164,16 +193,36 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
     }
     let parsed: ReturnType<typeof parseEventsBody>;
     try {
-      const raw = req.body;
-      if (!Buffer.isBuffer(raw)) return finish(400, { error: 'body is empty: send a JSON array of events or NDJSON' });
+      const stream = req.body as Readable | undefined;
+      if (!stream || typeof stream.on !== 'function') return finish(400, { error: 'body is empty: send a JSON array of events or NDJSON' });
       const ctype = String(req.headers['content-type'] ?? '');
-      parsed = parseEventsBody(raw, {
-        gzip: /gzip/i.test(String(req.headers['content-encoding'] ?? '')),
+      const gzip = /gzip/i.test(String(req.headers['content-encoding'] ?? ''));
+      const ndjson = /ndjson|jsonl|json-seq/i.test(ctype);
+      if (!gzip && Number(req.headers['content-length']) > cfg.SLUICE_MAX_BODY_BYTES) {
+        throw new BodyError(
+          413,
+          `request body exceeds the limit of ${cfg.SLUICE_MAX_BODY_BYTES} bytes (SLUICE_MAX_BODY_BYTES); split it into smaller requests`,
+        );
+      }
+      const body = await readEventsBody(stream, {
+        gzip,
+        ndjson,
         maxBytes: cfg.SLUICE_MAX_BODY_BYTES,
-        ndjson: /ndjson|jsonl|json-seq/i.test(ctype),
+        maxEvents: cfg.SLUICE_MAX_EVENTS_PER_REQUEST,
+        reserve: (n) => {
+          if (budget.charge(holding.bytes, n)) {
+            holding.bytes += n;
+            return undefined;
+          }
+          return `ingest node is busy (${budget.bytes} bytes of requests in progress, limit SLUICE_MAX_INFLIGHT_BYTES=${cfg.SLUICE_MAX_INFLIGHT_BYTES}); retry after 1s`;
+        },
       });
+      parsed = parseEventsBody(body, { gzip: false, maxBytes: cfg.SLUICE_MAX_BODY_BYTES, ndjson });
     } catch (err) {
-      if (err instanceof BodyError) return finish(err.status, { error: err.message });
+      if (err instanceof BodyError) {
+        if (err.status === 503) reply.header('retry-after', '1');
+        return finish(err.status, { error: err.message });
+      }
       throw err;
     }
     const { values, lineErrors } = parsed;
@@ -186,20 +235,22 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
     }
 
     const bounds = { nowMs: Date.now(), maxAgeMs: cfg.SLUICE_MAX_EVENT_AGE };
-    const rejected: EventsResponse['rejected'] = [];
+    const rejected = new RejectionList(REJECTIONS_LISTED);
+    const why: RejectionKind = { field: 'event', rule: 'type' };
     const valid = [];
+    const validAt: number[] = []; // each valid event's index in the request
     const ids: string[] = [];
     const inRequest = new Set<string>();
     let duplicates = 0;
     for (let i = 0; i < values.length; i++) {
       const lineErr = lineErrors.get(i);
       if (lineErr) {
-        rejected.push({ index: i, reason: lineErr });
+        rejected.push({ index: i, reason: lineErr }, 'event:json');
         continue;
       }
-      const e = validateEvent(values[i], bounds);
+      const e = validateEvent(values[i], bounds, why);
       if (typeof e === 'string') {
-        rejected.push({ index: i, reason: e });
+        rejected.push({ index: i, reason: e }, `${why.field}:${why.rule}`);
         continue;
       }
       if (inRequest.has(e.eventId)) {
@@ -208,15 +259,27 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
       }
       inRequest.add(e.eventId);
       valid.push(e);
+      validAt.push(i);
       ids.push(e.eventId);
     }
-    const seen = await dedup.seen(ids);
+    // Dedup and the new-series budget are asked at once: one Redis round trip of latency each request.
+    const [seen, series] = await Promise.all([
+      dedup.seen(producer, ids),
+      seriesBudget.admit(
+        producer,
+        valid.map((e) => seriesKey(e.entityId, e.eventType)),
+      ),
+    ]);
     let lines = '';
     const fresh: string[] = [];
     const ingestTime = Date.now();
     for (let i = 0; i < valid.length; i++) {
       if (seen[i]) {
         duplicates++;
+        continue;
+      }
+      if (!series.admitted[i]) {
+        rejected.push({ index: validAt[i]!, reason: series.reason }, 'series:budget');
         continue;
       }
       lines += encodeEventLine(valid[i]!, ingestTime, producer);
@@ -232,12 +295,18 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
       }
       // Marked after the fsync (never before: a crash must not hide an unstored event) and before the ack,
       // so a retry of an acknowledged request is recognised.
-      await dedup.mark(fresh);
+      await dedup.mark(producer, fresh);
     }
     metrics.events.inc({ outcome: 'accepted', producer }, fresh.length);
     if (rejected.length) metrics.events.inc({ outcome: 'rejected', producer }, rejected.length);
     if (duplicates) metrics.events.inc({ outcome: 'duplicate', producer }, duplicates);
-    const body: EventsResponse = { accepted: fresh.length, duplicates, rejected };
+    const body: EventsResponse = {
+      accepted: fresh.length,
+      duplicates,
+      rejected: rejected.listed,
+      rejectedCount: rejected.length,
+      rejectedByReason: rejected.byReason,
+    };
     return finish(202, body);
   });
 

@@ -23,6 +23,17 @@ export function createIngestMetrics(registry: Registry) {
       labelNames: ['outcome', 'producer'],
       registers: r,
     }),
+    seriesBudgetRejected: new prom.Counter({
+      name: 'sluice_ingest_series_budget_rejected_events_total',
+      help: 'Events rejected because their producer exceeded its new-series budget (SLUICE_MAX_NEW_SERIES_PER_MIN)',
+      labelNames: ['producer'],
+      registers: r,
+    }),
+    seriesBudgetUnchecked: new prom.Counter({
+      name: 'sluice_ingest_series_budget_unchecked_events_total',
+      help: 'Events of unconfirmed series admitted without a new-series budget check because Redis was unavailable',
+      registers: r,
+    }),
     walBytes: new prom.Counter({ name: 'sluice_ingest_wal_bytes_total', help: 'Bytes appended to the WAL', registers: r }),
     fsyncSeconds: new prom.Histogram({
       name: 'sluice_ingest_wal_fsync_seconds',
@@ -67,6 +78,12 @@ export function createIngestMetrics(registry: Registry) {
       registers: r,
     }),
     segmentsDelivered: new prom.Counter({ name: 'sluice_ingest_segments_delivered_total', help: 'WAL segments delivered and deleted', registers: r }),
+    quarantinedEvents: new prom.Counter({
+      name: 'sluice_ingest_quarantined_events_total',
+      help: 'WAL lines the Parquet engine could not read, moved to the quarantine (sluice quarantine list) by reason',
+      labelNames: ['reason'],
+      registers: r,
+    }),
     deliveryFailures: new prom.Counter({ name: 'sluice_ingest_delivery_failures_total', help: 'Failed segment delivery attempts (retried)', registers: r }),
     backlogBytes: new prom.Gauge({ name: 'sluice_ingest_backlog_bytes', help: 'Sealed WAL bytes not yet delivered', registers: r }),
     breakerOpen: new prom.Gauge({

@@ -1,10 +1,14 @@
-// Decodes a POST /v1/events body into raw event values: JSON array or NDJSON, optionally gzip.
-// Failures carry an HTTP status and a message that says where the body is wrong (byte offset, line, column).
-import { gunzipSync } from 'node:zlib';
+// Reads and decodes a POST /v1/events body into raw event values: JSON array or NDJSON, optionally gzip.
+// Work per request is bounded while the body streams in: decompressed bytes are counted (and charged to the
+// node's in-flight budget) chunk by chunk and events are counted before any JSON is parsed, so an oversized
+// or over-long body is refused after reading at most one chunk past its limit. Failures carry an HTTP status
+// and a message that says where the body is wrong (byte offset, line, column) or which limit it broke.
+import type { Readable } from 'node:stream';
+import { createGunzip, gunzipSync } from 'node:zlib';
 
 export class BodyError extends Error {
   constructor(
-    readonly status: 400 | 413 | 415,
+    readonly status: 400 | 413 | 415 | 503,
     message: string,
   ) {
     super(message);
@@ -50,8 +54,189 @@ function jsonErrorWhere(err: unknown, text: string): string {
   return pos === undefined ? detail : `${detail} (character ${pos}, ${lineCol(text, pos)})`;
 }
 
-/** Decompresses (when gzip) within maxBytes, checks UTF-8, and parses. */
-export function parseEventsBody(raw: Buffer, opts: { gzip: boolean; maxBytes: number; ndjson: boolean }): ParsedBody {
+/** JSON's insignificant whitespace: space, tab, line feed, carriage return. */
+const JSON_WS = new Set([0x20, 0x09, 0x0a, 0x0d]);
+const BOM = [0xef, 0xbb, 0xbf];
+
+const tooManyEvents = (max: number) =>
+  new BodyError(413, `request holds more than ${max} events (SLUICE_MAX_EVENTS_PER_REQUEST); split it into requests of at most ${max} events`);
+
+/**
+ * Counts the events of a body from its bytes as they arrive, without parsing them: top-level elements of a
+ * JSON array (commas at depth 1 outside strings) or non-blank NDJSON lines. The mode is chosen as the parser
+ * chooses it (first non-blank byte `[` and not an NDJSON content type → array). Bytes ≥ 0x80 never look like
+ * JSON punctuation in UTF-8, so counting bytes is exact for valid bodies (and an upper bound for broken ones).
+ */
+export class EventCounter {
+  private mode: 'unknown' | 'array' | 'ndjson' | 'done' = 'unknown';
+  private lines = 0;
+  private lineHasContent = false;
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  private commas = 0;
+  private sawElement = false;
+  private bomAt = 0;
+
+  constructor(private readonly ndjson: boolean) {}
+
+  /** Events seen so far (the last one may still be incomplete). */
+  get count(): number {
+    if (this.mode === 'ndjson') return this.lines + (this.lineHasContent ? 1 : 0);
+    if (this.mode === 'array' || this.mode === 'done') return this.sawElement ? this.commas + 1 : 0;
+    return 0;
+  }
+
+  feed(buf: Buffer): number {
+    let i = 0;
+    if (this.mode === 'unknown') {
+      while (i < buf.length) {
+        const b = buf[i]!;
+        if (this.bomAt < 3 && b === BOM[this.bomAt]) {
+          this.bomAt++;
+          i++;
+          continue;
+        }
+        this.bomAt = 3;
+        if (JSON_WS.has(b)) {
+          i++;
+          continue;
+        }
+        this.mode = b === 0x5b && !this.ndjson ? 'array' : 'ndjson';
+        break;
+      }
+    }
+    if (this.mode === 'ndjson') this.feedLines(buf, i);
+    else if (this.mode === 'array') this.feedArray(buf, i);
+    return this.count;
+  }
+
+  private feedLines(buf: Buffer, from: number): void {
+    let i = from;
+    while (i < buf.length) {
+      if (!this.lineHasContent) {
+        while (i < buf.length && buf[i] !== 0x0a && JSON_WS.has(buf[i]!)) i++;
+        if (i < buf.length && buf[i] !== 0x0a) this.lineHasContent = true;
+      }
+      const nl = buf.indexOf(0x0a, i);
+      if (nl === -1) return;
+      if (this.lineHasContent) this.lines++;
+      this.lineHasContent = false;
+      i = nl + 1;
+    }
+  }
+
+  private feedArray(buf: Buffer, from: number): void {
+    let { depth, inString, escaped, commas, sawElement } = this;
+    for (let i = from; i < buf.length; i++) {
+      const b = buf[i]!;
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (b === 0x5c) escaped = true;
+        else if (b === 0x22) inString = false;
+        continue;
+      }
+      if (b === 0x22) {
+        inString = true;
+        if (depth === 1) sawElement = true;
+      } else if (b === 0x5b || b === 0x7b) {
+        if (depth === 1) sawElement = true;
+        depth++;
+      } else if (b === 0x5d || b === 0x7d) {
+        depth--;
+        if (depth <= 0) {
+          this.mode = 'done'; // the array is closed; anything after it is the parser's to refuse
+          break;
+        }
+      } else if (depth === 1) {
+        if (b === 0x2c) commas++;
+        else if (!JSON_WS.has(b)) sawElement = true;
+      }
+    }
+    Object.assign(this, { depth, inString, escaped, commas, sawElement });
+  }
+}
+
+export interface ReadBodyOptions {
+  gzip: boolean;
+  /** Largest body after decompression (SLUICE_MAX_BODY_BYTES). */
+  maxBytes: number;
+  /** Most events per request (SLUICE_MAX_EVENTS_PER_REQUEST). */
+  maxEvents: number;
+  ndjson: boolean;
+  /** Charges n more decompressed bytes to the node's in-flight budget; returns a refusal message when it is full. */
+  reserve(bytes: number): string | undefined;
+}
+
+/**
+ * Reads a request body stream, gunzipping it on the fly, into one decompressed buffer within maxBytes and
+ * maxEvents (413 past either), charging each chunk to the in-flight budget (503 when it is full). Stops
+ * reading at the first broken limit, so a gzip bomb is never fully inflated.
+ */
+export function readEventsBody(raw: Readable, opts: ReadBodyOptions): Promise<Buffer> {
+  const counter = new EventCounter(opts.ndjson);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const gunzip = opts.gzip ? createGunzip() : undefined;
+  const source: Readable = gunzip ? raw.pipe(gunzip) : raw;
+  return new Promise<Buffer>((resolve, reject) => {
+    let settled = false;
+    const stop = (err: BodyError | undefined) => {
+      if (settled) return;
+      settled = true;
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('error', onError);
+      raw.off('error', onError);
+      raw.off('close', onClose);
+      if (gunzip) {
+        raw.unpipe(gunzip);
+        gunzip.destroy();
+      }
+      if (err) {
+        // The rest of the body is read and dropped (never kept), so the answer reaches the client and the
+        // connection stays usable; SLUICE_INGEST_REQUEST_TIMEOUT bounds how long that may take.
+        raw.resume();
+        reject(err);
+      } else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+    };
+    const onData = (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > opts.maxBytes) {
+        return stop(
+          new BodyError(
+            413,
+            `request body exceeds the limit of ${opts.maxBytes} bytes${gunzip ? ' after gzip decompression' : ''} (SLUICE_MAX_BODY_BYTES); split it into smaller requests`,
+          ),
+        );
+      }
+      const refused = opts.reserve(chunk.length);
+      if (refused) return stop(new BodyError(503, refused));
+      if (counter.feed(chunk) > opts.maxEvents) return stop(tooManyEvents(opts.maxEvents));
+      chunks.push(chunk);
+    };
+    const onEnd = () => stop(undefined);
+    const onError = (err: NodeJS.ErrnoException) => {
+      if (gunzip && err.code?.startsWith('Z_'))
+        return stop(new BodyError(400, `body is declared gzip (Content-Encoding: gzip) but is not valid gzip: ${err.message}`));
+      stop(new BodyError(400, `request body was cut off before it was complete (${err.message}); send it again`));
+    };
+    const onClose = () => {
+      if (!raw.readableEnded) stop(new BodyError(400, 'request body was cut off before it was complete (connection closed); send it again'));
+    };
+    source.on('data', onData);
+    source.on('end', onEnd);
+    source.on('error', onError);
+    if (gunzip) raw.on('error', onError);
+    raw.on('close', onClose);
+  });
+}
+
+/**
+ * Decompresses (when gzip) within maxBytes, checks UTF-8, and parses; with maxEvents, refuses (413) a body
+ * holding more events before parsing any (readEventsBody has already counted them for the HTTP path).
+ */
+export function parseEventsBody(raw: Buffer, opts: { gzip: boolean; maxBytes: number; ndjson: boolean; maxEvents?: number }): ParsedBody {
   let buf = raw;
   if (opts.gzip) {
     try {
@@ -63,6 +248,7 @@ export function parseEventsBody(raw: Buffer, opts: { gzip: boolean; maxBytes: nu
       throw new BodyError(400, `body is declared gzip (Content-Encoding: gzip) but is not valid gzip: ${(err as Error).message}`);
     }
   }
+  if (opts.maxEvents !== undefined && new EventCounter(opts.ndjson).feed(buf) > opts.maxEvents) throw tooManyEvents(opts.maxEvents);
   let text: string;
   try {
     text = utf8.decode(buf);
@@ -70,7 +256,7 @@ export function parseEventsBody(raw: Buffer, opts: { gzip: boolean; maxBytes: nu
     throw new BodyError(400, `body is not valid UTF-8 (first invalid byte at offset ${invalidUtf8Offset(buf)})`);
   }
   let start = 0;
-  while (start < text.length && /\s/.test(text[start]!)) start++;
+  while (start < text.length && JSON_WS.has(text.charCodeAt(start))) start++;
   if (start === text.length) throw new BodyError(400, 'body is empty: send a JSON array of events or NDJSON (one event per line)');
   if (text[start] === '[' && !opts.ndjson) {
     let values: unknown;

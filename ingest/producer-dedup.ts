@@ -1,11 +1,13 @@
 // Producer-side dedup: an eventId accepted within the window is not stored again, so a producer may retry a
-// whole request safely. Ids are checked before the WAL append and marked only after the fsync, so a crash
+// whole request safely. Ids are namespaced per producer: one producer's ids never suppress another's events. Ids are checked before the WAL append and marked only after the fsync, so a crash
 // can never make an unstored event look like a duplicate. Redis unavailable → dedup is skipped (workers'
 // exact dedup still counts each id once); ingest never fails because of it.
 //
-// Layout: one Redis set per five minutes of arrival (`<prefix>seen:<bucket>`), expiring after the window. A request
-// costs two Lua calls, one to check (SMISMEMBER over the window's sets) and one to mark (SADD): the ids cross the
-// wire as one string each way, not once per event or per minute, which keeps Redis and the client off the hot path.
+// Layout: per producer, one Redis set per five minutes of arrival (`<prefix>seen:{<producer>}:<bucket>`), expiring
+// after the window. The `{producer}` hash tag puts all sets a script touches in one Redis Cluster slot, while
+// different producers spread over slots. A request costs two Lua calls, one to check (SMISMEMBER over the window's
+// sets) and one to mark (SADD) after the fsync: the ids cross the wire as one string each way, not once per event
+// or per minute, which keeps Redis and the client off the hot path.
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
 
@@ -54,16 +56,17 @@ export class ProducerDedup {
     private readonly log: Logger,
   ) {}
 
-  private bucketKey(bucket: number): string {
-    return `${this.prefix}seen:${bucket}`;
+  /** The producer's set of one five-minute bucket; the hash tag keeps a producer's sets in one cluster slot. */
+  bucketKey(producer: string, bucket: number): string {
+    return `${this.prefix}seen:{${producer}}:${bucket}`;
   }
 
-  /** Which of `ids` were already accepted within the window (by any node). */
-  async seen(ids: readonly string[], nowMs = Date.now()): Promise<boolean[]> {
+  /** Which of `ids` this producer already had accepted within the window (by any node). */
+  async seen(producer: string, ids: readonly string[], nowMs = Date.now()): Promise<boolean[]> {
     const out = ids.map(() => false);
     if (ids.length === 0 || this.windowMs <= 0 || this.redis.status !== 'ready') return out;
     const current = Math.floor(nowMs / BUCKET_MS);
-    const keys = Array.from({ length: Math.ceil(this.windowMs / BUCKET_MS) + 1 }, (_, b) => this.bucketKey(current - b));
+    const keys = Array.from({ length: Math.ceil(this.windowMs / BUCKET_MS) + 1 }, (_, b) => this.bucketKey(producer, current - b));
     try {
       // One string back (a flag character per id) decodes far cheaper than an array of integers.
       const flags = (await this.redis.eval(SEEN_SCRIPT, keys.length, ...keys, ids.join('\n'))) as string;
@@ -74,11 +77,11 @@ export class ProducerDedup {
     return out;
   }
 
-  /** Marks ids as accepted (after they are durable). Best effort. */
-  async mark(ids: readonly string[], nowMs = Date.now()): Promise<void> {
+  /** Marks this producer's ids as accepted (after they are durable). Best effort. */
+  async mark(producer: string, ids: readonly string[], nowMs = Date.now()): Promise<void> {
     if (ids.length === 0 || this.windowMs <= 0 || this.redis.status !== 'ready') return;
     const bucket = Math.floor(nowMs / BUCKET_MS);
-    const key = this.bucketKey(bucket);
+    const key = this.bucketKey(producer, bucket);
     try {
       await this.redis.eval(MARK_SCRIPT, 1, key, ids.join('\n'), (bucket + 1) * BUCKET_MS + this.windowMs + BUCKET_MS);
     } catch (err) {

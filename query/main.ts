@@ -5,6 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { Config } from '../shared/config.js';
+import { assertBindAllowed } from '../shared/bind-policy.js';
 import { ENTITY_ID_MAX } from '../shared/contracts/event.js';
 import { createInflux } from '../shared/clients/influx.js';
 import { createRedis } from '../shared/clients/redis.js';
@@ -88,6 +89,13 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
   registerDashboard(app, { cfg, registry });
 
   try {
+    assertBindAllowed({
+      service: 'query',
+      hostSetting: 'SLUICE_QUERY_HOST',
+      host: cfg.SLUICE_QUERY_HOST,
+      authenticated: false,
+      allowAnonymous: cfg.SLUICE_ALLOW_ANONYMOUS,
+    });
     await app.listen({ host: cfg.SLUICE_QUERY_HOST, port: cfg.SLUICE_QUERY_PORT });
   } catch (err) {
     redis.disconnect();

@@ -2,7 +2,10 @@
 // depths read from SQS, and the ingest node's and fleet supervisor's counters scraped from their /metrics
 // (SLUICE_INGEST_URL, SLUICE_FLEET_URL). A part that cannot be read is null with its reason; the rest still answers.
 // The queue depths are also exported on the query API's own /metrics (sluice_queue_messages), for alerting.
-import type { FastifyInstance } from 'fastify';
+// Internal URLs and error texts are shown only to a caller with an operator key (SLUICE_OPERATOR_KEYS, compared in
+// constant time); anyone else sees health states and numbers only (`detailed: false`, no `url`, empty `errors`).
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../shared/config.js';
 import { createSqs } from '../shared/clients/aws.js';
 import { errorMessage } from '../shared/errors.js';
@@ -14,8 +17,11 @@ export interface OpsSummary {
   time: string;
   queue: QueueStats | null;
   deadLetters: QueueStats | null;
+  /** Whether URLs and error texts are included (the caller gave an operator key). */
+  detailed: boolean;
   ingest: {
-    url: string;
+    /** Only in the detailed view. */
+    url?: string;
     up: boolean;
     /** Counters since the ingest node started; the dashboard turns successive values into rates. */
     eventsAccepted: number | null;
@@ -26,7 +32,8 @@ export interface OpsSummary {
     backlogBytes: number | null;
   };
   fleet: {
-    url: string;
+    /** Only in the detailed view. */
+    url?: string;
     up: boolean;
     desiredWorkers: number | null;
     workers: { starting: number; running: number; draining: number } | null;
@@ -35,7 +42,34 @@ export interface OpsSummary {
     oldestMessageAgeSeconds: number | null;
     freshnessSeconds: number | null;
   };
+  /** Why a part is null; empty in the public view. */
   errors: string[];
+}
+
+const digest = (key: string) => createHash('sha256').update(key).digest();
+
+/**
+ * Whether the request carries one of the operator keys (`Authorization: Bearer <key>`). Keys are compared as
+ * SHA-256 digests with timingSafeEqual, against every configured key, so timing tells nothing about a key.
+ */
+export function operatorKeyCheck(keys: readonly string[]): (req: FastifyRequest) => boolean {
+  const known = keys.map(digest);
+  return (req) => {
+    if (known.length === 0) return false;
+    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const given = digest(m[1]!.trim());
+    let ok = false;
+    for (const k of known) ok = timingSafeEqual(k, given) || ok;
+    return ok;
+  };
+}
+
+/** The summary without anything internal: URLs and error texts removed. */
+export function publicSummary(s: OpsSummary): OpsSummary {
+  const { url: _i, ...ingest } = s.ingest;
+  const { url: _f, ...fleet } = s.fleet;
+  return { ...s, detailed: false, ingest, fleet, errors: [] };
 }
 
 export interface OpsSummaryDeps {
@@ -83,6 +117,7 @@ export function registerOpsSummaryRoute(app: FastifyInstance, deps: OpsSummaryDe
     const f = (name: string, match?: Record<string, string>) => (fleet ? (sumOf(fleet, name, match) ?? null) : null);
     return {
       time: new Date().toISOString(),
+      detailed: true,
       queue: main,
       deadLetters: dlq,
       ingest: {
@@ -120,9 +155,11 @@ export function registerOpsSummaryRoute(app: FastifyInstance, deps: OpsSummaryDe
     return cached.value;
   };
 
-  app.get('/v1/ops/summary', async (_req, reply) => {
+  const isOperator = operatorKeyCheck(cfg.SLUICE_OPERATOR_KEYS);
+  app.get('/v1/ops/summary', async (req, reply) => {
     void reply.header('cache-control', 'no-store');
-    return summary();
+    const s = await summary();
+    return isOperator(req) ? s : publicSummary(s);
   });
 
   // Queue depths on the query API's /metrics too: in Kubernetes (KEDA scales the workers, no fleet runs) this is

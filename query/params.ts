@@ -84,10 +84,28 @@ const says = (accepts: string) => ({
 });
 
 const ENTITY_ACCEPTS = `a string of 1–${ENTITY_ID_MAX} characters`;
+const CONTROL_CHAR = /[\u0000-\u001f\u007f]/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Why a parameter value is not text an identifier can hold (a control character or a lone UTF-16 surrogate, which no
+ * event can carry and InfluxDB or Redis cannot take), or undefined when it is fine.
+ */
+export function textProblem(v: string): string | undefined {
+  const bad = CONTROL_CHAR.exec(v);
+  if (bad) return `must not contain control characters (found U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()} at position ${bad.index})`;
+  if (LONE_SURROGATE.test(v)) return 'must be well-formed Unicode (it holds a lone UTF-16 surrogate)';
+  return undefined;
+}
+const plainText = (schema: z.ZodString) =>
+  schema.superRefine((v, ctx) => {
+    const problem = textProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 const EVENT_TYPE_ACCEPTS = `an event type matching ${EVENT_TYPE_PATTERN.source}`;
 const TIME_ACCEPTS = 'an ISO-8601 time such as 2026-01-31T12:00:00Z, or epoch milliseconds';
 
-const entityId = z.string(says(ENTITY_ACCEPTS)).min(1, says(ENTITY_ACCEPTS)).max(ENTITY_ID_MAX, says(ENTITY_ACCEPTS));
+const entityId = plainText(z.string(says(ENTITY_ACCEPTS)).min(1, says(ENTITY_ACCEPTS)).max(ENTITY_ID_MAX, says(ENTITY_ACCEPTS)));
 const eventType = z.string(says(EVENT_TYPE_ACCEPTS)).regex(EVENT_TYPE_PATTERN, says(EVENT_TYPE_ACCEPTS));
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, says(`one of ${values.join(', ')}`));
 
@@ -134,7 +152,8 @@ function parseWith<S extends z.ZodObject>(schema: S, raw: unknown, queryParams: 
   const details: ParamProblem[] = [];
   for (const issue of res.error.issues) {
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) details.push({ param: key, message: `is not a parameter of this route; accepted: ${accepted}` });
+      for (const key of issue.keys)
+        details.push({ param: key === '' ? '(empty name)' : key, message: `is not a parameter of this route; accepted: ${accepted}` });
     } else {
       details.push({ param: issue.path.map(String).join('.') || '(query)', message: issue.message });
     }

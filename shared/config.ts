@@ -3,7 +3,7 @@
 // the README's configuration table is generated from this list (`sluice config --markdown`).
 import os from 'node:os';
 import path from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './errors.js';
 
@@ -14,17 +14,6 @@ function findRoot(): string {
 }
 /** The repository root (works from sources and from dist/). */
 export const PROJECT_ROOT = findRoot();
-const ROOT = PROJECT_ROOT;
-
-interface Resources {
-  buckets: { raw: string; cold: string };
-  queues: {
-    batches: { name: string; visibilityTimeoutSeconds: number; messageRetentionSeconds: number; maxReceiveCount: number };
-    deadLetter: { name: string; messageRetentionSeconds: number };
-  };
-}
-/** Buckets and queues, defined once in localstack/resources.json. */
-export const RESOURCES: Resources = JSON.parse(readFileSync(path.join(ROOT, 'localstack', 'resources.json'), 'utf8')) as Resources;
 
 // ---- value parsers -------------------------------------------------------------------------
 
@@ -47,21 +36,27 @@ interface Field<T> {
   readonly doc: string;
   readonly fallback: string;
   readonly accepts: string;
+  /** A secret setting's value is never shown (errors, `sluice config`); a URL's user and password are masked. */
+  readonly secret?: 'value' | 'url';
   parse(raw: string): T | undefined;
 }
+/** Marks a setting as secret: its raw value never appears in an error message or in `sluice config`. */
+const secret = <T>(f: Field<T>): Field<T> => ({ ...f, secret: 'value' });
 const field =
   <T>(accepts: string, parse: (raw: string) => T | undefined) =>
   (fallback: string, doc: string): Field<T> => ({ doc, fallback, accepts, parse });
 const str = field('a non-empty string', (r) => (r.trim() === '' ? undefined : r.trim()));
 const nodeId = field('letters, digits, _ and - (at most 64)', (r) => (/^[A-Za-z0-9_-]{1,64}$/.test(r.trim()) ? r.trim() : undefined));
 const optStr = field('any string (empty = unset)', (r) => r.trim());
-const url = field('a URL such as http://127.0.0.1:8086', (r) => {
+const urlField = field('a URL such as http://127.0.0.1:8086', (r) => {
   try {
     return new URL(r).toString().replace(/\/$/, '');
   } catch {
     return undefined;
   }
 });
+/** URLs may carry a user and password (redis://:pw@host): shown masked. */
+const url = (fallback: string, doc: string): Field<string> => ({ ...urlField(fallback, doc), secret: 'url' });
 const duration = field('a duration like 250ms, 10s, 5m, 2h or 7d', parseDuration);
 const durationBetween = (minMs: number, maxMs: number) =>
   field(`a duration from ${minMs / 1000}s to ${maxMs / 1000}s`, (r) => {
@@ -83,19 +78,29 @@ const int = (min: number, max: number) =>
 const port = int(0, 65535);
 const bool = field('true or false', (r) => (/^(1|true|yes|on)$/i.test(r) ? true : /^(0|false|no|off)$/i.test(r) ? false : undefined));
 const oneOf = <T extends string>(values: readonly T[]) => field(values.join(' | '), (r) => ((values as readonly string[]).includes(r) ? (r as T) : undefined));
-/** "producer:key,other:key2" → Map(key → producer). */
-const apiKeys = field('comma-separated producer:key pairs, e.g. web:s3cret,app:t0ken (empty = no authentication)', (r) => {
-  const keys = new Map<string, string>();
-  for (const part of r
+/** "k1,k2" → the list of keys; any value is valid, so a config error can never echo one. */
+const keyList = field('comma-separated keys (empty = none)', (r) =>
+  r
     .split(',')
-    .map((p) => p.trim())
-    .filter(Boolean)) {
-    const i = part.indexOf(':');
-    if (i <= 0 || i === part.length - 1) return undefined;
-    keys.set(part.slice(i + 1), part.slice(0, i));
-  }
-  return keys;
-});
+    .map((k) => k.trim())
+    .filter(Boolean),
+);
+/** "producer:key,other:key2" → Map(key → producer). */
+const apiKeys = field(
+  'comma-separated producer:key pairs, producer names of letters, digits, _ . - (at most 64), e.g. web:s3cret,app:t0ken (empty = no authentication)',
+  (r) => {
+    const keys = new Map<string, string>();
+    for (const part of r
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
+      const i = part.indexOf(':');
+      if (i <= 0 || i === part.length - 1 || !/^[A-Za-z0-9_.-]{1,64}$/.test(part.slice(0, i))) return undefined;
+      keys.set(part.slice(i + 1), part.slice(0, i));
+    }
+    return keys;
+  },
+);
 
 // ---- the settings --------------------------------------------------------------------------
 
@@ -109,14 +114,36 @@ export const SETTINGS = {
   AWS_ENDPOINT_URL: optStr('http://127.0.0.1:4566', 'S3 and SQS endpoint (fauxqs or LocalStack locally). Empty = the real AWS endpoints of AWS_REGION.'),
   AWS_REGION: str('us-east-1', 'AWS region of the bucket and queues.'),
   SLUICE_S3_FORCE_PATH_STYLE: bool('true', 'Use path-style S3 URLs (needed by fauxqs, LocalStack and MinIO).'),
-  SLUICE_RAW_BUCKET: str(RESOURCES.buckets.raw, 'Bucket of the raw Parquet archive (events/dt=…/hour=…/).'),
-  SLUICE_COLD_BUCKET: str(RESOURCES.buckets.cold, 'Bucket of the cold tier (rollups and compacted day files).'),
-  SLUICE_QUEUE_NAME: str(RESOURCES.queues.batches.name, 'SQS queue that carries batch manifests from ingest to workers.'),
-  SLUICE_DLQ_NAME: str(RESOURCES.queues.deadLetter.name, 'Dead-letter queue for batches that can never be processed.'),
+  SLUICE_RAW_BUCKET: str('sluice-raw', 'Bucket of the raw Parquet archive (events/dt=…/hour=…/).'),
+  SLUICE_COLD_BUCKET: str('sluice-cold', 'Bucket of the cold tier (rollups and compacted day files).'),
+  SLUICE_QUEUE_NAME: str('sluice-batches', 'SQS queue that carries batch manifests from ingest to workers.'),
+  SLUICE_DLQ_NAME: str('sluice-batches-dlq', 'Dead-letter queue for batches that can never be processed.'),
+  SLUICE_QUEUE_RETENTION: durationBetween(60_000, 1_209_600_000)(
+    '14d',
+    'How long SQS keeps a batch manifest no worker has deleted (MessageRetentionPeriod of SLUICE_QUEUE_NAME, set by `sluice setup`).',
+  ),
+  SLUICE_DLQ_RETENTION: durationBetween(60_000, 1_209_600_000)(
+    '14d',
+    'How long the dead-letter queue keeps a batch for `sluice dlq` to inspect or re-drive (set by `sluice setup`).',
+  ),
+  SLUICE_MAX_RECEIVE_COUNT: int(1, 1000)(
+    '50',
+    'Receives after which SQS moves a batch to the dead-letter queue (redrive maxReceiveCount, set by `sluice setup`): a batch that keeps failing transiently ends there.',
+  ),
+  AWS_ACCESS_KEY_ID: optStr(
+    '',
+    'AWS credentials (with AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). Empty = the SDK default chain; with a local AWS_ENDPOINT_URL, test credentials.',
+  ),
+  AWS_SECRET_ACCESS_KEY: secret(optStr('', 'Secret of AWS_ACCESS_KEY_ID.')),
+  AWS_SESSION_TOKEN: secret(optStr('', 'Session token of temporary AWS credentials.')),
   SLUICE_INFLUX_URL: url('http://127.0.0.1:8086', 'InfluxDB 1.x HTTP API.'),
   SLUICE_INFLUX_DB: str('sluice', 'InfluxDB database holding the per-minute series.'),
   SLUICE_REDIS_URL: url('redis://127.0.0.1:6379', 'Redis used for dedup claims, rate limits, top-K and the query cache.'),
   SLUICE_REDIS_PREFIX: str('sluice:', 'Prefix of every Redis key Sluice writes (lets several pipelines share one Redis).'),
+  SLUICE_REDIS_MAXMEMORY: size(
+    '1GiB',
+    'maxmemory of the Redis the local stack starts (policy noeviction: past it writes fail loudly, dedup and claim state is never evicted; 0 = no limit).',
+  ),
 
   SLUICE_INGEST_HOST: str('127.0.0.1', 'Address the ingest HTTP server listens on (0.0.0.0 to accept remote producers).'),
   SLUICE_INGEST_PORT: port('8080', 'Port of the ingest HTTP server.'),
@@ -134,11 +161,44 @@ export const SETTINGS = {
   SLUICE_FLUSH_MAX_AGE: duration('10s', '…or when its oldest event has waited this long, even if no more traffic arrives.'),
   SLUICE_WAL_FSYNC: bool('true', 'fsync the WAL before acknowledging (turn off only for throwaway benchmarks).'),
   SLUICE_BACKLOG_MAX_BYTES: size('1GiB', 'When sealed-but-undelivered WAL segments exceed this size, ingest answers 503 with Retry-After.'),
-  SLUICE_API_KEYS: apiKeys('', 'Producer API keys. When set, POST /v1/events requires Authorization: Bearer <key>.'),
+  SLUICE_API_KEYS: secret(
+    apiKeys(
+      '',
+      'Producer API keys (secret: never shown in errors or `sluice config`). When set, POST /v1/events requires Authorization: Bearer <key>; keys are compared in constant time.',
+    ),
+  ),
+  SLUICE_ALLOW_ANONYMOUS: bool(
+    'false',
+    'Let ingest listen on a non-loopback address without SLUICE_API_KEYS, and the query API on a non-loopback address at all (it has no read keys yet). Without it such a start is refused.',
+  ),
+  SLUICE_MAX_EVENTS_PER_REQUEST: int(1, 1_000_000)(
+    '10000',
+    'Most events one POST /v1/events may hold; counted while the body is read (before parsing), beyond it the request gets 413 telling the client to split it.',
+  ),
+  SLUICE_MAX_CONCURRENT_REQUESTS_PER_PRODUCER: int(0, 100_000)(
+    '16',
+    'Requests one producer (API key, or client address when anonymous) may have in progress on one ingest node; beyond it 429 with Retry-After (0 = unlimited).',
+  ),
+  SLUICE_INGEST_REQUEST_TIMEOUT: duration(
+    '30s',
+    'A request (headers and body) must arrive completely within this time, or the connection is answered 408 and closed: a slow upload cannot hold a connection or memory (0 = off).',
+  ),
+  SLUICE_INGEST_IDLE_TIMEOUT: duration(
+    '10s',
+    'A connection that sends nothing for this long before or during a request is closed (0 = off); between requests SLUICE_INGEST_KEEPALIVE_TIMEOUT applies.',
+  ),
+  SLUICE_INGEST_KEEPALIVE_TIMEOUT: duration(
+    '72s',
+    'How long an idle keep-alive connection stays open between requests; keep it above the idle timeout of a load balancer in front of ingest.',
+  ),
   SLUICE_RATE_LIMIT_EVENTS: int(0, 1_000_000_000)('0', 'Per-producer sustained rate in events/s, shared across ingest nodes through Redis (0 = unlimited).'),
   SLUICE_RATE_LIMIT_BURST: int(0, 1_000_000_000)('0', 'Per-producer burst size in events (0 = 10 × SLUICE_RATE_LIMIT_EVENTS).'),
   SLUICE_DEDUP_WINDOW: duration('10m', 'An eventId seen again within this window is not stored again (ingest) and not counted again (workers).'),
   SLUICE_UPLOAD_CONCURRENCY: int(1, 64)('2', 'Sealed WAL segments converted and uploaded in parallel.'),
+  SLUICE_MAX_NEW_SERIES_PER_MIN: int(0, 100_000_000)(
+    '10000',
+    'New series (entityId × eventType) one producer may create per minute, shared across ingest nodes through Redis; events of further new series are rejected with a reason, known series are always accepted (0 = unlimited).',
+  ),
 
   SLUICE_WORKER_CONCURRENCY: int(1, 256)('4', 'Batches processed in parallel by one worker process.'),
   SLUICE_WORKER_HOST: str('127.0.0.1', "Address a worker's /healthz, /readyz and /metrics listen on (0.0.0.0 in a cluster, for probes and scraping)."),
@@ -176,6 +236,12 @@ export const SETTINGS = {
 
   SLUICE_QUERY_HOST: str('127.0.0.1', 'Address the query API listens on.'),
   SLUICE_QUERY_PORT: port('8081', 'Port of the query API and dashboard.'),
+  SLUICE_OPERATOR_KEYS: secret(
+    keyList(
+      '',
+      'Secret keys of operators. GET /v1/ops/summary shows internal URLs and error texts only with Authorization: Bearer <operator key>; without one it shows health states and numbers only.',
+    ),
+  ),
   SLUICE_QUERY_TIMEOUT: duration(
     '10s',
     'Longest one InfluxDB query of the query API may run; a slower one is abandoned and the request answers 503 with Retry-After.',
@@ -228,6 +294,30 @@ export type SettingName = keyof typeof SETTINGS;
 type ValueOf<F> = F extends Field<infer T> ? T : never;
 export type Config = { readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> };
 
+/** A URL with its user and password (if any) replaced by ***, e.g. redis://***@cache:6379. */
+export function maskUrl(raw: string): string {
+  return raw.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
+}
+
+/** A raw setting as an error message may show it: secrets by their length only, URLs masked. */
+function shownRaw(f: Field<unknown>, raw: string): string {
+  if (f.secret === 'value') return `a value of ${raw.length} characters (not shown: it holds secrets)`;
+  return JSON.stringify(f.secret === 'url' ? maskUrl(raw) : raw);
+}
+
+/** The effective configuration with secrets hidden and URLs masked, as `sluice config` prints it. */
+export function redactedConfig(cfg: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, f] of Object.entries(SETTINGS) as [SettingName, Field<unknown>][]) {
+    const v: unknown = cfg[name];
+    const count = v instanceof Map ? v.size : Array.isArray(v) ? v.length : undefined;
+    if (f.secret === 'value') out[name] = count === undefined ? (v === '' ? '' : '(set, not shown)') : `${count} key(s), not shown`;
+    else if (f.secret === 'url' && typeof v === 'string') out[name] = maskUrl(v);
+    else out[name] = v instanceof Map ? `${v.size} entries` : v;
+  }
+  return out;
+}
+
 /**
  * Reads and validates every setting. Collects all problems and throws one ConfigError
  * listing each variable with what it accepts.
@@ -238,7 +328,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   for (const [name, f] of Object.entries(SETTINGS) as [SettingName, Field<unknown>][]) {
     const raw = env[name] ?? f.fallback;
     const value = f.parse(raw);
-    if (value === undefined) problems.push(`${name} must be ${f.accepts}, got ${JSON.stringify(raw)}`);
+    if (value === undefined) problems.push(`${name} must be ${f.accepts}, got ${shownRaw(f, raw)}`);
     else out[name] = value;
   }
   if (!problems.length && (out.SLUICE_FLEET_MIN as number) > (out.SLUICE_FLEET_MAX as number)) {
@@ -247,6 +337,32 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (problems.length) throw new ConfigError(problems.join('\n'));
   return out as Config;
 }
+
+/** Sluice's buckets and queues as `sluice setup` creates them (localstack/resources.json is checked equal to the defaults). */
+export interface Resources {
+  buckets: { raw: string; cold: string };
+  queues: {
+    batches: { name: string; visibilityTimeoutSeconds: number; messageRetentionSeconds: number; maxReceiveCount: number };
+    deadLetter: { name: string; messageRetentionSeconds: number };
+  };
+}
+export function resourcesOf(cfg: Config): Resources {
+  const s = (ms: number) => Math.round(ms / 1000);
+  return {
+    buckets: { raw: cfg.SLUICE_RAW_BUCKET, cold: cfg.SLUICE_COLD_BUCKET },
+    queues: {
+      batches: {
+        name: cfg.SLUICE_QUEUE_NAME,
+        visibilityTimeoutSeconds: s(cfg.SLUICE_VISIBILITY_TIMEOUT),
+        messageRetentionSeconds: s(cfg.SLUICE_QUEUE_RETENTION),
+        maxReceiveCount: cfg.SLUICE_MAX_RECEIVE_COUNT,
+      },
+      deadLetter: { name: cfg.SLUICE_DLQ_NAME, messageRetentionSeconds: s(cfg.SLUICE_DLQ_RETENTION) },
+    },
+  };
+}
+/** The default resources (every setting at its default). */
+export const RESOURCES: Resources = resourcesOf(loadConfig({}));
 
 /** The configuration table of the README, generated from SETTINGS. */
 export function configMarkdown(): string {

@@ -1,16 +1,20 @@
-// The stages of one batch, in order: decode manifest → fetch + verify object → scan Parquet → claim event ids →
-// aggregate → write InfluxDB, top-K and all-time totals (together) → acknowledge → remove temp file. Every stage
-// before the acknowledgement is idempotent for the same batch, so a crash at any point is repaired by redelivery.
+// The stages of one batch, in order: decode manifest + check its source → fetch + verify object → scan Parquet
+// (rows that break the contract set aside) → claim event ids → aggregate → write InfluxDB (narrowed to the points
+// it refuses) → quarantine the set-aside rows → top-K and all-time totals of exactly the points InfluxDB stored →
+// acknowledge → remove temp file. Every stage before the acknowledgement is idempotent for the same batch, and the
+// quarantine object fixes which points were refused before any Redis effect, so redelivery at any point gives the
+// same result. One bad row never fails its batch; only a batch that cannot be read at all is dead-lettered.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { decodeManifest } from '../shared/contracts/manifest.js';
 import { PermanentError, SluiceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { scanBatch } from '../shared/parquet.js';
+import { scanBatch, type RejectedPoint } from '../shared/parquet.js';
 import { CLAIM_CHUNK, type EventDedup } from './event-dedup.js';
-import { fetchBatch } from './fetch-batch.js';
+import { checkBatchSource, fetchBatch } from './fetch-batch.js';
 import type { InfluxSink } from './influx-sink.js';
+import type { QuarantineSink } from './quarantine-sink.js';
 import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../shared/clients/influx.js';
 import type { BatchStats } from './outcome.js';
 import { batchKeyOf, batchOffsetNs } from './point-offset.js';
@@ -18,7 +22,18 @@ import { TOPK_BASE_BUCKET_MS, type TopKUpdater } from './topk.js';
 import type { EntityTotalsUpdater } from './entity-totals.js';
 
 /** Points between stages where a fault can be injected (the step has just completed). */
-export const BATCH_STEPS = ['decoded', 'fetched', 'scanned', 'claimed', 'aggregated', 'written', 'topk_updated', 'totals_updated', 'before_ack'] as const;
+export const BATCH_STEPS = [
+  'decoded',
+  'fetched',
+  'scanned',
+  'claimed',
+  'aggregated',
+  'written',
+  'quarantined',
+  'topk_updated',
+  'totals_updated',
+  'before_ack',
+] as const;
 export type BatchStep = (typeof BATCH_STEPS)[number];
 
 /** Called after each step; a throw there behaves like a failure of that step (used by fault tests). */
@@ -32,6 +47,11 @@ export interface BatchProcessorDeps {
   pointsPerRequest: number;
   topk: TopKUpdater;
   totals: EntityTotalsUpdater;
+  quarantine: QuarantineSink;
+  /** SLUICE_RAW_BUCKET: the only bucket a manifest may name. */
+  rawBucket: string;
+  /** Told once per delivered batch: events quarantined and points InfluxDB refused, by reason. */
+  onQuarantined?: (q: { events: Map<string, number>; rejectedPoints: Map<string, number> }) => void;
   /** Folder for downloaded batches (SLUICE_DATA_DIR/worker-tmp). */
   tempDir: string;
   log: Logger;
@@ -57,6 +77,7 @@ export class BatchProcessor {
       await this.d.onStep?.(s, { messageId, batchKey, signal });
     };
     const manifest = decodeManifest(input.body);
+    checkBatchSource(manifest, this.d.rawBucket);
     const batchKey = batchKeyOf(manifest);
     await step('decoded', batchKey);
     const fetched = await fetchBatch(this.d.s3, manifest, this.d.tempDir, `${randomUUID()}.parquet`, signal);
@@ -71,6 +92,10 @@ export class BatchProcessor {
         await step('scanned', batchKey);
         const { excluded } = await this.d.dedup.claimChunks(batchKey, await scan.idChunks(CLAIM_CHUNK));
         await step('claimed', batchKey);
+        // Points refused on an earlier delivery stay refused (the quarantine object is the decision of record), so
+        // InfluxDB, top-K and totals all leave out the same points whatever step an earlier attempt reached.
+        const earlier = await this.d.quarantine.rejectedPoints(manifest.key, signal);
+        await scan.rejectPoints(earlier);
         const lines = await scan.minuteLines(excluded, {
           measurement: MEASUREMENT_1M,
           entityTag: TAG_ENTITY,
@@ -78,22 +103,45 @@ export class BatchProcessor {
           offsetNs: batchOffsetNs(batchKey),
           linesPerChunk: this.d.pointsPerRequest,
         });
+        await step('aggregated', batchKey);
+        const refusedLines = await this.d.sink.writeLines(lines.chunks, signal);
+        const refused: RejectedPoint[] = [];
+        if (refusedLines.length) {
+          const keys = await scan.pointsAt(refusedLines);
+          for (const [i, k] of keys.entries()) refused.push({ ...k, reason: refusedLines[i]!.reason, detail: refusedLines[i]!.detail });
+          await scan.rejectPoints(refused);
+        }
+        await step('written', batchKey);
+        const quarantined = await scan.quarantineRows(excluded);
+        if (quarantined.length) {
+          const key = await this.d.quarantine.write(manifest.key, quarantined, signal);
+          // Events of refused points were claimed; now that the quarantine holds them, their claims are given back.
+          const claimed = quarantined.filter((r) => r.detail !== undefined).map((r) => `${r.producer}\u001f${r.eventId}`);
+          if (claimed.length) await this.d.dedup.release(batchKey, claimed);
+          this.d.log.warn({ messageId, batchKey, events: quarantined.length, refusedPoints: refused.length, quarantine: key }, 'batch rows quarantined');
+        }
+        await step('quarantined', batchKey);
         const buckets = await scan.countBuckets(excluded, TOPK_BASE_BUCKET_MS);
         const totals = await scan.entityTotals(excluded);
-        await step('aggregated', batchKey);
-        // The three effects are independent and each idempotent per batch: write them at once, and wait for all of
-        // them to settle (so no write of this attempt outlives it) before acknowledging or failing.
+        // The two Redis effects are independent and each idempotent per batch: apply them at once, and wait for both
+        // to settle (so no write of this attempt outlives it) before acknowledging or failing.
         const effects = await Promise.allSettled([
-          this.d.sink.writeLines(lines.chunks, signal).then(() => step('written', batchKey)),
           this.d.topk.apply(batchKey, buckets).then(() => step('topk_updated', batchKey)),
           this.d.totals.apply(batchKey, totals).then(() => step('totals_updated', batchKey)),
         ]);
         for (const e of effects) if (e.status === 'rejected') throw e.reason;
-        const counted = lines.events;
-        const stats: BatchStats = { batchKey, rows: scan.rowCount, counted, duplicates: scan.rowCount - counted, points: lines.points };
+        const counted = totals.reduce((n, t) => n + t.count, 0);
+        const stats: BatchStats = {
+          batchKey,
+          rows: scan.rowCount,
+          counted,
+          duplicates: scan.rowCount - quarantined.length - counted,
+          points: lines.points - refused.length,
+        };
         await step('before_ack', batchKey);
         await input.ack();
-        this.d.log.debug({ messageId, ...stats }, 'batch delivered');
+        if (quarantined.length) this.d.onQuarantined?.({ events: countBy(quarantined), rejectedPoints: countBy(refused) });
+        this.d.log.debug({ messageId, ...stats, quarantined: quarantined.length }, 'batch delivered');
         return stats;
       } finally {
         scan.close();
@@ -102,4 +150,10 @@ export class BatchProcessor {
       await rm(fetched.file, { force: true });
     }
   }
+}
+
+function countBy(xs: readonly { reason: string }[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const x of xs) m.set(x.reason, (m.get(x.reason) ?? 0) + 1);
+  return m;
 }

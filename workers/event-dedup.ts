@@ -1,6 +1,8 @@
 // Cross-batch event dedup: each event id is claimed in Redis by the first batch that carries it, for
 // SLUICE_DEDUP_WINDOW. A batch skips ids claimed by another batch and keeps ids it claimed itself, so a
-// redelivered or concurrently delivered batch computes the same exclusion set every time.
+// redelivered or concurrently delivered batch computes the same exclusion set every time. Ids are namespaced per
+// producer (`<producer>\u001f<event id>`, see BatchScan.idChunks): one producer never suppresses another's events.
+// A batch gives back the claims of events it quarantined, so their release is counted, not taken for a duplicate.
 //
 // Layout: one Redis hash per five minutes of claiming (`<prefix>eid:<bucket>`: event id → owner tag), expiring
 // after the window. One atomic Lua call per chunk of ids reads the owners from the window's hashes (one HMGET each)
@@ -46,6 +48,18 @@ if #claims > 0 then
   redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 end
 return excluded
+`;
+
+/** KEYS: the window's hashes; ARGV[1] owner tag, ARGV[2] ids joined by newlines. Removes the ids this tag owns. */
+const RELEASE_SCRIPT = `
+local tag = ARGV[1]
+local n = 0
+for id in string.gmatch(ARGV[2], '[^\\n]+') do
+  for k = 1, #KEYS do
+    if redis.call('HGET', KEYS[k], id) == tag then n = n + redis.call('HDEL', KEYS[k], id) end
+  end
+end
+return n
 `;
 
 /**
@@ -99,5 +113,23 @@ export class EventDedup {
       for (const id of got as string[]) excluded.push(id);
     }
     return { excluded };
+  }
+
+  /**
+   * Gives back the claims `batchKey` holds on `ids` (events it will never count: quarantined), so a later batch with
+   * the same ids — their release — counts them. Ids claimed by another batch are left alone. Idempotent.
+   */
+  async release(batchKey: string, ids: readonly string[], nowMs = Date.now()): Promise<number> {
+    const tag = claimTag(batchKey);
+    const keys = this.windowKeys(nowMs);
+    let released = 0;
+    for (let i = 0; i < ids.length; i += CLAIM_CHUNK) {
+      try {
+        released += Number(await this.redis.eval(RELEASE_SCRIPT, keys.length, ...keys, tag, ids.slice(i, i + CLAIM_CHUNK).join('\n')));
+      } catch (err) {
+        throw new TransientError(`Redis event-id claims failed: ${errorMessage(err)}`, 'dedup_unavailable', { cause: err });
+      }
+    }
+    return released;
   }
 }

@@ -1,5 +1,6 @@
 // Downloads a batch's Parquet object to a local temp file, streaming, and verifies it against its manifest
-// while it streams (byte size and sha256). Returns only a file whose bytes are exactly what ingest uploaded.
+// while it streams (byte size and sha256). Returns only a file whose bytes are exactly what ingest uploaded, and
+// reads only objects of the raw bucket under the documented key layout, whatever a manifest names.
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -8,6 +9,7 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BatchManifest } from '../shared/contracts/manifest.js';
+import { RAW_EVENTS_KEY_PATTERN } from '../shared/contracts/parquet-schema.js';
 import { PermanentError, TransientError, classify, errorMessage } from '../shared/errors.js';
 
 export interface FetchedBatch {
@@ -18,6 +20,27 @@ export interface FetchedBatch {
 function isMissing(err: unknown): boolean {
   const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
   return e.name === 'NoSuchKey' || e.Code === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+}
+
+/** A manifest field for an error message: quoted, and cut short (it comes from whoever could send to the queue). */
+const shown = (s: string) => JSON.stringify(s.length > 200 ? `${s.slice(0, 200)}…` : s);
+
+/**
+ * Throws PermanentError manifest_untrusted unless the manifest names `rawBucket` (SLUICE_RAW_BUCKET) and a key of
+ * the raw layout (events/dt=YYYY-MM-DD/hour=HH/<node>-<segment>.parquet): a worker never reads any other object its
+ * credentials reach. Called before anything is fetched.
+ */
+export function checkBatchSource(m: Pick<BatchManifest, 'bucket' | 'key'>, rawBucket: string): void {
+  if (m.bucket !== rawBucket)
+    throw new PermanentError(
+      `manifest names bucket ${shown(m.bucket)} (key ${shown(m.key)}), but workers read batches only from SLUICE_RAW_BUCKET ${shown(rawBucket)}; the message did not come from this pipeline's ingest`,
+      'manifest_untrusted',
+    );
+  if (!RAW_EVENTS_KEY_PATTERN.test(m.key))
+    throw new PermanentError(
+      `manifest key ${shown(m.key)} in bucket ${shown(m.bucket)} is not a raw batch key (events/dt=YYYY-MM-DD/hour=HH/<node>-<segment>.parquet); the message did not come from this pipeline's ingest`,
+      'manifest_untrusted',
+    );
 }
 
 /**

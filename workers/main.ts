@@ -14,12 +14,13 @@ import { classify, errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { addOpsRoutes, createRegistry } from '../shared/metrics.js';
 import { openEngine } from '../shared/parquet.js';
-import { sleep, withRetry } from '../shared/retry.js';
+import { BACKOFF, backoffMs, RETRY, sleep, withRetry } from '../shared/retry.js';
 import type { Service } from '../shared/service.js';
 import { BatchProcessor, type StepHook } from './batch-processor.js';
 import { EventDedup } from './event-dedup.js';
 import { InfluxSink } from './influx-sink.js';
 import { MessageHandler } from './message-handler.js';
+import { QuarantineSink } from './quarantine-sink.js';
 import { TopKUpdater } from './topk.js';
 import { EntityTotalsUpdater } from './entity-totals.js';
 import { WorkerMetrics } from './worker-metrics.js';
@@ -34,7 +35,6 @@ export interface WorkerOptions {
 /** How long close() waits for attempts that kept running after their message was released. */
 const BACKGROUND_DRAIN_MS = 5_000;
 const PING_TIMEOUT_MS = 1_000;
-const RECEIVE_BACKOFF_MAX_MS = 10_000;
 
 export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions = {}): Promise<Service> {
   const workerId = opts.workerId ?? `${cfg.SLUICE_NODE_ID}-${process.pid}`;
@@ -71,7 +71,7 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
         ensureDatabase(influx, cfg.SLUICE_INFLUX_DB).catch((err: unknown) => {
           throw classify(err, `InfluxDB ${cfg.SLUICE_INFLUX_URL}`);
         }),
-      { maxAttempts: 5 },
+      RETRY.influx,
     );
     await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp'), memoryLimit: '256MB', threads: 2 });
     const [mainUrl, dlqUrl] = await Promise.all([queueUrl(sqs, cfg.SLUICE_QUEUE_NAME), queueUrl(sqs, cfg.SLUICE_DLQ_NAME)]);
@@ -95,7 +95,7 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
     const complete = await checkTotals().catch(() => undefined);
     if (complete === false) incomplete();
     if (complete === undefined) {
-      void withRetry(checkTotals, { maxAttempts: 10, maxDelayMs: 30_000 }).then(
+      void withRetry(checkTotals, RETRY.slowCheck).then(
         (ok) => (ok ? undefined : incomplete()),
         (err: unknown) => wlog.warn({ err: errorMessage(err) }, 'could not check whether the all-time totals are complete; totals are computed from InfluxDB'),
       );
@@ -112,6 +112,12 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
       pointsPerRequest: cfg.SLUICE_INFLUX_BATCH_POINTS,
       topk: new TopKUpdater(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_TOPK_CAPACITY),
       totals,
+      quarantine: new QuarantineSink(s3, cfg.SLUICE_RAW_BUCKET),
+      rawBucket: cfg.SLUICE_RAW_BUCKET,
+      onQuarantined: (q) => {
+        for (const [reason, n] of q.events) metrics.quarantinedEvents.inc({ reason }, n);
+        for (const [reason, n] of q.rejectedPoints) metrics.influxRejectedPoints.inc({ reason }, n);
+      },
       tempDir: path.join(cfg.SLUICE_DATA_DIR, 'worker-tmp'),
       log: wlog,
       onStep: opts.onStep,
@@ -147,11 +153,11 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
           return undefined;
         },
       });
-      // sqs-consumer polls again at once after a failed receive; back off instead (100 ms doubling to 10 s).
+      // sqs-consumer polls again at once after a failed receive; back off instead (BACKOFF.sqsReceive).
       let failures = 0;
       c.on('error', (err) => {
         failures++;
-        c.updateOption('pollingWaitTimeMs', Math.min(RECEIVE_BACKOFF_MAX_MS, 100 * 2 ** Math.min(failures, 10)));
+        c.updateOption('pollingWaitTimeMs', backoffMs(failures, BACKOFF.sqsReceive));
         if (failures === 1 || failures % 20 === 0) wlog.warn({ err: errorMessage(err), failures }, 'SQS receive failed');
       });
       const recovered = () => {

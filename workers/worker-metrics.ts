@@ -1,5 +1,6 @@
 // The worker's Prometheus metrics, defined once: batches by outcome, events and duplicates, latencies,
-// in-flight batches, the age of the oldest message being processed, and dead letters by reason.
+// in-flight batches, the age of the oldest message being processed, dead letters by reason, and events quarantined
+// and InfluxDB points refused by reason.
 import { prom } from '../shared/metrics.js';
 import type { OutcomeKind } from './outcome.js';
 
@@ -11,6 +12,8 @@ export class WorkerMetrics {
   readonly batchSeconds: prom.Histogram<'outcome'>;
   readonly influxWriteSeconds: prom.Histogram;
   readonly deadLetters: prom.Counter<'reason'>;
+  readonly quarantinedEvents: prom.Counter<'reason'>;
+  readonly influxRejectedPoints: prom.Counter<'reason'>;
   readonly inFlight: prom.Gauge;
   /** SentTimestamp (epoch ms) of each message in flight, by receipt handle. */
   private readonly sentAt = new Map<string, number>();
@@ -50,6 +53,18 @@ export class WorkerMetrics {
     this.deadLetters = new prom.Counter({
       name: 'sluice_worker_dead_letters_total',
       help: 'Batches sent to the dead-letter queue, by reason code.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.quarantinedEvents = new prom.Counter({
+      name: 'sluice_worker_quarantined_events_total',
+      help: 'Events of delivered batches set aside in the quarantine instead of counted, by reason (contracts/quarantine.ts).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.influxRejectedPoints = new prom.Counter({
+      name: 'sluice_worker_influx_rejected_points_total',
+      help: 'Per-minute points InfluxDB refused (their events are quarantined), by reason: series_limit, unparseable, field_type_conflict, influx_rejected.',
       labelNames: ['reason'],
       registers,
     });

@@ -1,6 +1,8 @@
 // Sluice dashboard: polls the query API and keeps the last minutes of operational numbers in memory, drawn with
 // uPlot. Every number shown is an API answer as received (counters become rates between two polls); nothing is
 // estimated in the page. URL parameters: entity, eventType (preselect an entity), refresh (poll period in ms).
+// Operators see internal URLs and error texts after storing their key in this browser:
+// localStorage.setItem('sluice.operatorKey', '<one of SLUICE_OPERATOR_KEYS>').
 'use strict';
 (() => {
   const params = new URLSearchParams(location.search);
@@ -13,9 +15,9 @@
   // ---- errors: one line per failing source, cleared when it answers again ------------------
   const errors = new Map();
   const showErrors = () => { $('errors').textContent = [...errors.values()].filter(Boolean).join('\n'); };
-  async function getJson(path, source) {
+  async function getJson(path, source, headers = {}) {
     try {
-      const res = await fetch(path, { cache: 'no-store' });
+      const res = await fetch(path, { cache: 'no-store', headers });
       const body = await res.json().catch(() => ({}));
       if (!res.ok) throw new Error(body.error || body.message || `HTTP ${res.status}`);
       errors.delete(source);
@@ -60,7 +62,9 @@
   const rate = (now, before, dt) => (now === null || before === null || before === undefined || now < before || dt <= 0 ? null : (now - before) / dt);
 
   async function pollOps() {
-    const s = await getJson('/v1/ops/summary', 'ops');
+    let operatorKey = null;
+    try { operatorKey = localStorage.getItem('sluice.operatorKey'); } catch { /* storage disabled: public view */ }
+    const s = await getJson('/v1/ops/summary', 'ops', operatorKey ? { authorization: `Bearer ${operatorKey}` } : {});
     if (!s) return;
     const t = Date.parse(s.time) / 1000;
     if (prev && t <= prev.t) return; // the same cached summary as last time

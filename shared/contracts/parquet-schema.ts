@@ -97,7 +97,8 @@ export function partitionOf(epochMs: number): Partition {
 }
 
 export const RAW_EVENTS_PREFIX = 'events/';
-const KEY_PATTERN = /^events\/dt=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\/([A-Za-z0-9_-]+)-([A-Za-z0-9_]+)\.parquet$/;
+/** The documented layout of raw batch keys (see rawEventsKey); workers accept manifests only for keys matching it. */
+export const RAW_EVENTS_KEY_PATTERN = /^events\/dt=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\/([A-Za-z0-9_-]+)-([A-Za-z0-9_]+)\.parquet$/;
 
 /**
  * Key of a raw batch: events/dt=YYYY-MM-DD/hour=HH/<node>-<unique>.parquet, partitioned by event time.
@@ -108,6 +109,6 @@ export function rawEventsKey(p: Partition, node: string, unique: string): string
 }
 
 export function parseRawEventsKey(key: string): (Partition & { node: string; unique: string }) | undefined {
-  const m = KEY_PATTERN.exec(key);
+  const m = RAW_EVENTS_KEY_PATTERN.exec(key);
   return m ? { dt: m[1]!, hour: m[2]!, node: m[3]!, unique: m[4]! } : undefined;
 }
