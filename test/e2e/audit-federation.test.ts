@@ -21,7 +21,7 @@ import { runCompaction } from '../../workers/compaction.js';
 import { startWorker } from '../../workers/main.js';
 import { runRollup } from '../../workers/rollup.js';
 import { testConfig } from '../support/config.js';
-import { FAST_WORKER_ENV, metricValue, pastHour, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
+import { FAST_WORKER_ENV, metricValueOrZero, pastHour, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
 import { expectedTotals, uploadRawFile, writeV2File } from '../support/archive.js';
 
 const log = createLogger('retention-e2e', process.env.SLUICE_LOG_LEVEL ?? 'warn');
@@ -76,7 +76,7 @@ beforeAll(async () => {
   worker = await startWorker(cfg, log);
   await waitUntil(
     'all batches delivered',
-    async () => (await metricValue(worker.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === bodies.length,
+    async () => (await metricValueOrZero(worker.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === bodies.length,
     60_000,
   );
   query = await startQuery(cfg, log);

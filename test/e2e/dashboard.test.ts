@@ -1,7 +1,7 @@
 // The dashboard in a real headless Chromium, over the whole running pipeline (ingest, fleet with workers, query API):
 // while events flow it shows ingest and processing throughput and the workers; once they are counted, the top-K
 // table and the entity's totals it displays are exactly the API's answers and exactly what was sent.
-// Saves docs/dashboard.png (the README's screenshot).
+// Saves a screenshot to .data/dashboard.png; SLUICE_UPDATE_SCREENSHOT=1 writes docs/dashboard.png (the README's) instead.
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -121,7 +121,10 @@ describe('dashboard', () => {
     await new Promise((r) => setTimeout(r, Math.max(0, trafficStarted + MIN_TRAFFIC_MS - Date.now())));
     expect(await text(page, '#updated')).not.toBe(firstUpdate);
     mkdirSync(path.join(PROJECT_ROOT, 'docs'), { recursive: true });
-    await page.screenshot({ path: path.join(PROJECT_ROOT, 'docs', 'dashboard.png'), fullPage: true });
+    await page.screenshot({
+      path: process.env.SLUICE_UPDATE_SCREENSHOT === '1' ? path.join(PROJECT_ROOT, 'docs', 'dashboard.png') : path.join(PROJECT_ROOT, '.data', 'dashboard.png'),
+      fullPage: true,
+    });
 
     flowing = false;
     await traffic;

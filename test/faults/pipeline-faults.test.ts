@@ -1,7 +1,9 @@
 // The fault suite: while `sluice load` runs, ingest and workers are SIGKILLed at random moments and restarted,
-// InfluxDB and Redis are restarted, manifests are delivered twice, a corrupt object is announced, and the HTTP
-// API is fuzzed. At the end the strong audit compares the ground truth, the query API and DuckDB over the
-// archive: nothing lost, nothing counted twice, every poison input in the DLQ or answered with a 4xx.
+// private InfluxDB and Redis instances are SIGKILLed and restarted, manifests are delivered twice, a corrupt object
+// is announced, and the HTTP API is fuzzed; batches are split into many InfluxDB write requests. At the end the
+// strong audit compares the ground truth with InfluxDB, the query API (/v1/stats counts and sums per minute, and
+// the all-time totals, for every entity) and DuckDB over the archive: nothing lost, nothing counted twice, no valid
+// event refused, every poison input in the DLQ or answered with a 4xx.
 import { describe, expect, it } from 'vitest';
 import net from 'node:net';
 import path from 'node:path';
@@ -15,7 +17,7 @@ import { createLogger } from '../../shared/logger.js';
 import { openEngine, parquetFiles, queryParquet } from '../../shared/parquet.js';
 import { ensureInflux, ensureRedis, type RunningService } from '../../localstack/services.js';
 import { listDeadLetters } from '../../workers/dead-letters.js';
-import { runLoad } from '../../bench/load-generator.js';
+import { runLoad } from '../../cli/load-generator.js';
 import { testConfig } from '../support/config.js';
 import { startProcess, type ChildService } from '../support/processes.js';
 import { FAST_WORKER_ENV, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
@@ -43,6 +45,8 @@ describe('fault suite', () => {
     const redisUrl = `redis://127.0.0.1:${redisPort}`;
     let influxSvc: RunningService = await ensureInflux(influxUrl, svcDir, log);
     let redisSvc: RunningService = await ensureRedis(redisUrl, svcDir, log);
+    // Both must be this test's own processes (never the shared test services): they are SIGKILLed below.
+    expect([influxSvc.started, redisSvc.started, typeof influxSvc.kill, typeof redisSvc.kill]).toEqual([true, true, 'function', 'function']);
     const env = {
       ...base.env,
       ...FAST_WORKER_ENV,
@@ -52,6 +56,8 @@ describe('fault suite', () => {
       SLUICE_FLUSH_MAX_EVENTS: '20000',
       SLUICE_FLUSH_MAX_AGE: '1s',
       SLUICE_NODE_ID: 'faults-1',
+      // The smallest write request: a batch of a few thousand events becomes many InfluxDB write chunks.
+      SLUICE_INFLUX_BATCH_POINTS: '100',
     };
     const cfg = loadConfig({ ...process.env, ...env });
     await ensureDatabase(createInflux(cfg), cfg.SLUICE_INFLUX_DB);
@@ -80,21 +86,24 @@ describe('fault suite', () => {
             workers[i] = await startProcess('worker', env, `worker-${i}`);
             faults.push('SIGKILL worker');
           } else if (kind === 2) {
-            await influxSvc.stop();
+            await influxSvc.kill!('SIGKILL');
             await sleep(1_000);
             influxSvc = await ensureInflux(influxUrl, svcDir, log);
-            faults.push('restart InfluxDB');
+            faults.push('SIGKILL InfluxDB');
           } else {
-            await redisSvc.stop();
+            await redisSvc.kill!('SIGKILL');
             await sleep(500);
             redisSvc = await ensureRedis(redisUrl, svcDir, log);
-            faults.push('restart Redis');
+            faults.push('SIGKILL Redis');
           }
         }
       })();
 
       // Fuzz the HTTP API while everything else happens: every malformed request gets a 4xx, never a 5xx.
       const fuzzStatuses: number[] = [];
+      // Events in fuzz requests that the node legitimately refused (per-event reasons in a 202), and any it accepted.
+      let fuzzRefusedEvents = 0;
+      let fuzzAcceptedEvents = 0;
       const fuzz = (async () => {
         const bodies = [
           '[{"eventId":',
@@ -116,6 +125,11 @@ describe('fault suite', () => {
               headers: { 'content-type': i % 2 ? 'application/x-ndjson' : 'application/json' },
             });
             fuzzStatuses.push(r.status);
+            if (r.status === 202) {
+              const j = (await r.json()) as { accepted: number; rejected: unknown[] };
+              fuzzAcceptedEvents += j.accepted;
+              fuzzRefusedEvents += j.rejected.length;
+            }
           } catch {
             /* the node may be down for a restart */
           }
@@ -139,8 +153,19 @@ describe('fault suite', () => {
         idPrefix: `f${Date.now().toString(36)}`,
         concurrency: 2,
       });
+      // Every kind of fault (ingest, worker, InfluxDB, Redis) happens at least once, even on a slow machine.
+      await waitUntil('one fault of each kind', () => faults.length >= 4, 120_000);
       chaos = false;
       await Promise.all([chaosLoop, fuzz]);
+      // No valid event may be refused, whatever failed meanwhile: every one the load sent was acknowledged in the
+      // end (the ground truth drops refused events, so a refusal would otherwise go unnoticed).
+      expect({ failedEvents: load.failedEvents, rejected: load.clientStats.rejected, failed: load.clientStats.failed }).toEqual({
+        failedEvents: 0,
+        rejected: 0,
+        failed: 0,
+      });
+      // What the fuzz sent is refused, counted apart from the load: none of it accepted.
+      expect(fuzzAcceptedEvents).toBe(0);
 
       // Manifests delivered twice: re-announce two archived objects, twice each.
       const s3 = createS3(cfg);
@@ -190,14 +215,53 @@ describe('fault suite', () => {
       const show = (k: string) => `${k}: truth ${JSON.stringify(truth.get(k))} counted ${JSON.stringify(counted.get(k))}`;
       expect({ faults: faults.length >= 4, diff: diff.slice(0, 5).map(show) }).toEqual({ faults: true, diff: [] });
 
-      // 2. The query API agrees on a sample of entities (the heaviest hitters and a few from the tail).
-      for (const k of [...truth.keys()].slice(0, 20)) {
+      // 2. The query API agrees for every entity and type: /v1/stats counts and sums per minute and over the range,
+      //    and the all-time totals.
+      const truthMinutes = new Map<string, Map<number, { count: number; sum: number }>>();
+      let firstMinute = Infinity;
+      let lastMinute = -Infinity;
+      for (const [k, v] of load.perMinute) {
+        const [e, t, m] = k.split('\u0000') as [string, string, string];
+        const minute = Number(m);
+        firstMinute = Math.min(firstMinute, minute);
+        lastMinute = Math.max(lastMinute, minute);
+        const per = truthMinutes.get(`${e}|${t}`) ?? new Map<number, { count: number; sum: number }>();
+        per.set(minute, v);
+        truthMinutes.set(`${e}|${t}`, per);
+      }
+      const from = firstMinute;
+      const to = lastMinute + 60_000;
+      const apiDiff: string[] = [];
+      const apiKeys = [...truth.keys()];
+      const checkEntity = async (k: string) => {
         const [entity, type] = k.split('|') as [string, string];
-        const r = (await (
+        const want = truth.get(k)!;
+        const perMinute = truthMinutes.get(k)!;
+        for (const fn of ['count', 'sum'] as const) {
+          const res = await fetch(`${query.url}/v1/stats?entityId=${encodeURIComponent(entity)}&eventType=${type}&fn=${fn}&from=${from}&to=${to}&step=1m`, {
+            headers: { 'cache-control': 'no-cache' },
+          });
+          if (res.status !== 200) {
+            apiDiff.push(`${k} ${fn}: HTTP ${res.status}`);
+            continue;
+          }
+          const r = (await res.json()) as { points: { t: string; value: number }[]; total: number | null };
+          const got = new Map(r.points.map((p) => [Date.parse(p.t), p.value]));
+          for (const minute of new Set([...got.keys(), ...perMinute.keys()])) {
+            const w = perMinute.get(minute)?.[fn];
+            const g = got.get(minute);
+            if (w === undefined || g === undefined || Math.abs(w - g) > 1e-6) apiDiff.push(`${k} ${fn} @${new Date(minute).toISOString()}: got ${g} want ${w}`);
+          }
+          if (Math.abs((r.total ?? Number.NaN) - want[fn]) > 1e-6) apiDiff.push(`${k} ${fn} total: got ${r.total} want ${want[fn]}`);
+        }
+        const t = (await (
           await fetch(`${query.url}/v1/entities/${encodeURIComponent(entity)}/total?eventType=${type}`, { headers: { 'cache-control': 'no-cache' } })
         ).json()) as { count: number; sum: number };
-        expect({ k, count: r.count }).toEqual({ k, count: truth.get(k)!.count });
-      }
+        if (t.count !== want.count || Math.abs(t.sum - want.sum) > 1e-6)
+          apiDiff.push(`${k} all-time total: got ${JSON.stringify(t)} want ${JSON.stringify(want)}`);
+      };
+      for (let i = 0; i < apiKeys.length; i += 8) await Promise.all(apiKeys.slice(i, i + 8).map(checkEntity));
+      expect({ checked: apiKeys.length, diff: apiDiff.slice(0, 10) }).toEqual({ checked: truth.size, diff: [] });
 
       // 3. DuckDB over the archive: every acknowledged event is there (each id once after dedup).
       const dir = path.join(cfg.SLUICE_DATA_DIR, 'archive');
@@ -222,6 +286,8 @@ describe('fault suite', () => {
       expect(dead.map((d) => [d.key, d.reason])).toEqual([[poison!.manifest.key, 'batch_corrupt']]);
       expect(fuzzStatuses.length).toBeGreaterThan(20);
       expect(fuzzStatuses.filter((s) => s >= 500 && s !== 503)).toEqual([]);
+      // The refusals that should happen did: the over-long entity id with its far-past timestamp, each time it was sent.
+      expect(fuzzRefusedEvents).toBeGreaterThan(0);
     } finally {
       chaos = false;
       await Promise.all([ingest, ...workers, query].map((w) => w.kill('SIGTERM')));

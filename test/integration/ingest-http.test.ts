@@ -208,7 +208,13 @@ describe('ingest with default limits', () => {
       ];
       const r = await post(ingest.url, JSON.stringify(events));
       expect(r.status).toBe(202);
-      expect(await r.json()).toEqual({ accepted: 1, duplicates: 0, rejected: [{ index: 1, reason: 'entityId must be 1–256 characters long, got 10485760' }] });
+      expect(await r.json()).toEqual({
+        accepted: 1,
+        duplicates: 0,
+        rejected: [{ index: 1, reason: 'entityId must be 1–256 characters long, got 10485760' }],
+        rejectedCount: 1,
+        rejectedByReason: { 'entityId:length': 1 },
+      });
       expect((await fetch(`${ingest.url}/healthz`)).status).toBe(200);
     } finally {
       await ingest.close();

@@ -17,6 +17,7 @@ import {
   groundTruth,
   influxAggregates,
   metricValue,
+  metricValueOrZero,
   pastHour,
   queueDepth,
   randomEvents,
@@ -53,7 +54,7 @@ describe('worker crash recovery', () => {
     });
     running.push(w);
     await sendManifests(cfg, [batch!.body]);
-    await waitUntil('redelivered batch delivered', async () => (await metricValue(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
+    await waitUntil('redelivered batch delivered', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
     expect(crashed).toBe(true);
     expect(seen.filter((s) => s === crashAt)).toHaveLength(2);
     expect(await metricValue(w.url, 'sluice_worker_batches_total', 'outcome="retry"')).toBe(1);
@@ -95,9 +96,9 @@ describe('worker crash recovery', () => {
     });
     running.push(w);
     await sendManifests(cfg, [batch!.body]);
-    await waitUntil('delivered', async () => (await metricValue(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
+    await waitUntil('delivered', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
     expect(failures).toBe(3);
-    expect(await metricValue(w.url, 'sluice_worker_batches_total', 'outcome="retry"')).toBe(0);
+    expect(await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="retry"')).toBe(0);
     expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth(events))).toEqual([]);
   });
 });

@@ -16,6 +16,7 @@ import {
   groundTruth,
   influxAggregates,
   metricValue,
+  metricValueOrZero,
   pastHour,
   queueDepth,
   randomEvents,
@@ -71,7 +72,7 @@ describe('worker dead letters', () => {
     s3.destroy();
     const missingLetter = listed.find((d) => d.reason === 'batch_missing')!;
     expect(await redriveDeadLetters(cfg, { ids: [missingLetter.messageId] })).toBe(1);
-    await waitUntil('re-driven batch delivered', async () => (await metricValue(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
+    await waitUntil('re-driven batch delivered', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
     expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth(missing!.events))).toEqual([]);
     expect(await queueDepth(cfg, cfg.SLUICE_DLQ_NAME)).toBe(4);
 

@@ -10,6 +10,7 @@ import {
   diffAggregates,
   groundTruth,
   metricValue,
+  metricValueOrZero,
   influxAggregates,
   pastHour,
   queueDepth,
@@ -40,7 +41,7 @@ describe('worker delivery', () => {
     await sendManifests(cfg, [batch!.body]);
     const w = await startWorker(cfg, log);
     running.push(w);
-    await waitUntil('batch delivered', async () => (await metric(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
+    await waitUntil('batch delivered', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
     const truth = groundTruth(events);
     expect(totalCount(truth)).toBe(3_000);
     expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), truth)).toEqual([]);
@@ -58,11 +59,11 @@ describe('worker delivery', () => {
     const w = await startWorker(cfg, log);
     running.push(w);
     await sendManifests(cfg, [batch!.body]);
-    await waitUntil('first delivery', async () => (await metric(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
+    await waitUntil('first delivery', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
     const first = await influxAggregates(cfg, start, start + 3_600_000);
     expect(diffAggregates(first, groundTruth(events))).toEqual([]);
     await sendManifests(cfg, [batch!.body]);
-    await waitUntil('second delivery', async () => (await metric(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 2);
+    await waitUntil('second delivery', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 2);
     expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth(events))).toEqual([]);
   });
 
@@ -89,8 +90,8 @@ describe('worker delivery', () => {
     await waitUntil(
       'both deliveries',
       async () =>
-        (await metric(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')) +
-          (await metric(b.url, 'sluice_worker_batches_total', 'outcome="delivered"')) ===
+        (await metricValueOrZero(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')) +
+          (await metricValueOrZero(b.url, 'sluice_worker_batches_total', 'outcome="delivered"')) ===
         2,
     );
     expect(arrived).toBe(2);

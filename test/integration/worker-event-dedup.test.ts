@@ -13,6 +13,7 @@ import {
   groundTruth,
   influxAggregates,
   metricValue,
+  metricValueOrZero,
   pastHour,
   randomEvents,
   sendManifests,
@@ -39,14 +40,14 @@ describe('worker event dedup', () => {
     const w = await startWorker(cfg, log);
     running.push(w);
     await sendManifests(cfg, [b1!.body]);
-    await waitUntil('first batch', async () => (await metricValue(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
+    await waitUntil('first batch', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
     await sendManifests(cfg, [b2!.body]);
-    await waitUntil('second batch', async () => (await metricValue(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 2);
+    await waitUntil('second batch', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 2);
     expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth([...first, ...second]))).toEqual([]);
     expect(await metricValue(w.url, 'sluice_worker_duplicates_dropped_total')).toBe(1_000);
     // redelivering the second batch later changes nothing: it still skips the ids the first batch owns
     await sendManifests(cfg, [b2!.body]);
-    await waitUntil('second batch again', async () => (await metricValue(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 3);
+    await waitUntil('second batch again', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 3);
     expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth([...first, ...second]))).toEqual([]);
   });
 

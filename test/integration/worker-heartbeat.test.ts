@@ -6,7 +6,7 @@ import { sleep } from '../../shared/retry.js';
 import type { Service } from '../../shared/service.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
-import { FAST_WORKER_ENV, metricValue, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
+import { FAST_WORKER_ENV, metricValueOrZero, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
 
 const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
@@ -31,8 +31,8 @@ describe('worker heartbeat and readiness', () => {
     await waitUntil(
       'delivered',
       async () =>
-        (await metricValue(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')) +
-          (await metricValue(b.url, 'sluice_worker_batches_total', 'outcome="delivered"')) ===
+        (await metricValueOrZero(a.url, 'sluice_worker_batches_total', 'outcome="delivered"')) +
+          (await metricValueOrZero(b.url, 'sluice_worker_batches_total', 'outcome="delivered"')) ===
         1,
       20_000,
     );

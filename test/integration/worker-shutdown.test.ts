@@ -12,6 +12,7 @@ import {
   groundTruth,
   influxAggregates,
   metricValue,
+  metricValueOrZero,
   pastHour,
   queueDepth,
   randomEvents,
@@ -76,7 +77,7 @@ describe('worker shutdown', () => {
     running.push(other);
     await waitUntil(
       'released batch delivered by another worker',
-      async () => (await metricValue(other.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1,
+      async () => (await metricValueOrZero(other.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1,
       20_000,
     );
     expect(Date.now() - t1).toBeLessThan(20_000);

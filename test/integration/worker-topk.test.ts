@@ -8,7 +8,7 @@ import type { Service } from '../../shared/service.js';
 import { readTopK, type TopKWindow } from '../../shared/topk-store.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
-import { FAST_WORKER_ENV, metricValue, sendManifests, testEvent, uploadBatches, waitUntil } from '../support/batches.js';
+import { FAST_WORKER_ENV, metricValueOrZero, sendManifests, testEvent, uploadBatches, waitUntil } from '../support/batches.js';
 
 const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
@@ -67,7 +67,10 @@ async function deliver(capacity: string, events: Event[][]): Promise<{ cfg: Awai
   await sendManifests(cfg, bodies);
   // one batch is sent twice: top-K must still count it once
   await sendManifests(cfg, [bodies[0]!]);
-  await waitUntil('all batches delivered', async () => (await metricValue(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === bodies.length + 1);
+  await waitUntil(
+    'all batches delivered',
+    async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === bodies.length + 1,
+  );
   return { cfg };
 }
 

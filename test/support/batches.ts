@@ -190,11 +190,39 @@ export function diffAggregates(actual: Map<string, Agg>, expected: Map<string, A
   return bad;
 }
 
-/** Value of one sample of a service's /metrics (first line starting with `name` and containing `label`), 0 when absent. */
+/** Samples of one metric in Prometheus text: exactly `name` (or `name{…}`), with `label` among its labels. */
+function metricSamples(text: string, name: string, label: string): number[] {
+  const out: number[] = [];
+  for (const l of text.split('\n')) {
+    if (!l.startsWith(name)) continue;
+    const rest = l.slice(name.length);
+    if (rest[0] !== ' ' && rest[0] !== '{') continue;
+    if (label && !(rest[0] === '{' && rest.slice(0, rest.lastIndexOf('}') + 1).includes(label))) continue;
+    out.push(Number(l.split(' ').pop()));
+  }
+  return out;
+}
+
+/**
+ * Value of one sample of a service's /metrics (`name`, with `label` among its labels, e.g. 'outcome="delivered"').
+ * Throws when no such sample is exposed, so a renamed metric or label fails the test instead of reading as 0.
+ */
 export async function metricValue(url: string, name: string, label = ''): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(name) && l.includes(label));
-  return line ? Number(line.split(' ').pop()) : 0;
+  const [v] = metricSamples(text, name, label);
+  if (v === undefined) throw new Error(`${url}/metrics has no sample ${name}${label ? `{${label}}` : ''}`);
+  return v;
+}
+
+/**
+ * Like metricValue, but 0 when the labelled sample has not been created yet (a counter with labels shows a label
+ * set only once it is first incremented). The metric itself must be declared (# TYPE), so a rename still fails.
+ * Use only where a sample legitimately may not exist yet.
+ */
+export async function metricValueOrZero(url: string, name: string, label = ''): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  if (!text.includes(`# TYPE ${name} `)) throw new Error(`${url}/metrics does not declare ${name}`);
+  return metricSamples(text, name, label)[0] ?? 0;
 }
 
 /** Settings that make a test worker react in about a second instead of production's tens of seconds. */

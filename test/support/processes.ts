@@ -34,3 +34,41 @@ export function startProcess(command: string, env: Record<string, string>, logNa
     });
   });
 }
+
+/** Runs a test-only entry file (path from the project root) as a child process that reports { ready, url } over IPC. */
+export function startEntry(fileFromRoot: string, env: Record<string, string>, logName: string): Promise<ChildService> {
+  const [cmd, ...args] = nodeEntry(fileFromRoot);
+  const fd = openSync(path.join(env.SLUICE_DATA_DIR ?? '.', `${logName}.log`), 'a');
+  const proc = spawn(cmd!, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, 'ipc'] });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${fileFromRoot} did not start within 60s`)), 60_000);
+    proc.once('message', (m: { url?: string }) => {
+      clearTimeout(timer);
+      resolve({
+        proc,
+        url: m.url ?? '',
+        async kill(signal: NodeJS.Signals = 'SIGTERM') {
+          if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+          return exited;
+        },
+      });
+    });
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${fileFromRoot} exited with ${code ?? signal} while starting`));
+    });
+  });
+}
+
+/** Resolves with the signal that ended a child (null when it exited by itself), waiting at most `timeoutMs`. */
+export function exitSignal(proc: ChildProcess, timeoutMs = 60_000): Promise<NodeJS.Signals | null> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(proc.signalCode);
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`process ${proc.pid} still running after ${timeoutMs} ms`)), timeoutMs);
+    proc.once('exit', (_code, signal) => {
+      clearTimeout(t);
+      resolve(signal);
+    });
+  });
+}

@@ -53,8 +53,9 @@ describe('Parquet engine', () => {
     try {
       expect(scan.rowCount).toBe(5);
       expect(scan.distinctIds).toBe(4);
-      expect(await scan.idChunks(3)).toEqual(['1\n2\n3', '4']);
-      const out = await scan.minuteLines(['4'], { measurement: 'm', entityTag: 'e', typeTag: 't', offsetNs: 42n, linesPerChunk: 1 });
+      // dedup identities are producer + U+001F + event id
+      expect(await scan.idChunks(3)).toEqual(['p\u001f1\np\u001f2\np\u001f3', 'p\u001f4']);
+      const out = await scan.minuteLines(['p\u001f4'], { measurement: 'm', entityTag: 'e', typeTag: 't', offsetNs: 42n, linesPerChunk: 1 });
       expect(out).toEqual({
         chunks: [
           `m,e=a\\ b\\,c\\=d,t=view count=2i,sum=7.0,min=2.0,max=5.0 ${BigInt(t0) * 1_000_000n + 42n}`,
@@ -63,7 +64,7 @@ describe('Parquet engine', () => {
         points: 2,
         events: 3,
       });
-      const aggs = await scan.aggregate(['4']);
+      const aggs = await scan.aggregate(['p\u001f4']);
       expect(aggs.reduce((n, a) => n + a.count, 0)).toBe(3);
     } finally {
       scan.close();

@@ -1,0 +1,72 @@
+// The per-producer rate limit lives in Redis (ingest/rate-limit.ts). Documented behaviour: while Redis is
+// unavailable the limit is not enforced (availability over fairness) — requests are acknowledged, none is answered
+// 429 or 5xx — and once Redis is back the limit applies again. Redis is a private instance here, SIGKILLed for real.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import path from 'node:path';
+import { startIngest } from '../../ingest/main.js';
+import { ensureRedis, type RunningService } from '../../localstack/services.js';
+import { createLogger } from '../../shared/logger.js';
+import { waitUntil } from '../support/batches.js';
+import { testConfig } from '../support/config.js';
+
+const log = createLogger('rate-limit-redis-down', process.env.SLUICE_LOG_LEVEL ?? 'silent');
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+
+describe('rate limit with Redis down', () => {
+  let redis: RunningService;
+  let redisUrl: string;
+  let svcDir: string;
+  let ingest: Awaited<ReturnType<typeof startIngest>>;
+  let seq = 0;
+  const post = (n: number) =>
+    fetch(`${ingest.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(Array.from({ length: n }, () => ({ eventId: `rl-${seq++}`, entityId: 'video-1', eventType: 'view', timestamp: Date.now() }))),
+    });
+  /** Sends `requests` requests of 20 events back to back (10 events/s, burst 20: only the first may pass). */
+  const burst = async (requests: number) => {
+    const statuses: number[] = [];
+    for (let i = 0; i < requests; i++) statuses.push((await post(20)).status);
+    return statuses;
+  };
+
+  beforeAll(async () => {
+    redisUrl = `redis://127.0.0.1:${await freePort()}`;
+    const cfg = await testConfig({ SLUICE_REDIS_URL: redisUrl, SLUICE_RATE_LIMIT_EVENTS: '10', SLUICE_RATE_LIMIT_BURST: '20' });
+    svcDir = path.join(cfg.SLUICE_DATA_DIR, 'services');
+    redis = await ensureRedis(redisUrl, svcDir, log);
+    expect(redis.started).toBe(true); // a private instance: it is SIGKILLed below
+    ingest = await startIngest(cfg, log);
+  });
+  afterAll(async () => {
+    await ingest?.close();
+    await redis?.stop();
+  });
+
+  it('enforces the limit with Redis, lets traffic through while Redis is down, and enforces it again once Redis is back', async () => {
+    const up = await burst(3);
+    expect(up[0]).toBe(202);
+    expect(up.slice(1)).toContain(429);
+    const limited = await post(20);
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+
+    await redis.kill!('SIGKILL');
+    // Not enforced while Redis is away: six requests of 20 events in a row (6× the burst) are all acknowledged.
+    await waitUntil('requests pass without Redis', async () => (await post(20)).status === 202, 15_000);
+    const down = await burst(6);
+    expect(down).toEqual([202, 202, 202, 202, 202, 202]);
+
+    redis = await ensureRedis(redisUrl, svcDir, log);
+    await waitUntil('the limit applies again', async () => (await burst(3)).includes(429), 30_000);
+  }, 90_000);
+});
