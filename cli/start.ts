@@ -1,19 +1,28 @@
 // `sluice start`: runs the whole pipeline on one machine against the configured services — creates buckets,
 // queues and the InfluxDB database, then one ingest node, the worker fleet supervisor (which sizes its workers by
-// the queue depth) and the query API as child processes (shared/process-supervisor.ts). Ctrl-C / SIGTERM stops
-// ingest first (it delivers its WAL), lets the workers drain the queue, then stops everything this command started.
+// the queue depth) and the query API as child processes (shared/process-supervisor.ts), each restarted with
+// backoff when it crashes (BACKOFF.serviceRestart); a service that crashes SERVICE_RESTARTS.maxCrashes times within
+// its window stops the stack, printing the last lines of its log. Reconcile runs at start and every
+// SLUICE_RECONCILE_INTERVAL (workers/reconcile/). Ctrl-C / SIGTERM stops ingest first (it delivers its WAL), lets the
+// workers drain the queue, then stops everything this command started.
 // (`npm start` runs localstack/start.ts, which first brings up local InfluxDB, Redis and S3+SQS, then this.)
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { createInflux, ensureDatabase } from '../shared/clients/influx.js';
-import { createSqs } from '../shared/clients/aws.js';
+import { createS3, createSqs } from '../shared/clients/aws.js';
+import { createRedis } from '../shared/clients/redis.js';
 import { errorMessage } from '../shared/errors.js';
-import { startService } from '../shared/process-supervisor.js';
+import { SupervisedService, type RestartPolicy } from '../shared/process-supervisor.js';
 import { queueBacklog } from '../shared/queue-stats.js';
-import { sleep } from '../shared/retry.js';
+import { BACKOFF, sleep } from '../shared/retry.js';
 import { setupResources } from '../shared/setup-resources.js';
+import { BatchLedger } from '../workers/reconcile/ledger.js';
+import { startReconcileSchedule } from '../workers/reconcile/schedule.js';
+
+/** A crashed service is restarted after BACKOFF.serviceRestart; 5 crashes within 2 minutes stop the stack. */
+export const SERVICE_RESTARTS: RestartPolicy = { backoff: BACKOFF.serviceRestart, maxCrashes: 5, windowMs: 120_000 };
 
 export interface StartOptions {
   /** Runs after every child stopped, before this process exits (the local stack stops its services here). */
@@ -49,13 +58,46 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
   await prepareStores(cfg);
 
   const env = { ...process.env, SLUICE_DATA_DIR: dataDir };
-  const start = (name: string, childEnv: NodeJS.ProcessEnv) => startService(name, [name], { env: childEnv, logFile: path.join(logDir, `${name}.log`) });
+  let stop: (reason?: string) => Promise<void> = async () => undefined;
+  const restarts = new Map<string, number>();
+  const start = (name: string, childEnv: NodeJS.ProcessEnv, portSetting: string) =>
+    new SupervisedService(name, [name], {
+      env: childEnv,
+      logFile: path.join(logDir, `${name}.log`),
+      policy: SERVICE_RESTARTS,
+      portSetting,
+      onStarted: (service, childPid, url) => log.info({ service, childPid, url }, `${service} started`),
+      onRestarting: (e) => {
+        restarts.set(e.service, e.restarts);
+        log.error(
+          { service: e.service, code: e.exit.code, signal: e.exit.signal, restarts: e.restarts, restartInMs: Math.round(e.delayMs) },
+          `${e.service} exited unexpectedly (${e.exit.signal ?? `code ${e.exit.code}`}); restarting in ${Math.round(e.delayMs)} ms (restart ${e.restarts}); see ${logDir}/${e.service}.log`,
+        );
+      },
+      onCrashLoop: (service, exits, lines) => {
+        process.stderr.write(
+          `\n${service} crashed ${exits.length} times within ${SERVICE_RESTARTS.windowMs / 1000}s; stopping the stack. Last lines of ${logDir}/${service}.log:\n` +
+            lines.map((l) => `  ${l}`).join('\n') +
+            '\n',
+        );
+        void stop(`${service} is crash-looping`);
+      },
+    }).start();
   // The ingest node is called ingest-1 unless SLUICE_NODE_ID names it.
-  const ingest = await start('ingest', { SLUICE_NODE_ID: 'ingest-1', ...env });
+  const ingest = await start('ingest', { SLUICE_NODE_ID: 'ingest-1', ...env }, 'SLUICE_INGEST_PORT');
   // The fleet runs SLUICE_FLEET_MIN…MAX `sluice worker` processes on free ports; its log holds theirs too.
-  const fleet = await start('fleet', env);
-  const query = await start('query', { ...env, SLUICE_INGEST_URL: ingest.url, SLUICE_FLEET_URL: fleet.url });
-  const children = [ingest, fleet, query];
+  const fleet = await start('fleet', env, 'SLUICE_FLEET_PORT');
+  const query = await start('query', { ...env, SLUICE_INGEST_URL: ingest.url, SLUICE_FLEET_URL: fleet.url }, 'SLUICE_QUERY_PORT');
+  // Batches in the archive that no worker delivered (queue purged, emulator restarted, …) are announced again.
+  const redis = createRedis(cfg);
+  const reconcileDeps = {
+    s3: createS3(cfg),
+    sqs: createSqs(cfg),
+    ledger: new BatchLedger(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_LEDGER_RETENTION),
+    rawBucket: cfg.SLUICE_RAW_BUCKET,
+    queueName: cfg.SLUICE_QUEUE_NAME,
+  };
+  const reconciling = startReconcileSchedule(reconcileDeps, cfg, createLogger('reconcile', cfg.SLUICE_LOG_LEVEL));
 
   process.stdout.write(
     [
@@ -76,25 +118,24 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
   );
 
   let stopping = false;
-  for (const c of children) {
-    void c.exited.then(({ code, signal }) => {
-      if (!stopping) log.error({ service: c.name, code, signal }, `${c.name} exited unexpectedly; see ${c.logFile}`);
-    });
-  }
-
-  const stop = async () => {
+  stop = async (reason?: string) => {
     if (stopping) return;
     stopping = true;
-    process.stdout.write('\nStopping: ingest delivers its WAL…\n');
+    process.stdout.write(`\nStopping${reason ? ` (${reason})` : ''}: ingest delivers its WAL…\n`);
+    await reconciling.stop();
     await ingest.stop(120_000);
     process.stdout.write('Waiting for workers to drain the queue…\n');
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline && (await queueDepth(cfg).catch(() => 0)) > 0) await sleep(500);
     // The fleet drains each worker (SIGTERM, SIGKILL only after SLUICE_FLEET_DRAIN_GRACE), so give it longer than that.
     await Promise.all([fleet.stop(cfg.SLUICE_FLEET_DRAIN_GRACE + 30_000), query.stop(30_000)]);
+    reconcileDeps.s3.destroy();
+    reconcileDeps.sqs.destroy();
+    redis.disconnect();
     await opts.afterStop?.();
-    process.stdout.write('Stopped.\n');
-    process.exit(0);
+    const total = [...restarts.values()].reduce((a, b) => a + b, 0);
+    process.stdout.write(`Stopped${total ? ` (services restarted ${total} time(s): ${[...restarts].map(([n, k]) => `${n} ${k}`).join(', ')})` : ''}.\n`);
+    process.exit(reason ? 1 : 0);
   };
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());

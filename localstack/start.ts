@@ -1,4 +1,4 @@
-// `npm start`: the local development stack. Brings up InfluxDB, Redis and the fauxqs S3+SQS emulator on loopback
+// `npm start`: the local development stack. Brings up InfluxDB, Redis and the S3 (s3rver, on disk) + SQS (fauxqs) emulator on loopback
 // (installing InfluxDB and Redis when missing; see services.ts), then runs the pipeline (`sluice start`,
 // cli/start.ts) against them, and stops the services it started once the pipeline has stopped.
 import path from 'node:path';
