@@ -3,12 +3,13 @@
 // p50/p99, peak RSS of every process, exactness against the ground truth, and DuckDB computing the same
 // aggregates from the same archived Parquet files as the native reference.
 import path from 'node:path';
-import { createInflux, MEASUREMENT_1M } from '../shared/clients/influx.js';
+import { createInflux } from '../shared/clients/influx.js';
+import { MEASUREMENT_1M } from '../shared/contracts/influx-series.js';
 import { createS3 } from '../shared/clients/aws.js';
 import { RAW_EVENTS_PREFIX } from '../shared/contracts/parquet-schema.js';
 import { openEngine, parquetFiles, queryParquet } from '../shared/parquet.js';
 import { benchEnv, finishRun, prepareRun } from './lib/stack.js';
-import { downloadRaw, listRaw } from '../workers/archive.js';
+import { downloadRaw, listRaw } from '../workers/cold/archive.js';
 import { startProcess, STOP_GRACE_MS, type BenchProcess } from './lib/processes.js';
 import { runLoad } from '../cli/load-generator.js';
 import { peakRssMiB, percentile, progress } from './lib/report.js';

@@ -2,7 +2,8 @@
 // rate measured by bench:e2e), sampling every process's RSS and open file handles over time to show leaks:
 // a healthy run has flat RSS and handle counts after warm-up, and exact counts at the end.
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createInflux, MEASUREMENT_1M } from '../shared/clients/influx.js';
+import { createInflux } from '../shared/clients/influx.js';
+import { MEASUREMENT_1M } from '../shared/contracts/influx-series.js';
 import { benchEnv, prepareRun } from './lib/stack.js';
 import { startProcess, STOP_GRACE_MS, type BenchProcess } from './lib/processes.js';
 import { runLoad } from '../cli/load-generator.js';

@@ -1,18 +1,18 @@
 // Publishes converted Parquet batches: each object to S3 under its deterministic raw key, then one manifest per
 // object to SQS. Idempotent: an object already uploaded with the same event count is kept (so manifests already
 // sent still match its checksum), and publishing again only re-announces the same objects. Used by segment
-// delivery and by quarantine release.
+// delivery and by quarantine release; each object and each send is reported as a pipeline event when `events` is given.
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type IPolicy, noop } from 'cockatiel';
 import { encodeManifest, MANIFEST_VERSION, type BatchManifest } from '../shared/contracts/manifest.js';
-import { PARQUET_SCHEMA_VERSION, rawEventsKey } from '../shared/contracts/parquet-schema.js';
-import type { WrittenBatch } from '../shared/parquet.js';
+import { PARQUET_SCHEMA_VERSION, RAW_OBJECT_METADATA, rawEventsKey } from '../shared/contracts/parquet-schema.js';
+import type { WrittenBatch } from './parquet-batch-writer.js';
 import { headObject, sha256File, uploadFile } from '../shared/clients/object-store.js';
 import { queueUrl } from '../shared/clients/aws.js';
 import { classify } from '../shared/errors.js';
 import { retryPolicy } from '../shared/retry.js';
-import type { IngestMetrics } from './metrics.js';
+import type { IngestEvents } from '../shared/pipeline-events.js';
 
 export interface PublisherOptions {
   s3: S3Client;
@@ -23,11 +23,11 @@ export interface PublisherOptions {
   node: string;
   s3Breaker?: IPolicy;
   sqsBreaker?: IPolicy;
-  metrics?: Pick<IngestMetrics, 'uploadSeconds' | 'sqsSeconds' | 'flushEvents' | 'flushBytes'>;
+  events?: IngestEvents;
 }
 
-const META_SHA = 'sluice-sha256';
-const META_EVENTS = 'sluice-event-count';
+const META_SHA = RAW_OBJECT_METADATA.sha256;
+const META_EVENTS = RAW_OBJECT_METADATA.eventCount;
 
 export class BatchPublisher {
   private readonly retry = retryPolicy({ maxAttempts: 4, initialDelayMs: 200, maxDelayMs: 5_000 });
@@ -46,13 +46,14 @@ export class BatchPublisher {
 
   /** Uploads every batch (or keeps the copy already there) and announces them; returns the manifests sent. */
   async publish(written: readonly WrittenBatch[], unique: string): Promise<BatchManifest[]> {
-    const { metrics } = this.o;
+    const { events } = this.o;
     const manifests: BatchManifest[] = [];
     for (const b of written) {
       const key = this.keyOf(b, unique);
       const existing = await this.s3Breaker.execute(() => this.retry.execute(() => headObject(this.o.s3, this.o.bucket, key)));
       let sha256: string;
       let bytes: number;
+      let seconds: number | undefined;
       if (existing?.metadata[META_SHA] && Number(existing.metadata[META_EVENTS]) === b.eventCount) {
         // Uploaded before a crash: keep that object so manifests already sent still match its checksum.
         sha256 = existing.metadata[META_SHA]!;
@@ -65,13 +66,13 @@ export class BatchPublisher {
             uploadFile(this.o.s3, this.o.bucket, key, b.file, {
               [META_SHA]: sha256,
               [META_EVENTS]: String(b.eventCount),
-              'sluice-schema-version': String(PARQUET_SCHEMA_VERSION),
+              [RAW_OBJECT_METADATA.schemaVersion]: String(PARQUET_SCHEMA_VERSION),
             }).catch((err: unknown) => {
               throw classify(err, `upload s3://${this.o.bucket}/${key}`);
             }),
           ),
         );
-        metrics?.uploadSeconds.observe((performance.now() - tu) / 1000);
+        seconds = (performance.now() - tu) / 1000;
       }
       manifests.push({
         manifestVersion: MANIFEST_VERSION,
@@ -86,12 +87,11 @@ export class BatchPublisher {
         producer: this.o.node,
         createdAt: new Date().toISOString(),
       });
-      metrics?.flushEvents.observe(b.eventCount);
-      metrics?.flushBytes.observe(bytes);
+      events?.emit({ type: 'BatchUploaded', key, events: b.eventCount, bytes, seconds });
     }
     const ts = performance.now();
     await this.sendManifests(manifests);
-    metrics?.sqsSeconds.observe((performance.now() - ts) / 1000);
+    events?.emit({ type: 'ManifestsSent', unique, manifests: manifests.length, seconds: (performance.now() - ts) / 1000 });
     return manifests;
   }
 

@@ -1,17 +1,19 @@
-// Delivers sealed WAL segments: Parquet per event-time hour (shared/parquet.ts) → S3 under deterministic keys →
-// one manifest per object to SQS → only then the segment is deleted. S3/SQS failures back off with jitter and retry
+// Delivers sealed WAL segments: Parquet per event-time hour (ingest/parquet-batch-writer.ts) → S3 under deterministic keys →
+// one manifest per object to SQS → only then the WAL releases (deletes) the segment. S3/SQS failures back off with jitter and retry
 // without limit (nothing is ever dropped); circuit breakers on S3 and SQS make /readyz report not ready. A segment
 // the engine cannot read is split once: its bad lines go to the quarantine (contracts/quarantine.ts) first, then its
-// good lines are delivered under the same keys, then it is deleted — so one bad line never holds a delivery slot.
+// good lines are delivered under the same keys, then it is released — so one bad line never holds a delivery slot.
+// Each step is reported as a pipeline event (shared/pipeline-events.ts), which gives its log line and metrics.
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { mkdirSync, rmSync, unlinkSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from '../shared/logger.js';
+import type { IngestEvents } from '../shared/pipeline-events.js';
 import type { BatchManifest } from '../shared/contracts/manifest.js';
 import { segmentQuarantineKey } from '../shared/contracts/quarantine.js';
-import { writeEventBatches, type WrittenBatch } from '../shared/parquet.js';
+import { writeEventBatches, type WrittenBatch } from './parquet-batch-writer.js';
 import { putQuarantineFile } from '../shared/clients/quarantine-store.js';
 import { classify, classifyEngineError, errorMessage, SluiceError } from '../shared/errors.js';
 import { backoffDelay, breakerIsOpen, dependencyBreaker, retryPolicy, sleep } from '../shared/retry.js';
@@ -41,7 +43,10 @@ export interface DeliveryOptions {
   tmpDir: string;
   concurrency: number;
   log: Logger;
-  metrics: IngestMetrics;
+  events: IngestEvents;
+  metrics: Pick<IngestMetrics, 'backlogBytes'>;
+  /** Removes a delivered segment's file (WriteAheadLog.release): called once every manifest of it is in SQS. */
+  release: (seg: Segment) => void;
 }
 
 export class SegmentDelivery {
@@ -67,7 +72,7 @@ export class SegmentDelivery {
       node: o.node,
       s3Breaker: this.s3Breaker,
       sqsBreaker: this.sqsBreaker,
-      metrics: o.metrics,
+      events: o.events,
     });
   }
 
@@ -123,11 +128,7 @@ export class SegmentDelivery {
         return;
       } catch (err) {
         const delay = backoffDelay(attempt, 500, 30_000);
-        this.o.metrics.deliveryFailures.inc();
-        this.o.log.warn(
-          { segment: seg.id, attempt, retryInMs: Math.round(delay), err: errorMessage(err) },
-          'segment delivery failed; it stays in the WAL and will be retried',
-        );
+        this.o.events.emit({ type: 'SegmentDeliveryRetried', segment: seg.id, attempt, retryInMs: Math.round(delay), err: errorMessage(err) });
         await sleep(delay);
       }
     }
@@ -135,7 +136,7 @@ export class SegmentDelivery {
 
   /** One attempt: idempotent, so a crash or failure at any step is repaired by running it again. */
   async deliver(seg: Segment): Promise<BatchManifest[]> {
-    const { log, metrics } = this.o;
+    const { events } = this.o;
     const t0 = performance.now();
     const outDir = path.join(this.o.tmpDir, seg.id);
     try {
@@ -146,15 +147,12 @@ export class SegmentDelivery {
         if (!(err instanceof SluiceError && err.code === SEGMENT_UNREADABLE)) throw err;
         written = await this.splitAndQuarantine(seg, outDir, err);
       }
-      metrics.encodeSeconds.observe((performance.now() - t0) / 1000);
+      events.emit({ type: 'SegmentConverted', segment: seg.id, batches: written.length, seconds: (performance.now() - t0) / 1000 });
       const manifests = await this.publisher.publish(written, seg.id);
-      unlinkSync(seg.path);
+      this.o.release(seg);
       this.quarantinedSegments.delete(seg.id);
-      metrics.segmentsDelivered.inc();
-      log.info(
-        { segment: seg.id, objects: manifests.length, events: manifests.reduce((n, m) => n + m.eventCount, 0), ms: Math.round(performance.now() - t0) },
-        'segment delivered',
-      );
+      const delivered = manifests.reduce((n, m) => n + m.eventCount, 0);
+      events.emit({ type: 'SegmentDelivered', segment: seg.id, objects: manifests.length, events: delivered, ms: Math.round(performance.now() - t0) });
       return manifests;
     } finally {
       rmSync(outDir, { recursive: true, force: true });
@@ -167,7 +165,7 @@ export class SegmentDelivery {
    * batches of the good lines, still to be published. Runs again identically after a crash (same quarantine key).
    */
   private async splitAndQuarantine(seg: Segment, outDir: string, cause: SluiceError): Promise<WrittenBatch[]> {
-    const { log, metrics, node } = this.o;
+    const { log, node } = this.o;
     mkdirSync(outDir, { recursive: true });
     const cleanFile = path.join(outDir, 'clean.ndjson');
     const quarantineFile = path.join(outDir, 'quarantine.ndjson');
@@ -196,12 +194,18 @@ export class SegmentDelivery {
         ),
       );
       // Counted once per segment, although a failed publish below repeats this step on the next attempt.
-      if (!this.quarantinedSegments.has(seg.id)) for (const [reason, n] of r.byReason) metrics.quarantinedEvents.inc({ reason }, n);
+      const repeated = this.quarantinedSegments.has(seg.id);
       this.quarantinedSegments.add(seg.id);
-      log.warn(
-        { segment: seg.id, quarantined: r.badLines, delivered: r.goodLines, reasons: Object.fromEntries(r.byReason), object: `s3://${this.o.bucket}/${key}` },
-        `quarantined ${r.badLines} line(s) of WAL segment ${seg.id} (first reason: ${firstReason}); its other ${r.goodLines} event(s) are delivered`,
-      );
+      this.o.events.emit({
+        type: 'SegmentQuarantined',
+        segment: seg.id,
+        quarantined: r.badLines,
+        delivered: r.goodLines,
+        reasons: Object.fromEntries(r.byReason),
+        firstReason,
+        object: `s3://${this.o.bucket}/${key}`,
+        repeated,
+      });
     }
     return written;
   }

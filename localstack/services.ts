@@ -1,5 +1,5 @@
 // Brings up the local stack's real services on loopback: InfluxDB 1.x and Redis (Debian packages, installed
-// with apt-get when missing and running as root) and the fauxqs S3+SQS emulator. A service already answering
+// with apt-get when missing and running as root) and the S3+SQS emulator (s3rver on disk + fauxqs, emulator.ts). A service already answering
 // at its configured endpoint is reused and never stopped; what this module starts, it stops.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -223,15 +223,21 @@ export async function ensureRedis(url: string, dataDir: string, log: Logger, max
 
 export async function ensureEmulator(endpoint: string, dataDir: string, log: Logger): Promise<RunningService> {
   const u = new URL(endpoint);
-  if (await httpOk(`${endpoint}/health`)) return { name: 'fauxqs', started: false, stop: async () => undefined };
+  if (await httpOk(`${endpoint}/health`)) return { name: 's3+sqs', started: false, stop: async () => undefined };
   if (!LOOPBACK.has(u.hostname))
     throw new Error(`No S3/SQS endpoint answering at ${endpoint} (AWS_ENDPOINT_URL) and it is not local, so the emulator cannot be started here`);
   mkdirSync(dataDir, { recursive: true });
-  const logFile = path.resolve(dataDir, 'fauxqs.log');
-  const child = startChild(nodeEntry('localstack/emulator.ts'), logFile, { ...process.env, SLUICE_EMULATOR_PORT: u.port || '4566' });
-  await waitFor(`fauxqs at ${endpoint}`, () => httpOk(`${endpoint}/health`), child, logFile);
-  log.info({ endpoint }, 'started the fauxqs S3+SQS emulator');
-  return { name: 'fauxqs', started: true, stop: stopper(child), pid: child.pid, kill: killer(child) };
+  // Objects on disk under <data>/s3 (s3rver), queues in fauxqs, one port (localstack/emulator.ts).
+  const s3Dir = path.resolve(dataDir, 's3');
+  const logFile = path.resolve(dataDir, 'emulator.log');
+  const child = startChild(nodeEntry('localstack/emulator.ts'), logFile, {
+    ...process.env,
+    SLUICE_EMULATOR_PORT: u.port || '4566',
+    SLUICE_EMULATOR_DIR: s3Dir,
+  });
+  await waitFor(`S3+SQS emulator at ${endpoint}`, () => httpOk(`${endpoint}/health`), child, logFile);
+  log.info({ endpoint, dataDir: s3Dir }, 'started the local S3 (s3rver, on disk) + SQS (fauxqs) emulator');
+  return { name: 's3+sqs', started: true, stop: stopper(child), pid: child.pid, kill: killer(child) };
 }
 
 /** Ensures all three, installing Debian packages first when needed. */

@@ -4,8 +4,9 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { ColdObject, ColdStorage } from '../shared/clients/cold-storage.js';
-import { coldFileStart, parseRollupKey, rollupPrefix, type RollupResolution } from '../shared/contracts/cold-layout.js';
-import { openEngine, readRollups, type RollupRow } from '../shared/parquet.js';
+import { coldFileStart, parseRollupKey, rollupPrefix, type RollupResolution, type RollupRow } from '../shared/contracts/cold-layout.js';
+import { openEngine } from '../shared/parquet.js';
+import { readRollups } from './cold-parquet.js';
 
 /** How long a listing of the cold rollups is trusted before it is listed again. */
 export const COLD_LISTING_TTL_MS = 60_000;

@@ -2,15 +2,22 @@
 // rollups in InfluxDB, the cold tier's Parquet rollups for periods older than InfluxDB keeps them, and the
 // per-minute points for periods not rolled up yet — all read in one InfluxDB round trip and stitched exactly.
 import type { Config } from '../shared/config.js';
-import { MEASUREMENT_1D, MEASUREMENT_1H, MEASUREMENT_1M, RP_1D, RP_1H } from '../shared/clients/influx.js';
-import { DAY_MS, HOUR_MS, type RollupResolution } from '../shared/contracts/cold-layout.js';
-import type { RollupRow } from '../shared/parquet.js';
+import {
+  MEASUREMENT_1D,
+  MEASUREMENT_1H,
+  MEASUREMENT_1M,
+  RP_1D,
+  RP_1H,
+  TOTAL_SELECT,
+  qualifiedMeasurement,
+  seriesIs,
+} from '../shared/contracts/influx-series.js';
+import { DAY_MS, HOUR_MS, type RollupResolution, type RollupRow } from '../shared/contracts/cold-layout.js';
 import type { Bucket } from './buckets.js';
 import type { ColdRollupReader } from './cold-reader.js';
 import type { InfluxReader } from './influx-reader.js';
 import type { InfluxQueryKind } from './metrics.js';
-import { foldedSource } from '../shared/clients/influx.js';
-import { foldedQuery, seriesFilter } from './influxql.js';
+import { foldedQuery } from './influxql.js';
 import type { StatsRequest, TotalRequest } from './params.js';
 import { bucketMap, foldInto, stitch } from './resolution-ladder.js';
 
@@ -156,8 +163,8 @@ export class FederatedReader {
     // Days before this come from the cold tier only (InfluxDB may have dropped them), after it from InfluxDB only.
     const coldUntil = Math.min(this.hotFrom(this.cfg.SLUICE_RETENTION_1D, DAY_MS), windowFrom);
     const before =
-      `SELECT sum("count") AS "count", sum("sum") AS "sum" FROM ${foldedSource(this.cfg.SLUICE_INFLUX_DB, RP_1D, MEASUREMENT_1D)} ` +
-      `WHERE ${seriesFilter(req.entityId, req.eventType)}${Number.isFinite(coldUntil) ? ` AND time >= ${coldUntil}ms` : ''} AND time < ${windowFrom}ms`;
+      `SELECT ${TOTAL_SELECT} FROM ${qualifiedMeasurement(this.cfg.SLUICE_INFLUX_DB, RP_1D, MEASUREMENT_1D)} ` +
+      `WHERE ${seriesIs(req.entityId, req.eventType)}${Number.isFinite(coldUntil) ? ` AND time >= ${coldUntil}ms` : ''} AND time < ${windowFrom}ms`;
     const [recent, cold] = await Promise.all([
       this.buckets(req, windowFrom, toMs, '1d', 'total', [before]),
       this.coldBuckets('1d', req, 0, windowFrom, this.cfg.SLUICE_RETENTION_1D),

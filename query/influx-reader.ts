@@ -2,11 +2,13 @@
 // breaker so an outage answers at once instead of queueing requests. Every failure leaves as a SluiceError:
 // retryable when InfluxDB is unavailable or slow (the API answers 503), permanent otherwise.
 import type { InfluxDB } from 'influx';
+import type { InfluxRawResponse as RawResponse } from '../shared/clients/influx.js';
 // The influx package does not re-export its transport errors from the index.
 import { RequestError, ServiceNotAvailableError } from 'influx/lib/src/pool.js';
 import { BrokenCircuitError } from 'cockatiel';
 import { PermanentError, SluiceError, TransientError, classify, errorMessage } from '../shared/errors.js';
 import { dependencyBreaker } from '../shared/retry.js';
+import { influxIdent } from '../shared/contracts/influx-series.js';
 import type { Bucket } from './buckets.js';
 import { statsQuery, totalQuery } from './influxql.js';
 import type { InfluxQueryKind, QueryMetrics } from './metrics.js';
@@ -15,15 +17,6 @@ import type { StatsRequest, TotalRequest } from './params.js';
 /** Consecutive unavailability failures that open the breaker, and how long it stays open. */
 export const BREAKER_FAILURES = 5;
 export const BREAKER_OPEN_MS = 5_000;
-
-interface RawSeries {
-  columns: string[];
-  values: unknown[][];
-}
-interface RawResponse {
-  error?: string;
-  results?: { error?: string; series?: RawSeries[] }[];
-}
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
@@ -93,7 +86,7 @@ export class InfluxReader {
 
   /** Names of the database's retention policies (rollup policies appear with the first rollup run). */
   async retentionPolicies(): Promise<Set<string>> {
-    const rows = await this.run('stats', `SHOW RETENTION POLICIES ON "${this.database.replaceAll('"', '\\"')}"`);
+    const rows = await this.run('stats', `SHOW RETENTION POLICIES ON ${influxIdent(this.database)}`);
     return new Set(rows.map((r) => String(r.name)));
   }
 

@@ -1,29 +1,20 @@
-// Builds the InfluxQL the query API runs (InfluxDB 1.6+). Tag values are always quoted with influxString,
-// so no request parameter can change a query's shape. Each statement folds workers' partial points:
-// sum(count), sum(sum), min(min), max(max) over all points of a bucket.
-import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE, foldedSource, influxIdent as ident, influxString } from '../shared/clients/influx.js';
+// Builds the InfluxQL the query API runs (InfluxDB 1.6+) over the series of contracts/influx-series.ts. Tag values
+// are always quoted with influxString, so no request parameter can change a query's shape. Each statement folds
+// workers' partial points with the contract's FOLD_SELECT over all points of a bucket.
+import { FOLD_SELECT, MEASUREMENT_1M, TOTAL_SELECT, influxIdent as ident, qualifiedMeasurement, seriesIs } from '../shared/contracts/influx-series.js';
 import type { StatsRequest, TotalRequest } from './params.js';
-
-export function seriesFilter(entityId: string, eventType: string): string {
-  return `${ident(TAG_ENTITY)} = ${influxString(entityId)} AND ${ident(TAG_TYPE)} = ${influxString(eventType)}`;
-}
 
 /**
  * Per-bucket aggregates of one series over [from, to): columns time, count, sum, min, max.
  * Buckets are aligned to UTC step boundaries; empty buckets are left out (fill(none)).
  */
 export function statsQuery(req: Pick<StatsRequest, 'entityId' | 'eventType' | 'fromMs' | 'toMs' | 'step'>): string {
-  return (
-    `SELECT sum("count") AS "count", sum("sum") AS "sum", min("min") AS "min", max("max") AS "max" ` +
-    `FROM ${ident(MEASUREMENT_1M)} WHERE ${seriesFilter(req.entityId, req.eventType)} ` +
-    `AND time >= ${Math.trunc(req.fromMs)}ms AND time < ${Math.trunc(req.toMs)}ms ` +
-    `GROUP BY time(${req.step}) fill(none)`
-  );
+  return foldedQuery({ measurement: MEASUREMENT_1M }, req, req.fromMs, req.toMs, req.step);
 }
 
 /** All-time count and sum of one series: columns time, count, sum (one row, or none without data). */
 export function totalQuery(req: TotalRequest): string {
-  return `SELECT sum("count") AS "count", sum("sum") AS "sum" FROM ${ident(MEASUREMENT_1M)} WHERE ${seriesFilter(req.entityId, req.eventType)}`;
+  return `SELECT ${TOTAL_SELECT} FROM ${ident(MEASUREMENT_1M)} WHERE ${seriesIs(req.entityId, req.eventType)}`;
 }
 
 /**
@@ -37,10 +28,9 @@ export function foldedQuery(
   toMs: number,
   step: string,
 ): string {
-  const source = from.retentionPolicy ? foldedSource(from.database ?? '', from.retentionPolicy, from.measurement) : ident(from.measurement);
+  const source = from.retentionPolicy ? qualifiedMeasurement(from.database ?? '', from.retentionPolicy, from.measurement) : ident(from.measurement);
   return (
-    `SELECT sum("count") AS "count", sum("sum") AS "sum", min("min") AS "min", max("max") AS "max" ` +
-    `FROM ${source} WHERE ${seriesFilter(req.entityId, req.eventType)} ` +
+    `SELECT ${FOLD_SELECT} FROM ${source} WHERE ${seriesIs(req.entityId, req.eventType)} ` +
     `AND time >= ${Math.trunc(fromMs)}ms AND time < ${Math.trunc(toMs)}ms GROUP BY time(${step}) fill(none)`
   );
 }

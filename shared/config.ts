@@ -109,7 +109,7 @@ export const SETTINGS = {
   SLUICE_LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const)('info', 'Minimum level of the structured (JSON) log lines.'),
   SLUICE_NODE_ID: nodeId(
     os.hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'node',
-    'Name of this ingest node; part of every batch key, so it must be unique per WAL folder and stable across restarts.',
+    'Name of this ingest node and of its WAL folder (SLUICE_DATA_DIR/ingest/<id>/wal, locked while the node runs); part of every batch key. A folder left by a node that does not come back is adopted by another node on the same data directory (SLUICE_WAL_ADOPT_INTERVAL).',
   ),
   AWS_ENDPOINT_URL: optStr('http://127.0.0.1:4566', 'S3 and SQS endpoint (fauxqs or LocalStack locally). Empty = the real AWS endpoints of AWS_REGION.'),
   AWS_REGION: str('us-east-1', 'AWS region of the bucket and queues.'),
@@ -161,6 +161,14 @@ export const SETTINGS = {
   SLUICE_FLUSH_MAX_AGE: duration('10s', '…or when its oldest event has waited this long, even if no more traffic arrives.'),
   SLUICE_WAL_FSYNC: bool('true', 'fsync the WAL before acknowledging (turn off only for throwaway benchmarks).'),
   SLUICE_BACKLOG_MAX_BYTES: size('1GiB', 'When sealed-but-undelivered WAL segments exceed this size, ingest answers 503 with Retry-After.'),
+  SLUICE_WAL_MAX_BYTES: size(
+    '4GiB',
+    'Hard cap on the bytes of WAL segments on disk not yet delivered (open, sealed, left by a previous run): an append beyond it is refused and the request answered 503 with Retry-After, so a long S3/SQS outage cannot fill the disk. Appends that fail on the disk itself (ENOSPC, EIO) are answered the same way; nothing is acknowledged that is not fsynced.',
+  ),
+  SLUICE_WAL_ADOPT_INTERVAL: duration(
+    '30s',
+    'How often an ingest node looks for WAL folders of other nodes under SLUICE_DATA_DIR/ingest/ whose lock is free (their node died, e.g. restarted under another SLUICE_NODE_ID) and delivers their segments under the original node id; also once at start (0 = only at start).',
+  ),
   SLUICE_API_KEYS: secret(
     apiKeys(
       '',
@@ -194,7 +202,10 @@ export const SETTINGS = {
   SLUICE_RATE_LIMIT_EVENTS: int(0, 1_000_000_000)('0', 'Per-producer sustained rate in events/s, shared across ingest nodes through Redis (0 = unlimited).'),
   SLUICE_RATE_LIMIT_BURST: int(0, 1_000_000_000)('0', 'Per-producer burst size in events (0 = 10 × SLUICE_RATE_LIMIT_EVENTS).'),
   SLUICE_DEDUP_WINDOW: duration('10m', 'An eventId seen again within this window is not stored again (ingest) and not counted again (workers).'),
-  SLUICE_UPLOAD_CONCURRENCY: int(1, 64)('2', 'Sealed WAL segments converted and uploaded in parallel.'),
+  SLUICE_UPLOAD_CONCURRENCY: int(1, 64)(
+    '2',
+    'Sealed WAL segments delivered in parallel (uploads and manifests; their Parquet conversions run one at a time, within the engine memory limit).',
+  ),
   SLUICE_MAX_NEW_SERIES_PER_MIN: int(0, 100_000_000)(
     '10000',
     'New series (entityId × eventType) one producer may create per minute, shared across ingest nodes through Redis; events of further new series are rejected with a reason, known series are always accepted (0 = unlimited).',
@@ -216,6 +227,23 @@ export const SETTINGS = {
     'Delay before a batch released after transient faults becomes visible again; doubles with each receive, up to 15 minutes.',
   ),
   SLUICE_WORKER_SHUTDOWN_GRACE: duration('10s', 'On SIGTERM, how long in-flight batches may run to completion before they are released to other workers.'),
+
+  SLUICE_LEDGER_RETENTION: duration(
+    '14d',
+    'How long the ledger in Redis remembers that a batch was delivered (one key of ~150 bytes per batch, expiring after this); `sluice reconcile` trusts it, so keep it above SLUICE_RECONCILE_LOOKBACK.',
+  ),
+  SLUICE_RECONCILE_INTERVAL: duration(
+    '5m',
+    'How often `sluice start` reconciles the raw archive with the ledger, re-announcing batches no worker delivered; also once at start (0 = never; `sluice reconcile` runs it by hand, e.g. from a CronJob).',
+  ),
+  SLUICE_RECONCILE_GRACE: duration(
+    '5m',
+    'Reconcile leaves alone batch objects written less than this long ago (their manifest may still be on its way); the scheduled run also waits while the queue holds any message.',
+  ),
+  SLUICE_RECONCILE_LOOKBACK: duration(
+    '8d',
+    'Event-time range (back from now) the scheduled reconcile lists; keep it above SLUICE_MAX_EVENT_AGE so late batches are covered.',
+  ),
 
   SLUICE_FLEET_MIN: int(0, 1000)('1', 'Fewest worker processes `sluice fleet` keeps running, even when the queue is empty.'),
   SLUICE_FLEET_MAX: int(1, 1000)('8', 'Most worker processes `sluice fleet` runs, however deep the queue (must be at least SLUICE_FLEET_MIN).'),
@@ -333,6 +361,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (!problems.length && (out.SLUICE_FLEET_MIN as number) > (out.SLUICE_FLEET_MAX as number)) {
     problems.push(`SLUICE_FLEET_MIN must not exceed SLUICE_FLEET_MAX, got ${String(out.SLUICE_FLEET_MIN)} > ${String(out.SLUICE_FLEET_MAX)}`);
+  }
+  if (!problems.length && (out.SLUICE_LEDGER_RETENTION as number) <= (out.SLUICE_RECONCILE_LOOKBACK as number)) {
+    problems.push(
+      `SLUICE_LEDGER_RETENTION must exceed SLUICE_RECONCILE_LOOKBACK (reconcile would re-announce batches the ledger forgot), got ${String(env.SLUICE_LEDGER_RETENTION ?? SETTINGS.SLUICE_LEDGER_RETENTION.fallback)} ≤ ${String(env.SLUICE_RECONCILE_LOOKBACK ?? SETTINGS.SLUICE_RECONCILE_LOOKBACK.fallback)}`,
+    );
   }
   if (problems.length) throw new ConfigError(problems.join('\n'));
   return out as Config;

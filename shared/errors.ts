@@ -161,6 +161,26 @@ export function classifyEngineError(err: unknown, where: string, code: string): 
     : new TransientError(msg, 'engine_failed', { cause: err });
 }
 
+/**
+ * Classifies a failure of an InfluxDB write. node-influx reports "all hosts down" as ServiceNotAvailableError and
+ * HTTP errors as RequestError with the response attached (so do the line-protocol writes of shared/clients/influx.ts):
+ * throttling, timeouts and 5xx are `influx_unavailable` (retryable); any other status, such as 401 or 404, is
+ * `influx_rejected` (permanent: fix the credentials or the database). Anything else goes through classify().
+ */
+export function classifyInfluxError(err: unknown): SluiceError {
+  if (err instanceof SluiceError) return err;
+  const e = err as ClientError | null;
+  if (e && typeof e === 'object' && className(e) === 'ServiceNotAvailableError')
+    return new TransientError(`InfluxDB unavailable: ${errorMessage(err)}`, 'influx_unavailable', { cause: err });
+  const status = e?.res?.statusCode;
+  if (status !== undefined) {
+    return statusRetryable(status)
+      ? new TransientError(`InfluxDB write failed: ${errorMessage(err)}`, 'influx_unavailable', { cause: err })
+      : new PermanentError(`InfluxDB rejected the write: ${errorMessage(err)}`, 'influx_rejected', { cause: err });
+  }
+  return classify(err, 'InfluxDB write');
+}
+
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

@@ -65,6 +65,8 @@ export const BACKOFF = {
   redisReconnect: { baseMs: 50, maxMs: 2_000, jitter: 'none' },
   /** Fleet → a worker process that crashed, per consecutive crash. */
   workerRestart: { baseMs: 1_000, maxMs: 30_000, jitter: 'none' },
+  /** `sluice start` → its ingest, fleet or query process that crashed, per crash within the crash window. */
+  serviceRestart: { baseMs: 500, maxMs: 15_000, jitter: 'none' },
 } as const satisfies Record<string, Backoff>;
 
 /** A batch released to SQS after transient faults: its base is SLUICE_RELEASE_BACKOFF, spread by equal jitter. */

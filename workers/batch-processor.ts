@@ -1,7 +1,8 @@
 // The stages of one batch, in order: decode manifest + check its source → fetch + verify object → scan Parquet
 // (rows that break the contract set aside) → claim event ids → aggregate → write InfluxDB (narrowed to the points
 // it refuses) → quarantine the set-aside rows → top-K and all-time totals of exactly the points InfluxDB stored →
-// acknowledge → remove temp file. Every stage before the acknowledgement is idempotent for the same batch, and the
+// remove temp file. process() resolves only once every effect is durable; the message handler alone then acknowledges
+// (deletes the message). Every stage is idempotent for the same batch, and the
 // quarantine object fixes which points were refused before any Redis effect, so redelivery at any point gives the
 // same result. One bad row never fails its batch; only a batch that cannot be read at all is dead-lettered.
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -10,13 +11,13 @@ import { rm } from 'node:fs/promises';
 import { decodeManifest } from '../shared/contracts/manifest.js';
 import { PermanentError, SluiceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { scanBatch, type RejectedPoint } from '../shared/parquet.js';
+import { scanBatch } from './batch-scan.js';
+import type { RejectedPoint } from './batch-scan-types.js';
 import { CLAIM_CHUNK, type EventDedup } from './event-dedup.js';
 import { checkBatchSource, fetchBatch } from './fetch-batch.js';
 import type { InfluxSink } from './influx-sink.js';
 import type { QuarantineSink } from './quarantine-sink.js';
-import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../shared/clients/influx.js';
-import type { BatchStats } from './outcome.js';
+import type { BatchStats, DurableBatch } from './outcome.js';
 import { batchKeyOf, batchOffsetNs } from './point-offset.js';
 import { TOPK_BASE_BUCKET_MS, type TopKUpdater } from './topk.js';
 import type { EntityTotalsUpdater } from './entity-totals.js';
@@ -50,8 +51,6 @@ export interface BatchProcessorDeps {
   quarantine: QuarantineSink;
   /** SLUICE_RAW_BUCKET: the only bucket a manifest may name. */
   rawBucket: string;
-  /** Told once per delivered batch: events quarantined and points InfluxDB refused, by reason. */
-  onQuarantined?: (q: { events: Map<string, number>; rejectedPoints: Map<string, number> }) => void;
   /** Folder for downloaded batches (SLUICE_DATA_DIR/worker-tmp). */
   tempDir: string;
   log: Logger;
@@ -61,8 +60,6 @@ export interface BatchProcessorDeps {
 export interface BatchInput {
   messageId: string;
   body: string | undefined;
-  /** Makes the effect final: stops the heartbeat and deletes the message. Called only after all effects are durable. */
-  ack(): Promise<void>;
   /** Aborted when the worker stops; the batch then ends at the next step boundary. */
   signal: AbortSignal;
 }
@@ -70,7 +67,8 @@ export interface BatchInput {
 export class BatchProcessor {
   constructor(private readonly d: BatchProcessorDeps) {}
 
-  async process(input: BatchInput): Promise<BatchStats> {
+  /** Runs every stage of one batch; resolves once all its effects are durable, throws (classified later) otherwise. */
+  async process(input: BatchInput): Promise<DurableBatch> {
     const { signal, messageId } = input;
     const step = async (s: BatchStep, batchKey?: string) => {
       signal.throwIfAborted();
@@ -96,13 +94,7 @@ export class BatchProcessor {
         // InfluxDB, top-K and totals all leave out the same points whatever step an earlier attempt reached.
         const earlier = await this.d.quarantine.rejectedPoints(manifest.key, signal);
         await scan.rejectPoints(earlier);
-        const lines = await scan.minuteLines(excluded, {
-          measurement: MEASUREMENT_1M,
-          entityTag: TAG_ENTITY,
-          typeTag: TAG_TYPE,
-          offsetNs: batchOffsetNs(batchKey),
-          linesPerChunk: this.d.pointsPerRequest,
-        });
+        const lines = await scan.minuteLines(excluded, { offsetNs: batchOffsetNs(batchKey), linesPerChunk: this.d.pointsPerRequest });
         await step('aggregated', batchKey);
         const refusedLines = await this.d.sink.writeLines(lines.chunks, signal);
         const refused: RejectedPoint[] = [];
@@ -139,10 +131,7 @@ export class BatchProcessor {
           points: lines.points - refused.length,
         };
         await step('before_ack', batchKey);
-        await input.ack();
-        if (quarantined.length) this.d.onQuarantined?.({ events: countBy(quarantined), rejectedPoints: countBy(refused) });
-        this.d.log.debug({ messageId, ...stats, quarantined: quarantined.length }, 'batch delivered');
-        return stats;
+        return { stats, setAside: { events: countBy(quarantined), rejectedPoints: countBy(refused) } };
       } finally {
         scan.close();
       }

@@ -2,7 +2,7 @@
 // (layout in shared/entity-totals-store.ts), exactly once per batch: each chunk of increments is applied by one
 // Lua script guarded by a "done" key, so a redelivered or concurrently delivered batch never adds twice.
 import type { Redis } from 'ioredis';
-import type { EntityTotal } from '../shared/parquet.js';
+import type { EntityTotal } from './batch-scan-types.js';
 import { TransientError, errorMessage } from '../shared/errors.js';
 import { totalKeys, totalsCompleteKey } from '../shared/entity-totals-store.js';
 

@@ -1,33 +1,14 @@
 // Writes a batch's per-minute partial aggregates to InfluxDB as points stamped minuteStart + offset(batch)
-// (line protocol formatted by the Parquet engine), with retries. Rewriting a batch replaces its own points exactly.
+// (line protocol formatted by the Parquet engine, sent by shared/clients/influx.ts), with retries. Rewriting a batch
+// replaces its own points exactly. This file holds the worker's policy: chunks in flight, retries, narrowing.
 // Points InfluxDB refuses (HTTP 400: unparseable, series limits, field type conflicts) never fail the batch: the
 // refused chunk is split in halves until the refused lines are isolated, and those are returned with InfluxDB's reason.
-import { PermanentError, TransientError, classify, errorMessage, type SluiceError } from '../shared/errors.js';
+import type { InfluxLineWriter } from '../shared/clients/influx.js';
 import { withRetry } from '../shared/retry.js';
 
-/**
- * node-influx reports "all hosts down" as ServiceNotAvailableError and HTTP errors as RequestError with
- * the response attached; neither carries a status the shared classifier sees, so they are mapped here.
- */
-export function classifyInfluxError(err: unknown): SluiceError {
-  const e = err as { name?: string; constructor?: { name?: string }; res?: { statusCode?: number } };
-  const kind = e.constructor?.name ?? e.name;
-  if (kind === 'ServiceNotAvailableError') return new TransientError(`InfluxDB unavailable: ${errorMessage(err)}`, 'influx_unavailable', { cause: err });
-  const status = e.res?.statusCode;
-  if (status !== undefined) {
-    return status >= 500 || status === 429 || status === 408
-      ? new TransientError(`InfluxDB write failed: ${errorMessage(err)}`, 'influx_unavailable', { cause: err })
-      : new PermanentError(`InfluxDB rejected the write: ${errorMessage(err)}`, 'influx_rejected', { cause: err });
-  }
-  return classify(err, 'InfluxDB write');
-}
-
 export interface InfluxSinkOptions {
-  /** InfluxDB HTTP API base URL (line-protocol writes go straight to /write). */
-  url: string;
-  database: string;
-  /** Observes each request's latency in seconds. */
-  observeLatency?: (seconds: number) => void;
+  /** The line-protocol client (shared/clients/influx.ts): the request, its auth and the classification of its errors. */
+  writer: InfluxLineWriter;
   /** Told when InfluxDB dropped points older than the hot retention (a redriven or very late batch). */
   onDroppedBeyondRetention?: (detail: string) => void;
 }
@@ -65,22 +46,11 @@ const onlyBeyondRetention = (text: string) =>
   /points beyond retention policy dropped/.test(text) && !/field type conflict|unable to parse|limit exceeded/.test(text);
 
 export class InfluxSink {
-  private readonly endpoint: string;
-  private readonly origin: string;
-  private readonly auth: Record<string, string> | undefined;
-
-  constructor(private readonly o: InfluxSinkOptions) {
-    const u = new URL(o.url);
-    this.origin = u.origin;
-    this.auth = u.username
-      ? { authorization: `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}` }
-      : undefined;
-    this.endpoint = `${u.origin}/write?db=${encodeURIComponent(o.database)}&precision=n`;
-  }
+  constructor(private readonly o: InfluxSinkOptions) {}
 
   /**
    * Writes chunks of line protocol prepared by the Parquet engine (see BatchScan.minuteLines), WRITE_CONCURRENCY
-   * requests at a time; transient failures are retried, other failures than a 400 throw (classifyInfluxError).
+   * requests at a time; transient failures are retried, other failures than a 400 throw (shared/errors classifyInfluxError).
    * Returns the lines InfluxDB refused (empty when all were written). Points are idempotent, so a chunk narrowed
    * after a partial write rewrites its good points harmlessly. Cost: one request per chunk; a refused chunk of n lines
    * with k refused lines costs at most about 2·k·log2(n) more, and one when InfluxDB says it dropped every line.
@@ -124,28 +94,12 @@ export class InfluxSink {
   private post(body: string): Promise<string | undefined> {
     return withRetry(
       async () => {
-        const t0 = performance.now();
-        let res: Response;
-        try {
-          res = await fetch(this.endpoint, {
-            method: 'POST',
-            body,
-            headers: { 'content-type': 'text/plain; charset=utf-8', ...this.auth },
-            signal: AbortSignal.timeout(60_000),
-          });
-        } catch (err) {
-          throw new TransientError(`InfluxDB unavailable at ${this.origin}: ${errorMessage(err)}`, 'influx_unavailable', { cause: err });
-        } finally {
-          this.o.observeLatency?.((performance.now() - t0) / 1000);
-        }
-        if (res.status === 204) return undefined;
-        const text = (await res.text()).slice(0, 500);
-        if (res.status === 400 && onlyBeyondRetention(text)) {
-          this.o.onDroppedBeyondRetention?.(text);
+        const refused = await this.o.writer.write(body);
+        if (refused !== undefined && onlyBeyondRetention(refused)) {
+          this.o.onDroppedBeyondRetention?.(refused);
           return undefined;
         }
-        if (res.status === 400) return text;
-        throw classifyInfluxError(Object.assign(new Error(`HTTP ${res.status}: ${text}`), { res: { statusCode: res.status } }));
+        return refused;
       },
       { maxAttempts: 3, initialDelayMs: 200, maxDelayMs: 2_000 },
     );

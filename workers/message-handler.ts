@@ -1,7 +1,8 @@
 // Owns one received SQS message from receipt to outcome: heartbeats its visibility, runs the batch with
 // in-process retries through transient faults (up to SLUICE_MAX_TRANSIENT_RETRY), then acknowledges exactly
-// one outcome — delivered (deleted by the processor), retry (released after a backoff delay) or rejected
-// (dead-lettered with its reason, then deleted). On shutdown an unfinished batch is released at once.
+// one outcome — delivered (the processor said every effect is durable; deleted here), retry (released after a
+// backoff delay) or rejected (dead-lettered with its reason, then deleted). It alone acknowledges messages. On
+// shutdown an unfinished batch is released at once, never deleted.
 import { ChangeMessageVisibilityCommand, DeleteMessageCommand, SendMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Logger } from '../shared/logger.js';
 import { TransientError, classify, errorMessage } from '../shared/errors.js';
@@ -9,8 +10,10 @@ import { backoffDelay } from '../shared/retry.js';
 import type { BatchProcessor } from './batch-processor.js';
 import { deadLetterAttributes } from './dead-letters.js';
 import { Heartbeat } from './heartbeat.js';
-import { failedOutcome, type Outcome } from './outcome.js';
+import { type DurableBatch, failedOutcome, type FailedOutcome, type Outcome } from './outcome.js';
+import { outcomeEvent, type WorkerEvents, workerEvents } from './worker-events.js';
 import type { WorkerMetrics } from './worker-metrics.js';
+import type { BatchLedger } from './reconcile/ledger.js';
 
 export interface MessageHandlerOptions {
   sqs: SQSClient;
@@ -28,6 +31,8 @@ export interface MessageHandlerOptions {
   draining(): boolean;
   /** Aborted when the shutdown grace has passed: unfinished batches are released immediately. */
   stopSignal: AbortSignal;
+  /** Told each batch whose effects are durable, before its message is deleted (reconcile/ledger.ts). */
+  ledger?: Pick<BatchLedger, 'record'>;
 }
 
 /** First and largest pause between in-process attempts (full jitter, shared/retry backoffDelay). */
@@ -63,11 +68,26 @@ function whenAborted(signal: AbortSignal): { promise: Promise<never>; dispose():
   return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
 }
 
+/** One received message as the handler sees it. */
+interface Received {
+  message: Message;
+  handle: string;
+  messageId: string;
+  receiveCount: number;
+  log: Logger;
+  hb: Heartbeat;
+}
+
 export class MessageHandler {
   /** Attempts still running after their message was released at shutdown (awaited, bounded, by close()). */
   readonly background = new Set<Promise<unknown>>();
 
-  constructor(private readonly o: MessageHandlerOptions) {}
+  /** Each message's outcome, once: its log line and metrics (worker-events.ts). */
+  private readonly events: WorkerEvents;
+
+  constructor(private readonly o: MessageHandlerOptions) {
+    this.events = workerEvents(o.log, o.metrics);
+  }
 
   async handle(message: Message): Promise<Outcome> {
     const o = this.o;
@@ -79,106 +99,124 @@ export class MessageHandler {
     const t0 = performance.now();
     o.metrics.started(handle, Number.isFinite(sent) ? sent : undefined);
     const hb = new Heartbeat({ sqs: o.sqs, queueUrl: o.queueUrl, receiptHandle: handle, visibilityTimeoutMs: o.visibilityTimeoutMs, log });
-    const deadline = Date.now() + o.maxTransientRetryMs;
-    const aborted = whenAborted(o.stopSignal);
     let outcome: Outcome | undefined;
     try {
-      for (let attempt = 0; !outcome; attempt++) {
-        if (o.stopSignal.aborted || (attempt === 0 && o.draining())) {
-          outcome = { kind: 'retry', error: stopping(), delaySeconds: 0 };
-          break;
-        }
-        hb.start();
-        const ack = async () => {
-          await hb.stop(); // no heartbeat may race the delete with the same receipt handle
-          if (o.stopSignal.aborted) throw stopping(); // released meanwhile: another worker may own it now
-          try {
-            await o.sqs.send(new DeleteMessageCommand({ QueueUrl: o.queueUrl, ReceiptHandle: handle }));
-          } catch (err) {
-            const e = classify(err, `deleting message ${messageId}`);
-            if (e.retryable) throw e;
-            // The receipt handle expired (visibility lost, e.g. a long pause): another worker may hold the message.
-            // The effects are durable and idempotent, so its delivery is a no-op; never dead-letter for this.
-            log.warn({ err: e.message }, 'batch delivered but its message could not be deleted; a redelivery will change nothing');
-          }
-        };
-        const run = o.processor.process({ messageId, body: message.Body, ack, signal: o.stopSignal });
-        try {
-          outcome = { kind: 'delivered', stats: await Promise.race([run, aborted.promise]) };
-        } catch (err) {
-          if (o.stopSignal.aborted) {
-            this.track(run);
-            outcome = { kind: 'retry', error: stopping(), delaySeconds: 0 };
-            break;
-          }
-          const failed = failedOutcome(err, receiveCount, o.releaseBackoffMs);
-          if (failed.kind === 'rejected') {
-            outcome = failed;
-            break;
-          }
-          const wait = backoffDelay(attempt, RETRY_BASE_MS, RETRY_MAX_MS);
-          if (Date.now() + wait > deadline) {
-            outcome = failed;
-            break;
-          }
-          log.warn(
-            { err: errorMessage(err), code: failed.error.code, attempt: attempt + 1, retryInMs: Math.round(wait) },
-            'batch attempt failed; retrying in-process',
-          );
-          await pause(wait, o.stopSignal); // the heartbeat keeps the message ours meanwhile
-        }
-      }
+      const r: Received = { message, handle, messageId, receiveCount, log, hb };
+      const attempted = await this.attempts(r);
       await hb.stop();
-      outcome = await this.settle(outcome, message, log);
+      outcome = await this.settle(attempted, r);
       return outcome;
+    } catch (err) {
+      // Not expected (every SQS call above is guarded): the message comes back when its visibility timeout ends.
+      const delaySeconds = Math.ceil(o.visibilityTimeoutMs / 1000);
+      outcome = { kind: 'retry', error: classify(err, `handling message ${messageId}`), delaySeconds };
+      throw err;
     } finally {
-      aborted.dispose();
       await hb.stop();
-      o.metrics.finished(handle, outcome?.kind ?? 'retry', (performance.now() - t0) / 1000);
+      o.metrics.finished(handle);
+      if (outcome) this.events.emit(outcomeEvent(outcome, { messageId, receiveCount }, (performance.now() - t0) / 1000));
     }
   }
 
-  /** Carries out a retry or rejected outcome on SQS; a rejection that cannot be recorded becomes a retry. */
-  private async settle(outcome: Outcome, message: Message, log: Logger): Promise<Outcome> {
+  /**
+   * Runs the batch until it is delivered (processed and deleted), fails permanently, runs out of in-process retry time
+   * (SLUICE_MAX_TRANSIENT_RETRY) or the worker stops; the heartbeat keeps the message ours meanwhile.
+   */
+  private async attempts(r: Received): Promise<Outcome> {
     const o = this.o;
-    const handle = message.ReceiptHandle!;
-    if (outcome.kind === 'delivered') {
-      o.metrics.events.inc(outcome.stats.counted);
-      o.metrics.points.inc(outcome.stats.points);
-      o.metrics.duplicates.inc(outcome.stats.duplicates);
-      log.info({ ...outcome.stats }, 'batch delivered');
-      return outcome;
+    const deadline = Date.now() + o.maxTransientRetryMs;
+    const aborted = whenAborted(o.stopSignal);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (o.stopSignal.aborted || (attempt === 0 && o.draining())) return { kind: 'retry', error: stopping(), delaySeconds: 0 };
+        r.hb.start();
+        const run = this.deliver(r);
+        try {
+          return { kind: 'delivered', ...(await Promise.race([run, aborted.promise])) };
+        } catch (err) {
+          if (o.stopSignal.aborted) {
+            this.track(run);
+            return { kind: 'retry', error: stopping(), delaySeconds: 0 };
+          }
+          const failed = failedOutcome(err, r.receiveCount, o.releaseBackoffMs);
+          if (failed.kind === 'rejected') return failed;
+          const wait = backoffDelay(attempt, RETRY_BASE_MS, RETRY_MAX_MS);
+          if (Date.now() + wait > deadline) return failed;
+          r.log.warn(
+            { err: errorMessage(err), code: failed.error.code, attempt: attempt + 1, retryInMs: Math.round(wait) },
+            'batch attempt failed; retrying in-process',
+          );
+          await pause(wait, o.stopSignal);
+        }
+      }
+    } finally {
+      aborted.dispose();
     }
+  }
+
+  /** One attempt: the processor makes every effect durable, then the message is deleted (a retryable failure throws). */
+  private async deliver(r: Received): Promise<DurableBatch> {
+    const o = this.o;
+    const durable = await o.processor.process({ messageId: r.messageId, body: r.message.Body, signal: o.stopSignal });
+    // Not recorded = re-announced by a later reconcile, which changes nothing: a ledger fault never fails the batch.
+    await o.ledger
+      ?.record(durable.stats.batchKey)
+      .catch((err: unknown) => r.log.warn({ err: errorMessage(err) }, 'batch delivered but not recorded in the ledger'));
+    await r.hb.stop(); // no heartbeat may race the delete with the same receipt handle
+    if (o.stopSignal.aborted) throw stopping(); // released meanwhile: another worker may own it now
+    try {
+      await o.sqs.send(new DeleteMessageCommand({ QueueUrl: o.queueUrl, ReceiptHandle: r.handle }));
+    } catch (err) {
+      const e = classify(err, `deleting message ${r.messageId}`);
+      if (e.retryable) throw e;
+      // The receipt handle expired (visibility lost, e.g. a long pause): another worker may hold the message.
+      // The effects are durable and idempotent, so its delivery is a no-op; never dead-letter for this.
+      r.log.warn({ err: e.message }, 'batch delivered but its message could not be deleted; a redelivery will change nothing');
+    }
+    return durable;
+  }
+
+  /** Carries out the rest of the outcome: a rejected batch is dead-lettered (or, failing that, released), a retry released. */
+  private async settle(outcome: Outcome, r: Received): Promise<Outcome> {
+    if (outcome.kind === 'delivered') return outcome; // deleted by the attempt that made it durable
     if (outcome.kind === 'rejected') {
-      try {
-        await o.sqs.send(
-          new SendMessageCommand({
-            QueueUrl: o.deadLetterQueueUrl,
-            MessageBody: message.Body ?? '',
-            MessageAttributes: deadLetterAttributes(outcome.error, message.MessageId ?? '', o.workerId),
-          }),
-        );
-        await o.sqs.send(new DeleteMessageCommand({ QueueUrl: o.queueUrl, ReceiptHandle: handle }));
-        o.metrics.deadLetters.inc({ reason: outcome.error.code });
-        log.error({ code: outcome.error.code, err: outcome.error.message }, 'batch rejected and dead-lettered');
-        return outcome;
-      } catch (err) {
-        log.warn({ err: errorMessage(err) }, 'could not dead-letter the batch; releasing it to try again');
-        outcome = failedOutcome(
-          new TransientError(`dead-lettering failed: ${errorMessage(err)}`, 'dead_letter_failed', { cause: err }),
-          Number(message.Attributes?.ApproximateReceiveCount ?? 1),
-          o.releaseBackoffMs,
-        );
-      }
+      outcome = await this.deadLetter(outcome, r);
+      if (outcome.kind === 'rejected') return outcome;
     }
-    if (outcome.kind === 'retry') {
-      try {
-        await o.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: o.queueUrl, ReceiptHandle: handle, VisibilityTimeout: outcome.delaySeconds }));
-      } catch (err) {
-        // The message comes back anyway when its visibility timeout ends.
-        log.warn({ err: errorMessage(err) }, 'could not release the message early');
-      }
-      log.warn({ code: outcome.error.code, err: outcome.error.message, delaySeconds: outcome.delaySeconds }, 'batch released for a later retry');
+    return this.release(outcome, r);
+  }
+
+  /** Sends the original body to the DLQ with its reason, then deletes it; if that fails, the batch is released instead. */
+  private async deadLetter(outcome: Extract<Outcome, { kind: 'rejected' }>, r: Received): Promise<FailedOutcome> {
+    const o = this.o;
+    try {
+      await o.sqs.send(
+        new SendMessageCommand({
+          QueueUrl: o.deadLetterQueueUrl,
+          MessageBody: r.message.Body ?? '',
+          MessageAttributes: deadLetterAttributes(outcome.error, r.message.MessageId ?? '', o.workerId),
+        }),
+      );
+      await o.sqs.send(new DeleteMessageCommand({ QueueUrl: o.queueUrl, ReceiptHandle: r.handle }));
+      return outcome;
+    } catch (err) {
+      r.log.warn({ err: errorMessage(err) }, 'could not dead-letter the batch; releasing it to try again');
+      return failedOutcome(
+        new TransientError(`dead-lettering failed: ${errorMessage(err)}`, 'dead_letter_failed', { cause: err }),
+        r.receiveCount,
+        o.releaseBackoffMs,
+      );
+    }
+  }
+
+  /** Sends the message back to the queue after its release delay. */
+  private async release(outcome: Extract<Outcome, { kind: 'retry' }>, r: Received): Promise<Outcome> {
+    const o = this.o;
+    try {
+      await o.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: o.queueUrl, ReceiptHandle: r.handle, VisibilityTimeout: outcome.delaySeconds }));
+    } catch (err) {
+      // The message comes back anyway when its visibility timeout ends.
+      r.log.warn({ err: errorMessage(err) }, 'could not release the message early');
     }
     return outcome;
   }

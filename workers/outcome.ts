@@ -16,8 +16,15 @@ export interface BatchStats {
   points: number;
 }
 
+/** What the batch processor resolves with once every effect of the batch is durable (the message may then be deleted). */
+export interface DurableBatch {
+  stats: BatchStats;
+  /** Events set aside in the quarantine and points InfluxDB refused, by reason (empty when the batch was clean). */
+  setAside: { events: Map<string, number>; rejectedPoints: Map<string, number> };
+}
+
 export type Outcome =
-  | { kind: 'delivered'; stats: BatchStats }
+  | ({ kind: 'delivered' } & DurableBatch)
   | { kind: 'retry'; error: SluiceError; delaySeconds: number }
   | { kind: 'rejected'; error: SluiceError };
 

@@ -13,7 +13,7 @@ import {
 } from '../shared/contracts/quarantine.js';
 import { parseRawEventsKey } from '../shared/contracts/parquet-schema.js';
 import { classify } from '../shared/errors.js';
-import type { QuarantineRow, RejectedPoint } from '../shared/parquet.js';
+import type { QuarantineRow, RejectedPoint } from './batch-scan-types.js';
 import type { InfluxRejection } from './influx-sink.js';
 
 /** Quarantine reasons that mean "InfluxDB refused the point" (the rest are contract reasons, re-derived from the file). */

@@ -2,7 +2,7 @@
 // exactly once per batch: each chunk of increments is applied by one Lua script guarded by a "done" key,
 // so a redelivered or concurrently delivered batch never adds twice, and a crash mid-way resumes where it stopped.
 import type { Redis } from 'ioredis';
-import type { BucketCount } from '../shared/parquet.js';
+import type { BucketCount } from './batch-scan-types.js';
 import { TransientError, errorMessage } from '../shared/errors.js';
 import { TOPK_RESOLUTIONS, topKBucketExpiresAt, topKBucketKey } from '../shared/topk-store.js';
 

@@ -1,8 +1,7 @@
 // The worker's Prometheus metrics, defined once: batches by outcome, events and duplicates, latencies,
 // in-flight batches, the age of the oldest message being processed, dead letters by reason, and events quarantined
-// and InfluxDB points refused by reason.
+// and InfluxDB points refused by reason. Outcome counters are updated only through worker-events.ts.
 import { prom } from '../shared/metrics.js';
-import type { OutcomeKind } from './outcome.js';
 
 export class WorkerMetrics {
   readonly batches: prom.Counter<'outcome'>;
@@ -87,10 +86,9 @@ export class WorkerMetrics {
     this.sentAt.set(handle, sentTimestampMs ?? Date.now());
   }
 
-  finished(handle: string, outcome: OutcomeKind, seconds: number): void {
+  /** The batch's message is settled (its outcome is counted by its pipeline event, worker-events.ts). */
+  finished(handle: string): void {
     this.inFlight.dec();
     this.sentAt.delete(handle);
-    this.batches.inc({ outcome });
-    this.batchSeconds.observe({ outcome }, seconds);
   }
 }

@@ -1,5 +1,5 @@
 // Prepared batches for the worker benchmark, made by the product's own path: events → staged NDJSON → Parquet per
-// event-time hour (shared/parquet) → S3 object + manifest on SQS (ingest/batch-publisher.ts, as an ingest node does).
+// event-time hour (ingest/parquet-batch-writer) → S3 object + manifest on SQS (ingest/batch-publisher.ts, as an ingest node does).
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -7,7 +7,8 @@ import type { Config } from '../../shared/config.js';
 import { createS3, createSqs } from '../../shared/clients/aws.js';
 import { encodeEventLine, type Event } from '../../shared/contracts/event.js';
 import type { BatchManifest } from '../../shared/contracts/manifest.js';
-import { openEngine, writeEventBatches, type WrittenBatch } from '../../shared/parquet.js';
+import { openEngine } from '../../shared/parquet.js';
+import { writeEventBatches, type WrittenBatch } from '../../ingest/parquet-batch-writer.js';
 import { BatchPublisher } from '../../ingest/batch-publisher.js';
 
 /** Writes `events` as Parquet files (one per event-time hour) under the run's data folder. */

@@ -10,16 +10,33 @@ export const DAY_MS = 86_400_000;
 /** Rollup resolutions kept in the cold tier, and the span one cold file covers. */
 export type RollupResolution = '1h' | '1d';
 
-/** Columns of a rollup file: one row per (entity, event type, period). */
+/** One rollup row: the aggregate of one (entity, event type) over the hour or day starting at `periodMs`. */
+export interface RollupRow {
+  entityId: string;
+  eventType: string;
+  periodMs: number;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+}
+
+/**
+ * Columns of a rollup file, in file order: one row per (entity, event type, period), sorted by entity, type and
+ * period. `field` is the RollupRow property the column holds (period_start as epoch ms in periodMs).
+ */
 export const ROLLUP_COLUMNS = [
-  { name: 'entity_id', duckdbType: 'VARCHAR', doc: 'Entity, as in the raw events.' },
-  { name: 'event_type', duckdbType: 'VARCHAR', doc: 'Event type, as in the raw events.' },
-  { name: 'period_start', duckdbType: 'TIMESTAMP_MS', doc: 'Start of the hour or day (UTC).' },
-  { name: 'count', duckdbType: 'BIGINT', doc: 'Events counted in the period.' },
-  { name: 'sum', duckdbType: 'DOUBLE', doc: 'Sum of their values.' },
-  { name: 'min', duckdbType: 'DOUBLE', doc: 'Smallest value.' },
-  { name: 'max', duckdbType: 'DOUBLE', doc: 'Largest value.' },
-] as const;
+  { name: 'entity_id', duckdbType: 'VARCHAR', field: 'entityId', doc: 'Entity, as in the raw events.' },
+  { name: 'event_type', duckdbType: 'VARCHAR', field: 'eventType', doc: 'Event type, as in the raw events.' },
+  { name: 'period_start', duckdbType: 'TIMESTAMP_MS', field: 'periodMs', doc: 'Start of the hour or day (UTC).' },
+  { name: 'count', duckdbType: 'BIGINT', field: 'count', doc: 'Events counted in the period.' },
+  { name: 'sum', duckdbType: 'DOUBLE', field: 'sum', doc: 'Sum of their values.' },
+  { name: 'min', duckdbType: 'DOUBLE', field: 'min', doc: 'Smallest value.' },
+  { name: 'max', duckdbType: 'DOUBLE', field: 'max', doc: 'Largest value.' },
+] as const satisfies readonly { name: string; duckdbType: string; field: keyof RollupRow; doc: string }[];
+
+/** Sort order of a rollup file. */
+export const ROLLUP_ORDER = 'entity_id, event_type, period_start';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 

@@ -191,7 +191,7 @@ export function validateEvent(raw: unknown, bounds: ValidationBounds, why?: Reje
 
 /**
  * The staged form of an accepted event: one NDJSON line, as written to the ingest WAL and read by the
- * Parquet writer (shared/parquet.ts). Short keys keep the WAL small; `it` is ingest time, `p` the producer.
+ * Parquet writer (ingest/parquet-batch-writer.ts). Short keys keep the WAL small; `it` is ingest time, `p` the producer.
  */
 export interface EventLine {
   i: string;

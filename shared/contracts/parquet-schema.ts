@@ -112,3 +112,10 @@ export function parseRawEventsKey(key: string): (Partition & { node: string; uni
   const m = RAW_EVENTS_KEY_PATTERN.exec(key);
   return m ? { dt: m[1]!, hour: m[2]!, node: m[3]!, unique: m[4]! } : undefined;
 }
+
+/**
+ * User metadata (x-amz-meta-*) ingest sets on every raw batch object: its sha256, event count and schema version.
+ * With the object's size and key they are everything a batch manifest holds, so a manifest can be rebuilt from the
+ * archive alone (`sluice reconcile`, `sluice replay`).
+ */
+export const RAW_OBJECT_METADATA = { sha256: 'sluice-sha256', eventCount: 'sluice-event-count', schemaVersion: 'sluice-schema-version' } as const;

@@ -7,7 +7,7 @@ import { startQuery } from '../../query/main.js';
 import { loadConfig } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
 import type { Service } from '../../shared/service.js';
-import { startCanary } from '../../workers/canary.js';
+import { startCanary } from '../../workers/canary/canary.js';
 import { startWorker } from '../../workers/main.js';
 import { FAST_WORKER_ENV, metricValue, metricValueOrZero, waitUntil } from '../support/batches.js';
 import { testConfig } from '../support/config.js';

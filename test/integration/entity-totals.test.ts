@@ -1,7 +1,8 @@
 // All-time totals: the query API answers from the workers' Redis totals only while they are complete (kept since
 // the first event); with data counted before them, or after Redis lost them, it computes totals from InfluxDB.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createInflux, MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../../shared/clients/influx.js';
+import { createInflux } from '../../shared/clients/influx.js';
+import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../../shared/contracts/influx-series.js';
 import { createRedis } from '../../shared/clients/redis.js';
 import { createLogger } from '../../shared/logger.js';
 import type { Service } from '../../shared/service.js';

@@ -2,8 +2,9 @@
 // a crashed worker, scales up to its maximum under a flood of batches, drains back to its minimum one worker per
 // cooldown without flapping or killing anyone, and every event sent is counted exactly once in InfluxDB.
 import { afterEach, describe, expect, it } from 'vitest';
-import { MEASUREMENT_1M, createInflux } from '../../shared/clients/influx.js';
-import type { FleetEvent, FleetWorkerInfo } from '../../workers/fleet.js';
+import { MEASUREMENT_1M } from '../../shared/contracts/influx-series.js';
+import { createInflux } from '../../shared/clients/influx.js';
+import type { FleetEvent, FleetWorkerInfo } from '../../workers/fleet/history.js';
 import { testConfig } from '../support/config.js';
 import { startProcess, type ChildService } from '../support/processes.js';
 import { FAST_WORKER_ENV, metricValue, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';

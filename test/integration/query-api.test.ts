@@ -3,7 +3,8 @@
 // range values for every function and step; bad parameters answer 400 naming them; cached answers match.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IPoint } from 'influx';
-import { createInflux, MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../../shared/clients/influx.js';
+import { createInflux } from '../../shared/clients/influx.js';
+import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE } from '../../shared/contracts/influx-series.js';
 import { createRedis } from '../../shared/clients/redis.js';
 import type { Config } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';

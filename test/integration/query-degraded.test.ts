@@ -2,7 +2,8 @@
 // with Retry-After and no internals, and is not ready; without Redis it still answers from InfluxDB, uncached.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createInflux, MEASUREMENT_1M } from '../../shared/clients/influx.js';
+import { createInflux } from '../../shared/clients/influx.js';
+import { MEASUREMENT_1M } from '../../shared/contracts/influx-series.js';
 import type { Config } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
 import type { Service } from '../../shared/service.js';

@@ -8,13 +8,14 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ColdStorage } from '../../shared/clients/cold-storage.js';
-import { MEASUREMENT_1D, MEASUREMENT_1H, MEASUREMENT_1M, RP_1D, RP_1H, TAG_ENTITY, TAG_TYPE, createInflux } from '../../shared/clients/influx.js';
+import { MEASUREMENT_1D, MEASUREMENT_1H, MEASUREMENT_1M, RP_1D, RP_1H, TAG_ENTITY, TAG_TYPE } from '../../shared/contracts/influx-series.js';
+import { createInflux } from '../../shared/clients/influx.js';
 import { createRedis } from '../../shared/clients/redis.js';
 import { DAY_MS, HOUR_MS, rollupKey } from '../../shared/contracts/cold-layout.js';
 import type { Config } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
 import { openEngine, queryParquet } from '../../shared/parquet.js';
-import { checkpointKey, runRollup } from '../../workers/rollup.js';
+import { checkpointKey, runRollup } from '../../workers/cold/rollup.js';
 import { testConfig } from '../support/config.js';
 
 const log = createLogger('rollup-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');

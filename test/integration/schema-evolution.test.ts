@@ -6,8 +6,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../shared/config.js';
 import { encodeEventLine } from '../../shared/contracts/event.js';
-import { EVENT_COLUMNS } from '../../shared/contracts/parquet-schema.js';
-import { archiveTotals, compactEventFiles, fingerprintEventFiles, openEngine, queryParquet, scanBatch, writeEventBatches } from '../../shared/parquet.js';
+import { archiveTotals } from '../../workers/cold/audit-sql.js';
+import { compactEventFiles, fingerprintEventFiles } from '../../workers/cold/compaction-sql.js';
+import { openEngine, queryParquet } from '../../shared/parquet.js';
+import { scanBatch } from '../../workers/batch-scan.js';
+import { writeEventBatches } from '../../ingest/parquet-batch-writer.js';
 import { groundTruth, randomEvents } from '../support/batches.js';
 import { expectedTotals, sameTotals, writeV2File } from '../support/archive.js';
 
@@ -32,8 +35,19 @@ describe('schema v1 + v2', () => {
     const scan = await scanBatch(v2File);
     try {
       expect(scan.rowCount).toBe(800);
+      // What the worker writes: the per-minute line protocol (series tags unescaped here: the test ids need none).
+      const { chunks } = await scan.minuteLines([], { offsetNs: 0n, linesPerChunk: 10_000 });
       const got = new Map(
-        (await scan.aggregate([])).map((a) => [`${a.entityId}|${a.eventType}|${a.minuteMs}`, { count: a.count, sum: a.sum, min: a.min, max: a.max }]),
+        chunks
+          .flatMap((c) => c.split('\n'))
+          .map((line) => {
+            const [, entityId, eventType, count, sum, min, max, ns] =
+              /^events_1m,entity_id=(.*),event_type=(.*) count=(\d+)i,sum=(.*),min=(.*),max=(.*) (\d+)$/.exec(line)!;
+            return [
+              `${entityId}|${eventType}|${Number(BigInt(ns!) / 1_000_000n)}`,
+              { count: Number(count), sum: Number(sum), min: Number(min), max: Number(max) },
+            ];
+          }),
       );
       expect(got).toEqual(groundTruth(v2Events));
     } finally {
@@ -43,7 +57,7 @@ describe('schema v1 + v2', () => {
 
   it('compaction merges v1 and v2 files by column name, keeping every row and the session ids', async () => {
     const out = path.join(dir, 'compacted.parquet');
-    const fp = await compactEventFiles([v1File, v2File], out, EVENT_COLUMNS);
+    const fp = await compactEventFiles([v1File, v2File], out);
     expect(fp.rows).toBe(2_000);
     expect(await fingerprintEventFiles([out])).toEqual(fp);
     const [r] = await queryParquet(

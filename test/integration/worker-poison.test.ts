@@ -13,7 +13,7 @@ import { ensureInflux, type RunningService } from '../../localstack/services.js'
 import { statsQuery } from '../../query/influxql.js';
 import { startQuery } from '../../query/main.js';
 import { createS3 } from '../../shared/clients/aws.js';
-import { createInflux } from '../../shared/clients/influx.js';
+import { createInflux, InfluxLineWriter } from '../../shared/clients/influx.js';
 import { createRedis } from '../../shared/clients/redis.js';
 import type { Config } from '../../shared/config.js';
 import { TransientError } from '../../shared/errors.js';
@@ -22,7 +22,9 @@ import { PARQUET_SCHEMA_VERSION, partitionOf, rawEventsKey } from '../../shared/
 import { QUARANTINE_RECORD_VERSION, batchQuarantineKey, decodeQuarantineRecord, type QuarantineRecord } from '../../shared/contracts/quarantine.js';
 import { totalKeys } from '../../shared/entity-totals-store.js';
 import { createLogger } from '../../shared/logger.js';
-import { archiveTotals, openEngine, writeEventBatches } from '../../shared/parquet.js';
+import { archiveTotals } from '../../workers/cold/audit-sql.js';
+import { openEngine } from '../../shared/parquet.js';
+import { writeEventBatches } from '../../ingest/parquet-batch-writer.js';
 import type { Service } from '../../shared/service.js';
 import { readTopK } from '../../shared/topk-store.js';
 import { listDeadLetters } from '../../workers/dead-letters.js';
@@ -385,7 +387,7 @@ describe('worker poison values', () => {
 
   it('InfluxSink isolates the refused lines of several chunks and stores every other line', async () => {
     const cfg = await testConfig();
-    const sink = new InfluxSink({ url: cfg.SLUICE_INFLUX_URL, database: cfg.SLUICE_INFLUX_DB });
+    const sink = new InfluxSink({ writer: new InfluxLineWriter({ url: cfg.SLUICE_INFLUX_URL, database: cfg.SLUICE_INFLUX_DB }) });
     const t = BigInt(pastHour()) * 1_000_000n;
     const line = (k: number) => (k % 7 === 3 ? `m,e=bad v=inf ${t + BigInt(k)}` : `m,e=good v=${k} ${t + BigInt(k)}`);
     const chunks = [0, 1, 2].map((c) => Array.from({ length: 20 }, (_, j) => line(c * 20 + j)).join('\n'));

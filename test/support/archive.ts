@@ -9,8 +9,10 @@ import type { Config } from '../../shared/config.js';
 import { createS3 } from '../../shared/clients/aws.js';
 import { ColdStorage } from '../../shared/clients/cold-storage.js';
 import { partitionOf, rawEventsKey } from '../../shared/contracts/parquet-schema.js';
-import { archiveTotals, fingerprintEventFiles, queryParquet, type ArchiveTotal } from '../../shared/parquet.js';
-import { downloadRaw, resolveDay } from '../../workers/archive.js';
+import { archiveTotals, type ArchiveTotal } from '../../workers/cold/audit-sql.js';
+import { fingerprintEventFiles } from '../../workers/cold/compaction-sql.js';
+import { queryParquet } from '../../shared/parquet.js';
+import { downloadRaw, resolveDay } from '../../workers/cold/archive.js';
 import type { Event } from '../../shared/contracts/event.js';
 
 const sql = (s: string) => `'${s.replaceAll("'", "''")}'`;

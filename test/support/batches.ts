@@ -1,4 +1,4 @@
-// Builds real batches for worker tests the way ingest does: events → staged NDJSON → Parquet (shared/parquet)
+// Builds real batches for worker tests the way ingest does: events → staged NDJSON → Parquet (ingest/parquet-batch-writer)
 // → S3 object with its sha256 → manifest on SQS; plus the exact expected aggregates and readers of the results.
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
@@ -8,11 +8,13 @@ import path from 'node:path';
 import type { Config } from '../../shared/config.js';
 import { createS3, createSqs, queueUrl } from '../../shared/clients/aws.js';
 import { queueBacklog } from '../../shared/queue-stats.js';
-import { MEASUREMENT_1M, createInflux } from '../../shared/clients/influx.js';
+import { MEASUREMENT_1M } from '../../shared/contracts/influx-series.js';
+import { createInflux } from '../../shared/clients/influx.js';
 import { encodeEventLine, type Event } from '../../shared/contracts/event.js';
 import { encodeManifest, type BatchManifest } from '../../shared/contracts/manifest.js';
 import { PARQUET_SCHEMA_VERSION, rawEventsKey } from '../../shared/contracts/parquet-schema.js';
-import { openEngine, writeEventBatches } from '../../shared/parquet.js';
+import { openEngine } from '../../shared/parquet.js';
+import { writeEventBatches } from '../../ingest/parquet-batch-writer.js';
 import { sleep } from '../../shared/retry.js';
 
 export function testEvent(eventId: string, entityId: string, timestamp: number, value = 1, eventType = 'view'): Event {

@@ -7,7 +7,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { encodeEventLine, validateEvent, VALUE_MAX_ABS, type Event, type EventLine, type RejectionKind } from '../../shared/contracts/event.js';
-import { openEngine, queryParquet, writeEventBatches } from '../../shared/parquet.js';
+import { openEngine, queryParquet } from '../../shared/parquet.js';
+import { writeEventBatches } from '../../ingest/parquet-batch-writer.js';
 
 const now = Date.parse('2026-06-01T12:00:00Z');
 const bounds = { nowMs: now, maxAgeMs: 7 * 86_400_000 };

@@ -2,7 +2,7 @@
 // waits a whole cooldown of low demand, steps by one, and never oscillates on a wobbling queue.
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config.js';
-import { decideScale, desiredWorkers, type ScalingOptions, type ScalingState } from '../../workers/scaling-policy.js';
+import { decideScale, desiredWorkers, type ScalingOptions, type ScalingState } from '../../workers/fleet/scaling-policy.js';
 
 const opts: ScalingOptions = { min: 1, max: 6, targetPerWorker: 4, cooldownMs: 60_000 };
 const q = (visible: number, inFlight = 0) => ({ visible, inFlight });

@@ -91,7 +91,7 @@ describe('layering', () => {
 
   it('flags each forbidden direction', () => {
     const cases: [string, string][] = [
-      ['workers/fleet.ts', "import { nodeEntry } from '../localstack/services.js';"],
+      ['workers/fleet/supervisor.ts', "import { nodeEntry } from '../../localstack/services.js';"],
       ['cli/sluice.ts', "const { runLoad } = await import('../bench/load-generator.js');"],
       ['query/x.ts', "import { testEnv } from '../test/support/config.js';"],
       ['shared/x.ts', "import { startWorker } from '../workers/main.js';"],

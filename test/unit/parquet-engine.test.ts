@@ -4,7 +4,10 @@ import { describe, expect, it, beforeAll } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openEngine, queryParquet, scanBatch, writeEventBatches } from '../../shared/parquet.js';
+import { openEngine, queryParquet } from '../../shared/parquet.js';
+import { scanBatch } from '../../workers/batch-scan.js';
+import { archiveTotals } from '../../workers/cold/audit-sql.js';
+import { writeEventBatches } from '../../ingest/parquet-batch-writer.js';
 import { encodeEventLine, type Event } from '../../shared/contracts/event.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'engine-'));
@@ -55,19 +58,42 @@ describe('Parquet engine', () => {
       expect(scan.distinctIds).toBe(4);
       // dedup identities are producer + U+001F + event id
       expect(await scan.idChunks(3)).toEqual(['p\u001f1\np\u001f2\np\u001f3', 'p\u001f4']);
-      const out = await scan.minuteLines(['p\u001f4'], { measurement: 'm', entityTag: 'e', typeTag: 't', offsetNs: 42n, linesPerChunk: 1 });
+      const out = await scan.minuteLines(['p\u001f4'], { offsetNs: 42n, linesPerChunk: 1 });
       expect(out).toEqual({
         chunks: [
-          `m,e=a\\ b\\,c\\=d,t=view count=2i,sum=7.0,min=2.0,max=5.0 ${BigInt(t0) * 1_000_000n + 42n}`,
-          `m,e=x,t=view count=1i,sum=1.5,min=1.5,max=1.5 ${BigInt(t0 + 60_000) * 1_000_000n + 42n}`,
+          `events_1m,entity_id=a\\ b\\,c\\=d,event_type=view count=2i,sum=7.0,min=2.0,max=5.0 ${BigInt(t0) * 1_000_000n + 42n}`,
+          `events_1m,entity_id=x,event_type=view count=1i,sum=1.5,min=1.5,max=1.5 ${BigInt(t0 + 60_000) * 1_000_000n + 42n}`,
         ],
         points: 2,
         events: 3,
       });
-      const aggs = await scan.aggregate(['p\u001f4']);
-      expect(aggs.reduce((n, a) => n + a.count, 0)).toBe(3);
     } finally {
       scan.close();
     }
+  });
+  it('counts the first row of a repeated id in (event_time, entity_id, event_type, value) order, in the scan and the audit alike', async () => {
+    const [file] = await batch(
+      [
+        ev('r', 'a', t0 + 2_000, 9), // later: never counted
+        ev('r', 'a', t0 + 1_000, 8), // earliest event time: counted
+        ev('s', 'b', t0 + 1_000, 6),
+        ev('s', 'b', t0 + 1_000, 4), // same time and series: the smaller value is counted
+        ev('t', 'c', t0 + 1_000, 5, 'view'),
+        ev('t', 'c', t0 + 1_000, 7, 'like'), // same time and entity: 'like' sorts before 'view'
+      ],
+      'dedup-order',
+    );
+    const expected = [
+      { entityId: 'a', eventType: 'view', count: 1, sum: 8 },
+      { entityId: 'b', eventType: 'view', count: 1, sum: 4 },
+      { entityId: 'c', eventType: 'like', count: 1, sum: 7 },
+    ];
+    const scan = await scanBatch(file!);
+    try {
+      expect(await scan.entityTotals([])).toEqual(expected);
+    } finally {
+      scan.close();
+    }
+    expect(await archiveTotals([file!], { fromMs: t0, toMs: t0 + 60_000 })).toEqual(expected);
   });
 });

@@ -2,7 +2,7 @@
 // files, the cold key layout, and how an answer is stitched from rollups, cold rollups and finer buckets.
 import { describe, expect, it } from 'vitest';
 import { DAY_MS, HOUR_MS, parseRollupKey, rollupKey, compactionId } from '../../shared/contracts/cold-layout.js';
-import { chunksOf, influxRetention, planRollup } from '../../workers/rollup-plan.js';
+import { chunksOf, influxRetention, planRollup } from '../../workers/cold/rollup-plan.js';
 import { foldInto, stitch } from '../../query/resolution-ladder.js';
 import type { Bucket } from '../../query/buckets.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { WriteAheadLog, cutTornTail, type Segment } from '../../ingest/wal.js';
@@ -69,6 +69,19 @@ describe('write-ahead log', () => {
     await w.append('{"a":4}\n', 1);
     await w.close();
     expect(readdirSync(dir).sort()[1]).toMatch(/_000004\.ndjson$/);
+  });
+
+  it('removes a segment file only on release, and only its own files', async () => {
+    const { w, dir, sealed } = wal();
+    await w.append('{"a":1}\n', 1);
+    await w.close();
+    expect(readdirSync(dir)).toEqual([path.basename(sealed[0]!.path)]); // sealed and handed over, still on disk
+    const stranger = path.join(mkdtempSync(path.join(os.tmpdir(), 'not-wal-')), '1764067200000_000001.ndjson');
+    writeFileSync(stranger, '{"a":2}\n');
+    expect(() => w.release({ ...sealed[0]!, path: stranger })).toThrow(/is not a file of the WAL in .*it was not removed/);
+    expect(existsSync(stranger)).toBe(true);
+    w.release(sealed[0]!);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('cutTornTail keeps a file that ends with a newline', () => {

@@ -1,17 +1,20 @@
 // The audit (`sluice audit`): recomputes count and sum per (entity, event type) over a range from the Parquet
 // archive (live raw files + verified compacted files, each event id once) and compares them with what the
 // query API answers — a different path through the pipeline. Any difference is reported as a mismatch.
+import type { S3Client } from '@aws-sdk/client-s3';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import type { Config } from '../shared/config.js';
-import { createS3 } from '../shared/clients/aws.js';
-import { ColdStorage } from '../shared/clients/cold-storage.js';
-import { MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE, createInflux, influxString } from '../shared/clients/influx.js';
-import { DAY_MS } from '../shared/contracts/cold-layout.js';
-import { TransientError, errorMessage } from '../shared/errors.js';
-import { archiveTotals, openEngine } from '../shared/parquet.js';
-import { withRetry } from '../shared/retry.js';
+import type { Config } from '../../shared/config.js';
+import { createS3 } from '../../shared/clients/aws.js';
+import { ColdStorage } from '../../shared/clients/cold-storage.js';
+import { createInflux } from '../../shared/clients/influx.js';
+import { DAY_MS } from '../../shared/contracts/cold-layout.js';
+import { GROUP_BY_SERIES, MEASUREMENT_1M, TAG_ENTITY, TAG_TYPE, influxIdent, tagIs } from '../../shared/contracts/influx-series.js';
+import { TransientError, errorMessage } from '../../shared/errors.js';
+import { openEngine } from '../../shared/parquet.js';
+import { withRetry } from '../../shared/retry.js';
 import { downloadRaw, resolveDay } from './archive.js';
+import { archiveTotals } from './audit-sql.js';
 
 export interface AuditOptions {
   fromMs: number;
@@ -101,13 +104,44 @@ async function hotSeries(cfg: Config, o: AuditOptions, fromMs: number, toMs: num
   const where = [
     `time >= ${fromMs}ms`,
     `time < ${toMs}ms`,
-    ...(o.entityId !== undefined ? [`"${TAG_ENTITY}" = ${influxString(o.entityId)}`] : []),
-    ...(o.eventType !== undefined ? [`"${TAG_TYPE}" = ${influxString(o.eventType)}`] : []),
+    ...(o.entityId !== undefined ? [tagIs(TAG_ENTITY, o.entityId)] : []),
+    ...(o.eventType !== undefined ? [tagIs(TAG_TYPE, o.eventType)] : []),
   ].join(' AND ');
   const rows = await createInflux(cfg).query<Record<string, string>>(
-    `SELECT sum("count") FROM "${MEASUREMENT_1M}" WHERE ${where} GROUP BY "${TAG_ENTITY}", "${TAG_TYPE}"`,
+    `SELECT sum("count") FROM ${influxIdent(MEASUREMENT_1M)} WHERE ${where} GROUP BY ${GROUP_BY_SERIES}`,
   );
   return rows.map((r) => [r[TAG_ENTITY]!, r[TAG_TYPE]!]);
+}
+
+/** Downloads into `tmp` every file the archive holds for `days`: live raw batch files and verified compacted files. */
+async function downloadArchive(
+  cfg: Config,
+  s3: S3Client,
+  cold: ColdStorage,
+  tmp: string,
+  days: readonly string[],
+  progress?: (msg: string) => void,
+): Promise<{ files: string[]; raw: number; compacted: number }> {
+  const files: string[] = [];
+  let raw = 0;
+  let compacted = 0;
+  for (const [i, dt] of days.entries()) {
+    const day = await resolveDay(s3, cfg.SLUICE_RAW_BUCKET, cold, dt);
+    for (const r of day.liveRaw) {
+      const f = path.join(tmp, `raw-${files.length}.parquet`);
+      await downloadRaw(s3, cfg.SLUICE_RAW_BUCKET, r.key, f);
+      files.push(f);
+      raw++;
+    }
+    for (const m of day.manifests) {
+      const f = path.join(tmp, `compacted-${files.length}.parquet`);
+      await cold.getToFile(m.output.key, f);
+      files.push(f);
+      compacted++;
+    }
+    progress?.(`archive: ${dt} (${i + 1}/${days.length} days, ${files.length} files)`);
+  }
+  return { files, raw, compacted };
 }
 
 export async function runAudit(cfg: Config, o: AuditOptions): Promise<AuditReport> {
@@ -120,27 +154,8 @@ export async function runAudit(cfg: Config, o: AuditOptions): Promise<AuditRepor
   mkdirSync(tmp, { recursive: true });
   await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp') });
   try {
-    // 1. The archive: where each event lives right now (see workers/archive.ts).
-    const files: string[] = [];
-    let raw = 0;
-    let compacted = 0;
-    const days = daysOf(fromMs, toMs);
-    for (const [i, dt] of days.entries()) {
-      const day = await resolveDay(s3, cfg.SLUICE_RAW_BUCKET, cold, dt);
-      for (const r of day.liveRaw) {
-        const f = path.join(tmp, `raw-${files.length}.parquet`);
-        await downloadRaw(s3, cfg.SLUICE_RAW_BUCKET, r.key, f);
-        files.push(f);
-        raw++;
-      }
-      for (const m of day.manifests) {
-        const f = path.join(tmp, `compacted-${files.length}.parquet`);
-        await cold.getToFile(m.output.key, f);
-        files.push(f);
-        compacted++;
-      }
-      o.progress?.(`archive: ${dt} (${i + 1}/${days.length} days, ${files.length} files)`);
-    }
+    // 1. The archive: where each event lives right now (see workers/cold/archive.ts).
+    const { files, raw, compacted } = await downloadArchive(cfg, s3, cold, tmp, daysOf(fromMs, toMs), o.progress);
     const totals = await archiveTotals(files, { fromMs, toMs, entityId: o.entityId, eventType: o.eventType });
     // The part of the range InfluxDB still holds minutes for is also compared at 1m steps, so a wrong minute
     // point is caught even where a (correct) rollup answers the coarse query.

@@ -5,10 +5,10 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import type { Config } from '../shared/config.js';
-import { createS3 } from '../shared/clients/aws.js';
-import { ColdStorage } from '../shared/clients/cold-storage.js';
-import { sha256File } from '../shared/clients/object-store.js';
+import type { Config } from '../../shared/config.js';
+import { createS3 } from '../../shared/clients/aws.js';
+import { ColdStorage } from '../../shared/clients/cold-storage.js';
+import { sha256File } from '../../shared/clients/object-store.js';
 import {
   COMPACTION_MANIFEST_VERSION,
   DAY_MS,
@@ -17,12 +17,12 @@ import {
   compactionManifestKey,
   encodeCompactionManifest,
   type CompactionManifest,
-} from '../shared/contracts/cold-layout.js';
-import { EVENT_COLUMNS } from '../shared/contracts/parquet-schema.js';
-import { PermanentError } from '../shared/errors.js';
-import type { Logger } from '../shared/logger.js';
-import { compactEventFiles, fingerprintEventFiles, openEngine } from '../shared/parquet.js';
+} from '../../shared/contracts/cold-layout.js';
+import { PermanentError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logger.js';
+import { openEngine } from '../../shared/parquet.js';
 import { deleteRaw, downloadRaw, rawDays, resolveDay } from './archive.js';
+import { compactEventFiles, fingerprintEventFiles } from './compaction-sql.js';
 
 /** Steps after which a run may stop; a rerun must always complete the day without loss or duplicates. */
 export type CompactionStep = 'uploaded' | 'verified' | 'manifest-written' | 'originals-deleted';
@@ -90,7 +90,7 @@ async function compactDay(cfg: Config, s3: S3Client, cold: ColdStorage, dt: stri
     if ((i + 1) % 50 === 0) o.progress?.(`${dt}: downloaded ${i + 1}/${inputs.length} raw files`);
   }
   const merged = path.join(dir, 'compacted.parquet');
-  const source = await compactEventFiles(local, merged, EVENT_COLUMNS);
+  const source = await compactEventFiles(local, merged);
   const dataKey = compactedKey(dt, id);
   const { sha256, bytes } = await sha256File(merged);
   await cold.putFile(dataKey, merged, { 'sluice-compaction': id });

@@ -1,6 +1,6 @@
 // The fleet supervisor's Prometheus metrics, defined once: its scaling decisions, its workers by state, the queue
 // it scales on, the oldest message age and freshness, and its workers' counters summed (they survive the workers).
-import { prom } from '../shared/metrics.js';
+import { prom } from '../../shared/metrics.js';
 
 export class FleetMetrics {
   readonly desired: prom.Gauge;

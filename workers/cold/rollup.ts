@@ -4,16 +4,29 @@
 import type { InfluxDB, IPoint } from 'influx';
 import path from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
-import type { Config } from '../shared/config.js';
-import { ColdStorage } from '../shared/clients/cold-storage.js';
-import { MEASUREMENT_1D, MEASUREMENT_1H, MEASUREMENT_1M, RP_1D, RP_1H, TAG_ENTITY, TAG_TYPE, createInflux, ensureDatabase } from '../shared/clients/influx.js';
-import { createRedis } from '../shared/clients/redis.js';
-import { rollupKey, type RollupResolution } from '../shared/contracts/cold-layout.js';
-import { PermanentError, TransientError, errorMessage } from '../shared/errors.js';
-import type { Logger } from '../shared/logger.js';
-import { openEngine, writeRollupFile, type RollupRow } from '../shared/parquet.js';
-import { withRetry } from '../shared/retry.js';
+import type { Config } from '../../shared/config.js';
+import { ColdStorage } from '../../shared/clients/cold-storage.js';
+import { createInflux, ensureDatabase, type InfluxRawResponse as RawResponse } from '../../shared/clients/influx.js';
+import { createRedis } from '../../shared/clients/redis.js';
+import { rollupKey, type RollupResolution, type RollupRow } from '../../shared/contracts/cold-layout.js';
+import {
+  FOLD_SELECT,
+  GROUP_BY_SERIES,
+  MEASUREMENT_1D,
+  MEASUREMENT_1H,
+  MEASUREMENT_1M,
+  RP_1D,
+  RP_1H,
+  TAG_ENTITY,
+  TAG_TYPE,
+  influxIdent,
+} from '../../shared/contracts/influx-series.js';
+import { PermanentError, TransientError, errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logger.js';
+import { openEngine } from '../../shared/parquet.js';
+import { withRetry } from '../../shared/retry.js';
 import { chunksOf, influxRetention, PERIOD_MS, periodsOf, planRollup } from './rollup-plan.js';
+import { writeRollupFile } from './rollup-sql.js';
 
 export const ROLLUP_TARGETS: Record<
   RollupResolution,
@@ -28,8 +41,6 @@ export const checkpointKey = (prefix: string, res: RollupResolution) => `${prefi
 
 /** Points this close to the end of their retention are not written to InfluxDB (it would drop them); the cold file has them. */
 const RETENTION_MARGIN_MS = 10 * 60_000;
-
-const q = (name: string) => `"${name.replaceAll('"', '\\"')}"`;
 
 /**
  * Creates or updates the retention policies: the database's default policy (where workers write events_1m)
@@ -48,25 +59,17 @@ export async function ensureRetentionPolicies(influx: InfluxDB, cfg: Config): Pr
   for (const [name, ms] of wanted) {
     const { duration, shardDuration } = influxRetention(ms);
     const verb = existing.some((r) => r.name === name) ? 'ALTER' : 'CREATE';
-    await influx.query(`${verb} RETENTION POLICY ${q(name)} ON ${q(db)} DURATION ${duration} REPLICATION 1 SHARD DURATION ${shardDuration}`);
+    await influx.query(
+      `${verb} RETENTION POLICY ${influxIdent(name)} ON ${influxIdent(db)} DURATION ${duration} REPLICATION 1 SHARD DURATION ${shardDuration}`,
+    );
   }
-}
-
-interface RawSeries {
-  tags?: Record<string, string>;
-  columns: string[];
-  values: unknown[][];
-}
-interface RawResponse {
-  error?: string;
-  results?: { error?: string; series?: RawSeries[] }[];
 }
 
 /** Aggregates of every series over each `res` period in [fromMs, toMs), folded from minute points. */
 async function foldMinutes(influx: InfluxDB, res: RollupResolution, fromMs: number, toMs: number): Promise<RollupRow[]> {
   const stmt =
-    `SELECT sum("count") AS "count", sum("sum") AS "sum", min("min") AS "min", max("max") AS "max" FROM ${q(MEASUREMENT_1M)} ` +
-    `WHERE time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY time(${res}), ${q(TAG_ENTITY)}, ${q(TAG_TYPE)} fill(none)`;
+    `SELECT ${FOLD_SELECT} FROM ${influxIdent(MEASUREMENT_1M)} ` +
+    `WHERE time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY time(${res}), ${GROUP_BY_SERIES} fill(none)`;
   const raw = await withRetry(
     async () => {
       try {

@@ -1,6 +1,6 @@
 // Which periods a rollup run recomputes (pure, unit-tested): complete periods from the checkpoint — or the
 // trailing late window, whichever is older — up to now, never older than the minutes InfluxDB still holds.
-import { DAY_MS, HOUR_MS, coldFileEnd, coldFileStart, type RollupResolution } from '../shared/contracts/cold-layout.js';
+import { DAY_MS, HOUR_MS, coldFileEnd, coldFileStart, type RollupResolution } from '../../shared/contracts/cold-layout.js';
 
 export const PERIOD_MS: Record<RollupResolution, number> = { '1h': HOUR_MS, '1d': DAY_MS };
 

@@ -5,11 +5,11 @@ import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, type S3Cl
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import type { ColdObject, ColdStorage } from '../shared/clients/cold-storage.js';
-import { compactionDayPrefix, decodeCompactionManifest, parseCompactedKey, type CompactionManifest } from '../shared/contracts/cold-layout.js';
-import { RAW_EVENTS_PREFIX, parseRawEventsKey } from '../shared/contracts/parquet-schema.js';
-import { TransientError, classify } from '../shared/errors.js';
-import { withRetry } from '../shared/retry.js';
+import type { ColdObject, ColdStorage } from '../../shared/clients/cold-storage.js';
+import { compactionDayPrefix, decodeCompactionManifest, parseCompactedKey, type CompactionManifest } from '../../shared/contracts/cold-layout.js';
+import { RAW_EVENTS_PREFIX, parseRawEventsKey } from '../../shared/contracts/parquet-schema.js';
+import { TransientError, classify } from '../../shared/errors.js';
+import { withRetry } from '../../shared/retry.js';
 
 export interface RawObject {
   key: string;

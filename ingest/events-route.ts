@@ -1,0 +1,191 @@
+// POST /v1/events, stage by stage: admission (ingest/admission.ts) → read the body within its budget → parse → rate
+// limit → validate → dedup + new-series budget (one Redis round trip) → WAL append (fsync) → mark ids seen → 202.
+// A request is acknowledged only after its events are durable; every answer is reported as one pipeline event
+// (RequestAccepted / RequestRefused), never one per event of the request.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import type { Config } from '../shared/config.js';
+import type { IngestEvents } from '../shared/pipeline-events.js';
+import { encodeEventLine, validateEvent, type RejectionKind, type Event } from '../shared/contracts/event.js';
+import { BodyError, parseEventsBody, readEventsBody } from './parse-body.js';
+import { RejectionList, type Rejected } from './rejections.js';
+import type { ProducerDedup } from './producer-dedup.js';
+import { type SeriesBudget, seriesKey } from './series-budget.js';
+import { WAL_FULL, type WriteAheadLog } from './wal.js';
+import { WAL_PRESSURE_RETRY_AFTER, type Admission, type Refusal } from './admission.js';
+import { SluiceError } from '../shared/errors.js';
+
+export interface EventsResponse {
+  accepted: number;
+  duplicates: number;
+  /** The first REJECTIONS_LISTED rejections. */
+  rejected: Rejected[];
+  /** All rejections of the request. */
+  rejectedCount: number;
+  /** Rejections per "field:rule" (e.g. "entityId:length", "event:json"). */
+  rejectedByReason: Record<string, number>;
+}
+
+/** Rejections listed one by one in an answer; the rest are only counted (rejectedCount, rejectedByReason). */
+export const REJECTIONS_LISTED = 100;
+
+export interface EventsRouteDeps {
+  cfg: Pick<Config, 'SLUICE_MAX_BODY_BYTES' | 'SLUICE_MAX_EVENTS_PER_REQUEST' | 'SLUICE_MAX_EVENT_AGE'>;
+  admission: Admission;
+  dedup: ProducerDedup;
+  seriesBudget: SeriesBudget;
+  wal: WriteAheadLog;
+  events: IngestEvents;
+}
+
+type Parsed = ReturnType<typeof parseEventsBody>;
+
+/** The events of a request that passed validation, unique within it, with their index in the request. */
+interface Screened {
+  valid: Event[];
+  validAt: number[];
+  ids: string[];
+  duplicates: number;
+}
+
+export function addEventsRoute(app: FastifyInstance, d: EventsRouteDeps): void {
+  app.post('/v1/events', (req, reply) => handleEvents(d, req, reply));
+}
+
+async function handleEvents(d: EventsRouteDeps, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const t0 = performance.now();
+  const producer = d.admission.authenticate(req);
+  if (typeof producer !== 'string') return refuse(d, reply, producer, undefined, undefined);
+  const refused = (r: Refusal, err?: unknown) => refuse(d, reply, r, producer, t0, err);
+  const notAdmitted = d.admission.admit(req, producer);
+  if (notAdmitted) return refused(notAdmitted);
+  const parsed = await readBody(d, req);
+  if ('status' in parsed) return refused(parsed);
+  const limited = await d.admission.rateLimit(producer, parsed.values.length);
+  if (limited) return refused(limited);
+
+  const rejected = new RejectionList(REJECTIONS_LISTED);
+  const screened = screen(parsed, { nowMs: Date.now(), maxAgeMs: d.cfg.SLUICE_MAX_EVENT_AGE }, rejected);
+  const { lines, fresh, duplicates } = await admitFresh(d, producer, screened, rejected);
+  if (fresh.length) {
+    try {
+      await d.wal.append(lines, fresh.length);
+    } catch (err) {
+      // Cap reached between admission and the append: a refusal like admission's, not a failure.
+      if (err instanceof SluiceError && err.code === WAL_FULL) return refused({ status: 503, retryAfter: WAL_PRESSURE_RETRY_AFTER, error: err.message });
+      const error = `could not make the events durable (WAL write failed: ${walFailureCode(err)}); nothing from this request was acknowledged, retry`;
+      return refused({ status: 503, retryAfter: WAL_PRESSURE_RETRY_AFTER, error }, err);
+    }
+    // Marked after the fsync (never before: a crash must not hide an unstored event) and before the ack,
+    // so a retry of an acknowledged request is recognised.
+    await d.dedup.mark(producer, fresh);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  d.events.emit({ type: 'RequestAccepted', producer, accepted: fresh.length, duplicates, rejected: rejected.length, seconds });
+  const body: EventsResponse = {
+    accepted: fresh.length,
+    duplicates,
+    rejected: rejected.listed,
+    rejectedCount: rejected.length,
+    rejectedByReason: rejected.byReason,
+  };
+  return reply.code(202).send(body);
+}
+
+/** Answers a refusal; `t0` is undefined before authentication (the answer is then not timed). */
+function refuse(d: EventsRouteDeps, reply: FastifyReply, r: Refusal, producer: string | undefined, t0: number | undefined, err?: unknown) {
+  if (r.retryAfter !== undefined) reply.header('retry-after', String(r.retryAfter));
+  if (r.challenge) reply.header('www-authenticate', 'Bearer');
+  const seconds = t0 === undefined ? undefined : (performance.now() - t0) / 1000;
+  d.events.emit({ type: 'RequestRefused', status: r.status, producer, error: r.error, seconds, err });
+  return reply.code(r.status).send({ error: r.error });
+}
+
+/** Reads the body (decompressed bytes charged to the request as they arrive) and parses it; a refusal on bad bodies. */
+async function readBody(d: EventsRouteDeps, req: FastifyRequest): Promise<Parsed | Refusal> {
+  const max = d.cfg.SLUICE_MAX_BODY_BYTES;
+  try {
+    const stream = req.body as Readable | undefined;
+    if (!stream || typeof stream.on !== 'function') return { status: 400, error: 'body is empty: send a JSON array of events or NDJSON' };
+    const ctype = String(req.headers['content-type'] ?? '');
+    const gzip = /gzip/i.test(String(req.headers['content-encoding'] ?? ''));
+    const ndjson = /ndjson|jsonl|json-seq/i.test(ctype);
+    if (!gzip && Number(req.headers['content-length']) > max) {
+      throw new BodyError(413, `request body exceeds the limit of ${max} bytes (SLUICE_MAX_BODY_BYTES); split it into smaller requests`);
+    }
+    const body = await readEventsBody(stream, {
+      gzip,
+      ndjson,
+      maxBytes: max,
+      maxEvents: d.cfg.SLUICE_MAX_EVENTS_PER_REQUEST,
+      reserve: (n) => d.admission.reserve(req, n),
+    });
+    return parseEventsBody(body, { gzip: false, maxBytes: max, ndjson });
+  } catch (err) {
+    if (err instanceof BodyError) return { status: err.status, error: err.message, ...(err.status === 503 ? { retryAfter: 1 } : {}) };
+    throw err;
+  }
+}
+
+/** Validates each parsed value; invalid ones are rejected with their reason, repeats within the request counted. */
+function screen({ values, lineErrors }: Parsed, bounds: { nowMs: number; maxAgeMs: number }, rejected: RejectionList): Screened {
+  const why: RejectionKind = { field: 'event', rule: 'type' };
+  const out: Screened = { valid: [], validAt: [], ids: [], duplicates: 0 };
+  const inRequest = new Set<string>();
+  for (let i = 0; i < values.length; i++) {
+    const lineErr = lineErrors.get(i);
+    if (lineErr) {
+      rejected.push({ index: i, reason: lineErr }, 'event:json');
+      continue;
+    }
+    const e = validateEvent(values[i], bounds, why);
+    if (typeof e === 'string') {
+      rejected.push({ index: i, reason: e }, `${why.field}:${why.rule}`);
+      continue;
+    }
+    if (inRequest.has(e.eventId)) {
+      out.duplicates++;
+      continue;
+    }
+    inRequest.add(e.eventId);
+    out.valid.push(e);
+    out.validAt.push(i);
+    out.ids.push(e.eventId);
+  }
+  return out;
+}
+
+/** Drops events the producer already sent and rejects those past its new-series budget; the rest as WAL lines. */
+async function admitFresh(d: EventsRouteDeps, producer: string, s: Screened, rejected: RejectionList) {
+  // Dedup and the new-series budget are asked at once: one Redis round trip of latency each request.
+  const [seen, series] = await Promise.all([
+    d.dedup.seen(producer, s.ids),
+    d.seriesBudget.admit(
+      producer,
+      s.valid.map((e) => seriesKey(e.entityId, e.eventType)),
+    ),
+  ]);
+  let lines = '';
+  let duplicates = s.duplicates;
+  const fresh: string[] = [];
+  const ingestTime = Date.now();
+  for (let i = 0; i < s.valid.length; i++) {
+    if (seen[i]) {
+      duplicates++;
+      continue;
+    }
+    if (!series.admitted[i]) {
+      rejected.push({ index: s.validAt[i]!, reason: series.reason }, 'series:budget');
+      continue;
+    }
+    lines += encodeEventLine(s.valid[i]!, ingestTime, producer);
+    fresh.push(s.ids[i]!);
+  }
+  return { lines, fresh, duplicates };
+}
+
+/** The disk's error code behind a failed append (ENOSPC, EIO, …), without paths: the answer goes to the producer. */
+function walFailureCode(err: unknown): string {
+  const cause = err instanceof Error ? err.cause : undefined;
+  return (cause as NodeJS.ErrnoException | undefined)?.code ?? (err as NodeJS.ErrnoException).code ?? 'unknown error';
+}
