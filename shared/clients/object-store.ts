@@ -18,7 +18,14 @@ export async function sha256File(file: string): Promise<{ sha256: string; bytes:
   return { sha256: h.digest('hex'), bytes };
 }
 
-export async function uploadFile(s3: S3Client, bucket: string, key: string, file: string, metadata: Record<string, string>): Promise<void> {
+export async function uploadFile(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  file: string,
+  metadata: Record<string, string>,
+  contentType = 'application/vnd.apache.parquet',
+): Promise<void> {
   const size = statSync(file).size;
   const upload = new Upload({
     client: s3,
@@ -27,7 +34,7 @@ export async function uploadFile(s3: S3Client, bucket: string, key: string, file
       Key: key,
       Body: createReadStream(file, { highWaterMark: 1 << 20 }),
       ContentLength: size,
-      ContentType: 'application/vnd.apache.parquet',
+      ContentType: contentType,
       Metadata: metadata,
     },
     partSize: PART_SIZE,

@@ -1,8 +1,6 @@
 // Quarantine objects in the raw bucket (layout and records: contracts/quarantine.ts): written whole from a local
 // NDJSON file (streamed, so any size works), listed with their metadata, read back record by record, removed.
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { createReadStream, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import {
@@ -14,7 +12,7 @@ import {
   type QuarantineObject,
   type QuarantineRecord,
 } from '../contracts/quarantine.js';
-import { headObject, PART_SIZE } from './object-store.js';
+import { headObject, uploadFile } from './object-store.js';
 
 export async function putQuarantineFile(
   s3: S3Client,
@@ -23,21 +21,14 @@ export async function putQuarantineFile(
   file: string,
   info: { events: number; firstReason: string; kind: QuarantineKind },
 ): Promise<void> {
-  const upload = new Upload({
-    client: s3,
-    params: {
-      Bucket: bucket,
-      Key: key,
-      Body: createReadStream(file, { highWaterMark: 1 << 20 }),
-      ContentLength: statSync(file).size,
-      ContentType: 'application/x-ndjson',
-      Metadata: { [QUARANTINE_META.events]: String(info.events), [QUARANTINE_META.firstReason]: info.firstReason, [QUARANTINE_META.kind]: info.kind },
-    },
-    partSize: PART_SIZE,
-    queueSize: 2,
-    leavePartsOnError: false,
-  });
-  await upload.done();
+  await uploadFile(
+    s3,
+    bucket,
+    key,
+    file,
+    { [QUARANTINE_META.events]: String(info.events), [QUARANTINE_META.firstReason]: info.firstReason, [QUARANTINE_META.kind]: info.kind },
+    'application/x-ndjson',
+  );
 }
 
 export async function deleteQuarantineObject(s3: S3Client, bucket: string, key: string): Promise<void> {
