@@ -88,22 +88,33 @@ export class BatchProcessor {
       });
       try {
         await step('scanned', batchKey);
+        // Points refused on an earlier delivery stay refused (the quarantine object is the decision of record), so
+        // InfluxDB, top-K and totals all leave out the same points whatever step an earlier attempt reached. Read
+        // while the ids are claimed.
+        const earlierRead = settled(this.d.quarantine.rejectedPoints(manifest.key, signal));
         const { excluded } = await this.d.dedup.claimChunks(batchKey, await scan.idChunks(CLAIM_CHUNK));
         await step('claimed', batchKey);
-        // Points refused on an earlier delivery stay refused (the quarantine object is the decision of record), so
-        // InfluxDB, top-K and totals all leave out the same points whatever step an earlier attempt reached.
-        const earlier = await this.d.quarantine.rejectedPoints(manifest.key, signal);
-        await scan.rejectPoints(earlier);
+        await scan.rejectPoints(await earlierRead());
         const lines = await scan.minuteLines(excluded, { offsetNs: batchOffsetNs(batchKey), linesPerChunk: this.d.pointsPerRequest });
         await step('aggregated', batchKey);
-        const refusedLines = await this.d.sink.writeLines(lines.chunks, signal);
+        // The Redis effects' inputs are computed by the engine while InfluxDB is written (engine work beside network
+        // I/O); only when InfluxDB refuses points are they computed again without them.
+        const prepareRedis = () => settled(Promise.all([scan.countBuckets(excluded, TOPK_BASE_BUCKET_MS), scan.entityTotals(excluded)]));
+        let redisInputs = prepareRedis();
+        const refusedLines = await this.d.sink.writeLines(lines.chunks, signal).catch(async (err: unknown) => {
+          await redisInputs().catch(() => undefined); // the engine connection is closed only once its queries ended
+          throw err;
+        });
         const refused: RejectedPoint[] = [];
         if (refusedLines.length) {
+          await redisInputs().catch(() => undefined);
           const keys = await scan.pointsAt(refusedLines);
           for (const [i, k] of keys.entries()) refused.push({ ...k, reason: refusedLines[i]!.reason, detail: refusedLines[i]!.detail });
           await scan.rejectPoints(refused);
+          redisInputs = prepareRedis();
         }
         await step('written', batchKey);
+        const [buckets, totals] = await redisInputs();
         const quarantined = await scan.quarantineRows(excluded);
         if (quarantined.length) {
           const key = await this.d.quarantine.write(manifest.key, quarantined, signal);
@@ -113,8 +124,6 @@ export class BatchProcessor {
           this.d.log.warn({ messageId, batchKey, events: quarantined.length, refusedPoints: refused.length, quarantine: key }, 'batch rows quarantined');
         }
         await step('quarantined', batchKey);
-        const buckets = await scan.countBuckets(excluded, TOPK_BASE_BUCKET_MS);
-        const totals = await scan.entityTotals(excluded);
         // The two Redis effects are independent and each idempotent per batch: apply them at once, and wait for both
         // to settle (so no write of this attempt outlives it) before acknowledging or failing.
         const effects = await Promise.allSettled([
@@ -139,6 +148,12 @@ export class BatchProcessor {
       await rm(fetched.file, { force: true });
     }
   }
+}
+
+/** Starts `p` now and returns its awaiter; a rejection before anyone awaits it is held, never reported as unhandled. */
+function settled<T>(p: Promise<T>): () => Promise<T> {
+  p.catch(() => undefined);
+  return () => p;
 }
 
 function countBy(xs: readonly { reason: string }[]): Map<string, number> {
