@@ -188,7 +188,10 @@ export async function ensureRedis(url: string, dataDir: string, log: Logger, max
   const dir = path.resolve(dataDir, 'redis');
   mkdirSync(dir, { recursive: true });
   const logFile = path.join(dir, 'redis.log');
-  // appendonly + fsync everysec: dedup claims and top-K survive a Redis restart. maxmemory with noeviction: memory is
+  // appendonly + fsync everysec: dedup claims, top-K, totals and the batch ledger survive a restart and a SIGKILL (every
+  // write reaches the AOF before its reply); an OS crash or power cut loses at most the last ~1 s (2 s if the disk stalls).
+  // That loss is a suffix of the write stream and each batch's ledger entry is its last write, so the batches it touched
+  // fall out of the ledger and reconcile counts them again, idempotently. maxmemory with noeviction: memory is
   // bounded and nothing is ever evicted silently; past the limit writes fail (ingest admits unchecked, workers retry).
   const child = startChild(
     [
