@@ -111,7 +111,10 @@ export const SETTINGS = {
     os.hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'node',
     'Name of this ingest node and of its WAL folder (SLUICE_DATA_DIR/ingest/<id>/wal, locked while the node runs); part of every batch key. A folder left by a node that does not come back is adopted by another node on the same data directory (SLUICE_WAL_ADOPT_INTERVAL).',
   ),
-  AWS_ENDPOINT_URL: optStr('http://127.0.0.1:4566', 'S3 and SQS endpoint (the local emulator — s3rver and fauxqs behind one port — or LocalStack). Empty = the real AWS endpoints of AWS_REGION.'),
+  AWS_ENDPOINT_URL: optStr(
+    'http://127.0.0.1:4566',
+    'S3 and SQS endpoint (the local emulator — s3rver and fauxqs behind one port — or LocalStack). Empty = the real AWS endpoints of AWS_REGION.',
+  ),
   AWS_REGION: str('us-east-1', 'AWS region of the bucket and queues.'),
   SLUICE_S3_FORCE_PATH_STYLE: bool('true', 'Use path-style S3 URLs (needed by the local emulator, LocalStack and MinIO).'),
   SLUICE_RAW_BUCKET: str('sluice-raw', 'Bucket of the raw Parquet archive (events/dt=…/hour=…/).'),
