@@ -115,7 +115,7 @@ export function addRetentionCommands(program: Command, config: () => Config): vo
     .option('--grace <duration>', 'leave batches written less than this long ago (default SLUICE_RECONCILE_GRACE)')
     .action(async (o: { from?: string; to?: string; grace?: string }) => {
       const cfg = config();
-      const { parseDuration } = await import('../shared/config.js');
+      const { parseDuration } = await import('../shared/config-fields.js');
       const graceMs = o.grace === undefined ? cfg.SLUICE_RECONCILE_GRACE : parseDuration(o.grace);
       if (graceMs === undefined) {
         process.stderr.write(`--grace must be a duration like 0s, 5m or 1h, got ${JSON.stringify(o.grace)}\n`);

@@ -118,7 +118,7 @@ program
   .option('--seed <n>', 'random seed', '1')
   .option('--truth <file>', 'write the ground truth (unique events per entity, type and minute) as NDJSON', 'load-truth.ndjson')
   .action(async (o: Record<string, string>) => {
-    const { parseDuration } = await import('../shared/config.js');
+    const { parseDuration } = await import('../shared/config-fields.js');
     const { runLoad } = await import('./load-generator.js');
     const num = (name: string, v: string, min = 0) => {
       const n = Number(v);

@@ -1,6 +1,6 @@
 // `sluice start`: runs the whole pipeline on one machine against the configured services — creates buckets,
 // queues and the InfluxDB database, then one ingest node, the worker fleet supervisor (which sizes its workers by
-// the queue depth) and the query API as child processes (shared/process-supervisor.ts), each restarted with
+// the queue depth) and the query API as child processes (shared/supervised-service.ts), each restarted with
 // backoff when it crashes (BACKOFF.serviceRestart); a service that crashes SERVICE_RESTARTS.maxCrashes times within
 // its window stops the stack, printing the last lines of its log. Reconcile runs at start and every
 // SLUICE_RECONCILE_INTERVAL (workers/reconcile/). Ctrl-C / SIGTERM stops ingest first (it delivers its WAL), lets the
@@ -14,7 +14,7 @@ import { createInflux, ensureDatabase } from '../shared/clients/influx.js';
 import { createS3, createSqs } from '../shared/clients/aws.js';
 import { createRedis } from '../shared/clients/redis.js';
 import { errorMessage } from '../shared/errors.js';
-import { SupervisedService, type RestartPolicy } from '../shared/process-supervisor.js';
+import { SupervisedService, type RestartPolicy } from '../shared/supervised-service.js';
 import { queueBacklog } from '../shared/queue-stats.js';
 import { BACKOFF, sleep } from '../shared/retry.js';
 import { setupResources } from '../shared/setup-resources.js';

@@ -12,7 +12,7 @@ import { headObject, sha256File, uploadFile } from '../shared/clients/object-sto
 import { queueUrl } from '../shared/clients/aws.js';
 import { classify } from '../shared/errors.js';
 import { retryPolicy } from '../shared/retry.js';
-import type { IngestEvents } from '../shared/pipeline-events.js';
+import type { IngestEvents } from './ingest-events.js';
 
 export interface PublisherOptions {
   s3: S3Client;

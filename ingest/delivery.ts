@@ -3,21 +3,21 @@
 // without limit (nothing is ever dropped); circuit breakers on S3 and SQS make /readyz report not ready. A segment
 // the engine cannot read is split once: its bad lines go to the quarantine (contracts/quarantine.ts) first, then its
 // good lines are delivered under the same keys, then it is released — so one bad line never holds a delivery slot.
-// Each step is reported as a pipeline event (shared/pipeline-events.ts), which gives its log line and metrics.
+// Each step is reported as a pipeline event (ingest/ingest-events.ts), which gives its log line and metrics.
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from '../shared/logger.js';
-import type { IngestEvents } from '../shared/pipeline-events.js';
+import type { IngestEvents } from './ingest-events.js';
 import type { BatchManifest } from '../shared/contracts/manifest.js';
 import { segmentQuarantineKey } from '../shared/contracts/quarantine.js';
 import { writeEventBatches, type WrittenBatch } from './parquet-batch-writer.js';
 import { putQuarantineFile } from '../shared/clients/quarantine-store.js';
 import { classify, classifyEngineError, errorMessage, SluiceError } from '../shared/errors.js';
 import { backoffDelay, breakerIsOpen, dependencyBreaker, retryPolicy, sleep } from '../shared/retry.js';
-import type { Segment } from './wal.js';
+import type { Segment } from './wal-segments.js';
 import type { IngestMetrics } from './metrics.js';
 import { BatchPublisher } from './batch-publisher.js';
 import { splitSegment, type SplitResult } from './segment-split.js';

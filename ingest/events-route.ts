@@ -5,7 +5,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import type { Config } from '../shared/config.js';
-import type { IngestEvents } from '../shared/pipeline-events.js';
+import type { IngestEvents } from './ingest-events.js';
 import { encodeEventLine, validateEvent, type RejectionKind, type Event } from '../shared/contracts/event.js';
 import { BodyError, parseEventsBody, readEventsBody } from './parse-body.js';
 import { RejectionList, type Rejected } from './rejections.js';

@@ -16,7 +16,7 @@ import { openEngine } from '../shared/parquet.js';
 import { INGEST_ENGINE } from './parquet-batch-writer.js';
 import { breakerIsOpen } from '../shared/retry.js';
 import { assertBindAllowed } from '../shared/bind-policy.js';
-import { ingestEvents, type IngestEvents } from '../shared/pipeline-events.js';
+import { ingestEvents, type IngestEvents } from './ingest-events.js';
 import { WriteAheadLog } from './wal.js';
 import { lockOwnWal } from './wal-lock.js';
 import { WalAdoption } from './wal-adoption.js';

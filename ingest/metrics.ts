@@ -1,6 +1,6 @@
 // Prometheus metrics of an ingest node that are state, not steps: series budget checks, delivery backlog, breakers.
 // The metrics of each step (requests, WAL commits, flushes, uploads, deliveries) are derived from its pipeline event
-// (shared/pipeline-events.ts, ingestEventMetrics), in the same registry.
+// (ingest/ingest-events.ts, ingestEventMetrics), in the same registry.
 import { prom } from '../shared/metrics.js';
 import type { Registry } from 'prom-client';
 

@@ -7,10 +7,10 @@
 // folder empty (or, after an adopter crashed, the same segments, delivered again under the same keys).
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import type { IngestEvents } from '../shared/pipeline-events.js';
+import type { IngestEvents } from './ingest-events.js';
 import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { recoverSegments, type Segment } from './wal.js';
+import { recoverSegments, type Segment } from './wal-segments.js';
 import { tryLockWal } from './wal-lock.js';
 
 /** Delivers segments under another node's id and resolves once every one is released. */

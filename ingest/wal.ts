@@ -6,18 +6,11 @@
 // delivered again under the same keys. Under disk pressure nothing unsafe is acknowledged: appends past
 // `maxTotalBytes` (bytes of segments on disk not yet released) are refused with WalFullError, a failed write or fsync
 // rejects its requests and the open segment is cut back to its last acknowledged byte before anything else is written.
-import { mkdirSync, readdirSync, statSync, openSync, readSync, closeSync, ftruncateSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { TransientError, errorMessage } from '../shared/errors.js';
-
-export interface Segment {
-  /** Deterministic id of the segment; becomes the unique part of its batch keys. */
-  id: string;
-  path: string;
-  events: number;
-  bytes: number;
-}
+import { SEGMENT_FILE, recoverSegments, type Segment } from './wal-segments.js';
 
 export interface WalOptions {
   dir: string;
@@ -41,34 +34,12 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
-const SEGMENT_FILE = /^(\d{13})_(\d{6})\.ndjson$/;
-
 /** Code of the TransientError of an append refused because the WAL holds `maxTotalBytes` of undelivered segments. */
 export const WAL_FULL = 'wal_full';
 /** Code of the TransientError of an append whose write or fsync failed (ENOSPC, EIO, …): nothing of it was acknowledged. */
 export const WAL_WRITE_FAILED = 'wal_write_failed';
 /** How long after a failed write `pressure()` keeps reporting it, so new requests are turned away before their body is read. */
 const FAILURE_HOLD_MS = 1_000;
-
-/**
- * Leftover segments of a WAL folder, oldest first, after cutting any torn tail line (bytes of a write whose fsync never
- * completed, so never acknowledged); empty segments are removed. Used at start for the node's own folder and by the
- * adoption of an orphaned one (ingest/wal-adoption.ts).
- */
-export function recoverSegments(dir: string): Segment[] {
-  const out: Segment[] = [];
-  for (const name of readdirSync(dir).sort()) {
-    if (!SEGMENT_FILE.test(name)) continue;
-    const file = path.join(dir, name);
-    const size = cutTornTail(file);
-    if (size === 0) {
-      unlinkSync(file);
-      continue;
-    }
-    out.push({ id: name.replace('.ndjson', ''), path: file, events: countLines(file), bytes: size });
-  }
-  return out;
-}
 
 export class WriteAheadLog {
   private pending: Pending[] = [];
@@ -295,49 +266,7 @@ export class WriteAheadLog {
   }
 }
 
-/** Truncates a segment after its last newline; returns the remaining size. */
-export function cutTornTail(file: string): number {
-  const size = statSync(file).size;
-  if (size === 0) return 0;
-  const fd = openSync(file, 'r+');
-  try {
-    const chunk = Buffer.alloc(Math.min(size, 1 << 20));
-    let end = size;
-    while (end > 0) {
-      const from = Math.max(0, end - chunk.length);
-      const n = readSync(fd, chunk, 0, end - from, from);
-      const i = chunk.subarray(0, n).lastIndexOf(10);
-      if (i !== -1) {
-        end = from + i + 1;
-        break;
-      }
-      end = from;
-    }
-    if (end !== size) ftruncateSync(fd, end);
-    return end;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** The errno code (ENOSPC, EIO, …) of a failed file operation, or its message. */
 function errnoOf(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? errorMessage(err);
-}
-
-function countLines(file: string): number {
-  const fd = openSync(file, 'r');
-  try {
-    const buf = Buffer.alloc(1 << 20);
-    let n = 0;
-    let pos = 0;
-    for (;;) {
-      const r = readSync(fd, buf, 0, buf.length, pos);
-      if (r === 0) return n;
-      for (let i = 0; i < r; i++) if (buf[i] === 10) n++;
-      pos += r;
-    }
-  } finally {
-    closeSync(fd);
-  }
 }

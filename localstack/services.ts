@@ -6,7 +6,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../shared/logger.js';
-import { entryCommand, SupervisedProcess } from '../shared/process-supervisor.js';
+import { entryCommand } from '../shared/process-commands.js';
+import { SupervisedProcess } from '../shared/process-supervisor.js';
 import { sleep } from '../shared/retry.js';
 import { SETTINGS } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
@@ -40,7 +41,7 @@ export interface RunningService {
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-/** node command line that runs one of the project's entry files (shared/process-supervisor.ts). */
+/** node command line that runs one of the project's entry files (shared/process-commands.ts). */
 export const nodeEntry = entryCommand;
 
 async function httpOk(url: string): Promise<boolean> {

@@ -1,7 +1,8 @@
 // Benchmark processes: each Sluice service runs as the real `sluice` sub-command (shared/process-supervisor.ts),
 // its output in the run's data folder, so a benchmark measures the product as users start it.
 import path from 'node:path';
-import { sluiceCommand, startService, SupervisedProcess } from '../../shared/process-supervisor.js';
+import { sluiceCommand } from '../../shared/process-commands.js';
+import { startService, SupervisedProcess } from '../../shared/process-supervisor.js';
 
 export type BenchProcess = SupervisedProcess & { url: string };
 

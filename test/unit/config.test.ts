@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, parseDuration, parseSize, configMarkdown, SETTINGS, PROJECT_ROOT } from '../../shared/config.js';
+import { loadConfig, configMarkdown, SETTINGS, PROJECT_ROOT } from '../../shared/config.js';
+import { parseDuration, parseSize } from '../../shared/config-fields.js';
 
 describe('config', () => {
   it('has a default for every setting that passes its own validation', () => {

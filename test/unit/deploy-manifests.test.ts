@@ -6,7 +6,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments, parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT, SETTINGS, loadConfig, parseDuration, RESOURCES } from '../../shared/config.js';
+import { PROJECT_ROOT, SETTINGS, loadConfig, RESOURCES } from '../../shared/config.js';
+import { parseDuration } from '../../shared/config-fields.js';
 
 /** Free-form YAML objects. */
 type Obj = Record<string, any>;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { createRegistry } from '../../shared/metrics.js';
-import { ingestEvents } from '../../shared/pipeline-events.js';
+import { ingestEvents } from '../../ingest/ingest-events.js';
 
 function setup(level = 'debug') {
   const lines: Record<string, unknown>[] = [];

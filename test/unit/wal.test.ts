@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { WriteAheadLog, cutTornTail, type Segment } from '../../ingest/wal.js';
+import { WriteAheadLog } from '../../ingest/wal.js';
+import { cutTornTail, type Segment } from '../../ingest/wal-segments.js';
 
 function wal(overrides: Partial<ConstructorParameters<typeof WriteAheadLog>[0]> = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wal-'));

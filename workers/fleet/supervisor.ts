@@ -7,7 +7,7 @@ import type { Config } from '../../shared/config.js';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { createRegistry } from '../../shared/metrics.js';
-import { sluiceCommand } from '../../shared/process-supervisor.js';
+import { sluiceCommand } from '../../shared/process-commands.js';
 import type { Service } from '../../shared/service.js';
 import { fleetApi } from './fleet-api.js';
 import { FleetMetrics } from './fleet-metrics.js';
