@@ -1,10 +1,12 @@
 // The Redis layout of all-time totals per (entity, event type), shared by the workers (which add each batch's
 // counts exactly once) and the query API (which answers GET /v1/entities/:id/total from it in one round trip).
-// Two hashes per event type: <prefix>total:<type>:count and <prefix>total:<type>:sum, field = entity id.
+// Two hashes per event type: <prefix>{total:<type>}:count and <prefix>{total:<type>}:sum, field = entity id.
 import type { Redis } from 'ioredis';
 
-export function totalKeys(prefix: string, eventType: string): { count: string; sum: string } {
-  return { count: `${prefix}total:${eventType}:count`, sum: `${prefix}total:${eventType}:sum` };
+export function totalKeys(prefix: string, eventType: string): { tag: string; count: string; sum: string } {
+  // One hash tag per event type: a batch's increments of one type and their done key share a cluster slot.
+  const tag = `${prefix}{total:${eventType}}`;
+  return { tag, count: `${tag}:count`, sum: `${tag}:sum` };
 }
 
 /**

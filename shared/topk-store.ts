@@ -29,8 +29,16 @@ export const TOPK_RESOLUTIONS: Readonly<Record<TopKWindow, TopKResolution>> = {
 /** Extra lifetime of a bucket after it has left its window (late readers, clock skew). */
 export const TOPK_EXPIRY_MARGIN_MS = 60_000;
 
+/**
+ * The hash tag shared by every bucket of one (event type, resolution): a window read (ZUNION) and a batch's increments
+ * touch one cluster slot each; the slots spread over event types and resolutions.
+ */
+export function topKSlotTag(prefix: string, eventType: string, res: TopKResolution): string {
+  return `${prefix}{topk:${eventType}:${res.name}}`;
+}
+
 export function topKBucketKey(prefix: string, eventType: string, res: TopKResolution, bucketStartMs: number): string {
-  return `${prefix}topk:${eventType}:${res.name}:${bucketStartMs}`;
+  return `${topKSlotTag(prefix, eventType, res)}:${bucketStartMs}`;
 }
 
 /** Epoch ms after which a bucket can never be part of its window again. */

@@ -85,7 +85,7 @@ export interface BatchScan {
   unstorableRows: number;
   /**
    * The distinct dedup identities (`<producer>\u001f<event id>`) of the storable rows in a stable order, joined by
-   * newlines into chunks of at most `size`: ready to send as one argument each (ids hold no control characters),
+   * newlines into chunks of at most `size`, each of one claim shard (workers/event-dedup.ts): ready to send as one argument each (ids hold no control characters),
    * without one JavaScript string per id.
    */
   idChunks(size: number): Promise<string[]>;

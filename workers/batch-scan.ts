@@ -5,6 +5,7 @@ import { PermanentError } from '../shared/errors.js';
 import { connect, sqlString, type DuckDBConnection } from '../shared/parquet.js';
 import { lineChunksSql, pointsTableSql } from './batch-scan-lines.js';
 import { DEDUP_ID_SQL, FIRST_OF_IDENTITY_SQL, UNSTORABLE_REASON_SQL } from './batch-scan-rules.js';
+import { claimShardSql } from './event-dedup.js';
 import type {
   BatchScan,
   BucketCount,
@@ -107,8 +108,9 @@ class EngineBatchScan implements BatchScan {
     const [chunks = []] = (
       await this.c.runAndReadAll(`
       SELECT string_agg(uid, chr(10) ORDER BY uid) FROM (
-        SELECT uid, (row_number() OVER (ORDER BY uid) - 1) // ${n} AS k FROM (SELECT DISTINCT uid FROM ${this.good})
-      ) GROUP BY k ORDER BY k`)
+        SELECT uid, s, (row_number() OVER (PARTITION BY s ORDER BY uid) - 1) // ${n} AS k
+        FROM (SELECT uid, ${claimShardSql('uid')} AS s FROM (SELECT DISTINCT uid FROM ${this.good}))
+      ) GROUP BY s, k ORDER BY s, k`)
     ).getColumnsJS() as [string[]];
     return chunks;
   }

@@ -40,19 +40,28 @@ export class EntityTotalsUpdater {
 
   /** Applies the batch's totals once; rows must come in an order fixed by the batch content (chunks are keyed by index). */
   async apply(batchKey: string, rows: readonly EntityTotal[]): Promise<number> {
+    // Rows grouped by event type (stable, so chunks stay fixed by the batch content): a call touches one type's slot.
+    const byType = new Map<string, EntityTotal[]>();
+    for (const r of rows) {
+      const list = byType.get(r.eventType);
+      if (list) list.push(r);
+      else byType.set(r.eventType, [r]);
+    }
     let applied = 0;
-    for (let i = 0, chunk = 0; i < rows.length; i += TOTALS_CHUNK, chunk++) {
-      const keys: string[] = [`${this.prefix}total:done:${batchKey}:${chunk}`];
-      const args: (string | number)[] = [TOTALS_DONE_TTL_S];
-      for (const r of rows.slice(i, i + TOTALS_CHUNK)) {
-        const k = totalKeys(this.prefix, r.eventType);
-        keys.push(k.count, k.sum);
-        args.push(r.entityId, r.count, r.sum);
-      }
-      try {
-        applied += Number(await this.redis.eval(APPLY_SCRIPT, keys.length, ...keys, ...args));
-      } catch (err) {
-        throw new TransientError(`Redis entity totals update failed: ${errorMessage(err)}`, 'totals_unavailable', { cause: err });
+    for (const [eventType, typeRows] of [...byType.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      const k = totalKeys(this.prefix, eventType);
+      for (let i = 0, chunk = 0; i < typeRows.length; i += TOTALS_CHUNK, chunk++) {
+        const keys: string[] = [`${k.tag}:done:${batchKey}:${chunk}`];
+        const args: (string | number)[] = [TOTALS_DONE_TTL_S];
+        for (const r of typeRows.slice(i, i + TOTALS_CHUNK)) {
+          keys.push(k.count, k.sum);
+          args.push(r.entityId, r.count, r.sum);
+        }
+        try {
+          applied += Number(await this.redis.eval(APPLY_SCRIPT, keys.length, ...keys, ...args));
+        } catch (err) {
+          throw new TransientError(`Redis entity totals update failed: ${errorMessage(err)}`, 'totals_unavailable', { cause: err });
+        }
       }
     }
     return applied;

@@ -4,10 +4,11 @@
 // producer (`<producer>\u001f<event id>`, see BatchScan.idChunks): one producer never suppresses another's events.
 // A batch gives back the claims of events it quarantined, so their release is counted, not taken for a duplicate.
 //
-// Layout: one Redis hash per five minutes of claiming (`<prefix>eid:<bucket>`: event id → owner tag), expiring
-// after the window. One atomic Lua call per chunk of ids reads the owners from the window's hashes (one HMGET each)
-// and claims the unowned ids in the current one (one HSET): a handful of Redis operations per chunk instead
-// of one per event.
+// Layout: ids spread over CLAIM_SHARDS shards (the first hex digit of md5(id), computed alike by the engine and here);
+// per shard one Redis hash per five minutes of claiming (`<prefix>{eid:<shard>}:<bucket>`: event id → owner tag),
+// expiring after the window. One atomic Lua call per chunk of one shard's ids reads the owners from the window's
+// hashes (one HMGET each) and claims the unowned ids in the current one (one HSET). A call's keys share the shard's
+// hash tag (one cluster slot); the shards spread the claims over 16 slots.
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { TransientError, errorMessage } from '../shared/errors.js';
@@ -16,6 +17,16 @@ import { TransientError, errorMessage } from '../shared/errors.js';
 export const CLAIM_CHUNK = 3_000;
 /** Width of one claims hash: a window of 10 minutes reads three hashes (claims live 10 to 15 minutes). */
 export const CLAIM_BUCKET_MS = 300_000;
+/** Shards of the claims: one hex digit of md5(id). */
+export const CLAIM_SHARDS = 16;
+
+/** The shard of an id: the first hex digit of md5 over its UTF-8 bytes. */
+export function claimShard(id: string): number {
+  return Number.parseInt(createHash('md5').update(id, 'utf8').digest('hex')[0]!, 16);
+}
+
+/** The same shard computed by the engine (DuckDB's md5 is over the UTF-8 bytes too), for a SQL column `col`. */
+export const claimShardSql = (col: string) => `(instr('0123456789abcdef', left(md5(${col}), 1)) - 1)`;
 
 /**
  * KEYS: the window's hashes, newest (the current minute, where new claims go) first. ARGV[1] owner tag,
@@ -82,27 +93,33 @@ export class EventDedup {
     private readonly windowMs: number,
   ) {}
 
-  /** The window's hash keys, the current minute first. */
-  windowKeys(nowMs: number): string[] {
+  /** One shard's window hash keys, the current bucket first. */
+  windowKeys(nowMs: number, shard: number): string[] {
     const current = Math.floor(nowMs / CLAIM_BUCKET_MS);
     const n = Math.ceil(this.windowMs / CLAIM_BUCKET_MS) + 1;
-    return Array.from({ length: n }, (_, b) => `${this.prefix}eid:${current - b}`);
+    return Array.from({ length: n }, (_, b) => `${this.prefix}{eid:${shard}}:${current - b}`);
   }
 
   /** Claims `ids` for `batchKey`. Redis unreachable → TransientError dedup_unavailable. */
-  claim(batchKey: string, ids: readonly string[], nowMs = Date.now()): Promise<ClaimResult> {
+  async claim(batchKey: string, ids: readonly string[], nowMs = Date.now()): Promise<ClaimResult> {
     const chunks: string[] = [];
-    for (let i = 0; i < ids.length; i += CLAIM_CHUNK) chunks.push(ids.slice(i, i + CLAIM_CHUNK).join('\n'));
-    return this.claimChunks(batchKey, chunks, nowMs);
+    for (const shardIds of byShard(ids)) for (let i = 0; i < shardIds.length; i += CLAIM_CHUNK) chunks.push(shardIds.slice(i, i + CLAIM_CHUNK).join('\n'));
+    const { excluded } = await this.claimChunks(batchKey, chunks, nowMs);
+    const set = new Set(excluded);
+    return { excluded: ids.filter((id) => set.has(id)) }; // in the order of `ids`
   }
 
-  /** Claims ids given as newline-joined chunks of at most CLAIM_CHUNK ids (see BatchScan.idChunks). */
+  /**
+   * Claims ids given as newline-joined chunks of at most CLAIM_CHUNK ids, each chunk of one shard (see
+   * BatchScan.idChunks); the shard is read from a chunk's first id.
+   */
   async claimChunks(batchKey: string, chunks: readonly string[], nowMs = Date.now()): Promise<ClaimResult> {
     const tag = claimTag(batchKey);
-    const keys = this.windowKeys(nowMs);
     const expireAt = (Math.floor(nowMs / CLAIM_BUCKET_MS) + 1) * CLAIM_BUCKET_MS + this.windowMs;
     const excluded: string[] = [];
     for (const chunk of chunks) {
+      const nl = chunk.indexOf('\n');
+      const keys = this.windowKeys(nowMs, claimShard(nl === -1 ? chunk : chunk.slice(0, nl)));
       let got: unknown;
       try {
         got = await this.redis.eval(CLAIM_SCRIPT, keys.length, ...keys, tag, expireAt, chunk);
@@ -121,15 +138,25 @@ export class EventDedup {
    */
   async release(batchKey: string, ids: readonly string[], nowMs = Date.now()): Promise<number> {
     const tag = claimTag(batchKey);
-    const keys = this.windowKeys(nowMs);
     let released = 0;
-    for (let i = 0; i < ids.length; i += CLAIM_CHUNK) {
-      try {
-        released += Number(await this.redis.eval(RELEASE_SCRIPT, keys.length, ...keys, tag, ids.slice(i, i + CLAIM_CHUNK).join('\n')));
-      } catch (err) {
-        throw new TransientError(`Redis event-id claims failed: ${errorMessage(err)}`, 'dedup_unavailable', { cause: err });
+    for (const shardIds of byShard(ids)) {
+      if (!shardIds.length) continue;
+      const keys = this.windowKeys(nowMs, claimShard(shardIds[0]!));
+      for (let i = 0; i < shardIds.length; i += CLAIM_CHUNK) {
+        try {
+          released += Number(await this.redis.eval(RELEASE_SCRIPT, keys.length, ...keys, tag, shardIds.slice(i, i + CLAIM_CHUNK).join('\n')));
+        } catch (err) {
+          throw new TransientError(`Redis event-id claims failed: ${errorMessage(err)}`, 'dedup_unavailable', { cause: err });
+        }
       }
     }
     return released;
   }
+}
+
+/** Ids grouped by shard, each group in its original order. */
+function byShard(ids: readonly string[]): string[][] {
+  const groups: string[][] = Array.from({ length: CLAIM_SHARDS }, () => []);
+  for (const id of ids) groups[claimShard(id)]!.push(id);
+  return groups.filter((g) => g.length > 0);
 }

@@ -1,10 +1,11 @@
 // Adds a batch's per-entity event counts to the top-K buckets in Redis (layout in shared/topk-store.ts),
 // exactly once per batch: each chunk of increments is applied by one Lua script guarded by a "done" key,
 // so a redelivered or concurrently delivered batch never adds twice, and a crash mid-way resumes where it stopped.
+// Every call's keys (its done key included) share one hash tag per (event type, resolution): cluster-safe.
 import type { Redis } from 'ioredis';
 import type { BucketCount } from './batch-scan-types.js';
 import { TransientError, errorMessage } from '../shared/errors.js';
-import { TOPK_RESOLUTIONS, topKBucketExpiresAt, topKBucketKey } from '../shared/topk-store.js';
+import { TOPK_RESOLUTIONS, topKBucketExpiresAt, topKBucketKey, topKSlotTag } from '../shared/topk-store.js';
 
 /** Increments per Lua call: bounds how long one call holds Redis. */
 export const TOPK_CHUNK = 5_000;
@@ -35,6 +36,8 @@ return 1
 `;
 
 interface Increment {
+  /** Hash tag of the key (one cluster slot): a Lua call only ever touches keys of one tag. */
+  tag: string;
   key: string;
   expireAtS: number;
   member: string;
@@ -49,7 +52,7 @@ interface Increment {
  * amount of work per batch instead of one increment per long-tail entity.
  */
 export function topKIncrements(prefix: string, counts: readonly BucketCount[], capacity = Infinity): Increment[] {
-  const byKey = new Map<string, { expireAtS: number; members: Map<string, number> }>();
+  const byKey = new Map<string, { tag: string; expireAtS: number; members: Map<string, number> }>();
   for (const res of Object.values(TOPK_RESOLUTIONS)) {
     if (res.bucketMs % TOPK_BASE_BUCKET_MS !== 0) throw new Error(`top-K bucket ${res.name} is not a multiple of the base bucket`);
     for (const c of counts) {
@@ -57,7 +60,7 @@ export function topKIncrements(prefix: string, counts: readonly BucketCount[], c
       const key = topKBucketKey(prefix, c.eventType, res, start);
       let b = byKey.get(key);
       if (!b) {
-        b = { expireAtS: Math.ceil(topKBucketExpiresAt(res, start) / 1000), members: new Map() };
+        b = { tag: topKSlotTag(prefix, c.eventType, res), expireAtS: Math.ceil(topKBucketExpiresAt(res, start) / 1000), members: new Map() };
         byKey.set(key, b);
       }
       b.members.set(c.entityId, (b.members.get(c.entityId) ?? 0) + c.count);
@@ -68,7 +71,8 @@ export function topKIncrements(prefix: string, counts: readonly BucketCount[], c
     const b = byKey.get(key)!;
     let members = [...b.members.entries()];
     if (members.length > capacity) members = members.sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1)).slice(0, capacity);
-    for (const [member, count] of members.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))) out.push({ key, expireAtS: b.expireAtS, member, count });
+    for (const [member, count] of members.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0)))
+      out.push({ tag: b.tag, key, expireAtS: b.expireAtS, member, count });
   }
   return out;
 }
@@ -87,9 +91,14 @@ export class TopKUpdater {
   async apply(batchKey: string, counts: readonly BucketCount[], nowMs: number = Date.now()): Promise<number> {
     const incs = topKIncrements(this.prefix, counts, this.capacity);
     let applied = 0;
-    for (let i = 0, chunk = 0; i < incs.length; i += TOPK_CHUNK, chunk++) {
-      const live = incs.slice(i, i + TOPK_CHUNK).filter((x) => x.expireAtS * 1000 > nowMs);
-      const keys: string[] = [`${this.prefix}topk:done:${batchKey}:${chunk}`];
+    // Keys sort by their tag first, so a chunk ends at TOPK_CHUNK increments or where the tag changes.
+    for (let i = 0, chunk = 0; i < incs.length; chunk++) {
+      const tag = incs[i]!.tag;
+      let end = i;
+      while (end < incs.length && end - i < TOPK_CHUNK && incs[end]!.tag === tag) end++;
+      const live = incs.slice(i, end).filter((x) => x.expireAtS * 1000 > nowMs);
+      i = end;
+      const keys: string[] = [`${tag}:done:${batchKey}:${chunk}`];
       const args: (string | number)[] = [TOPK_DONE_TTL_S, this.capacity];
       for (let j = 0; j < live.length; ) {
         const key = live[j]!.key;

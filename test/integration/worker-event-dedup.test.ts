@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createRedis } from '../../shared/clients/redis.js';
 import { createLogger } from '../../shared/logger.js';
 import type { Service } from '../../shared/service.js';
-import { CLAIM_BUCKET_MS, EventDedup, claimTag } from '../../workers/event-dedup.js';
+import { CLAIM_BUCKET_MS, EventDedup, claimShard, claimTag } from '../../workers/event-dedup.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
 import {
@@ -63,7 +63,7 @@ describe('worker event dedup', () => {
       expect(b.excluded).toEqual(ids.slice(0, 7_000));
       expect((await dedup.claim('bucket/b.parquet', ids)).excluded).toEqual(ids.slice(0, 7_000));
       // Claims live in the hash of the current minute, which expires one window after that minute ends.
-      const [current] = dedup.windowKeys(Date.now());
+      const [current] = dedup.windowKeys(Date.now(), claimShard('id-11999'));
       expect(await redis.hget(current!, 'id-11999')).toBe(claimTag('bucket/b.parquet'));
       const ttl = await redis.ttl(current!);
       expect(ttl).toBeGreaterThan(cfg.SLUICE_DEDUP_WINDOW / 1000 - 10);

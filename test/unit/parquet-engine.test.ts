@@ -9,6 +9,7 @@ import { scanBatch } from '../../workers/batch-scan.js';
 import { archiveTotals } from '../../workers/cold/audit-sql.js';
 import { writeEventBatches } from '../../ingest/parquet-batch-writer.js';
 import { encodeEventLine, type Event } from '../../shared/contracts/event.js';
+import { CLAIM_SHARDS, claimShard } from '../../workers/event-dedup.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'engine-'));
 const t0 = Date.UTC(2026, 0, 31, 12, 0);
@@ -57,7 +58,14 @@ describe('Parquet engine', () => {
       expect(scan.rowCount).toBe(5);
       expect(scan.distinctIds).toBe(4);
       // dedup identities are producer + U+001F + event id
-      expect(await scan.idChunks(3)).toEqual(['p\u001f1\np\u001f2\np\u001f3', 'p\u001f4']);
+      // chunks of at most 3, each of one claim shard (the engine's shard equals claimShard), shards in order
+      const ids = ['p\u001f1', 'p\u001f2', 'p\u001f3', 'p\u001f4'];
+      const expected: string[] = [];
+      for (let shard = 0; shard < CLAIM_SHARDS; shard++) {
+        const of = ids.filter((id) => claimShard(id) === shard);
+        for (let i = 0; i < of.length; i += 3) expected.push(of.slice(i, i + 3).join('\n'));
+      }
+      expect(await scan.idChunks(3)).toEqual(expected);
       const out = await scan.minuteLines(['p\u001f4'], { offsetNs: 42n, linesPerChunk: 1 });
       expect(out).toEqual({
         chunks: [

@@ -31,10 +31,10 @@ describe('top-K bucket layout', () => {
     const incs = topKIncrements('p:', counts);
     expect(topKIncrements('p:', [...counts].reverse())).toEqual(incs);
     const at = (key: string, member: string) => incs.find((x) => x.key === key && x.member === member)?.count;
-    expect(at(`p:topk:view:1h:${t}`, 'a')).toBe(7);
-    expect(at(`p:topk:view:1m:${t}`, 'a')).toBe(3);
-    expect(at(`p:topk:view:1m:${t + 60_000}`, 'a')).toBe(4);
-    expect(at(`p:topk:view:10s:${t + 10_000}`, 'b')).toBe(2);
+    expect(at(`p:{topk:view:1h}:${t}`, 'a')).toBe(7);
+    expect(at(`p:{topk:view:1m}:${t}`, 'a')).toBe(3);
+    expect(at(`p:{topk:view:1m}:${t + 60_000}`, 'a')).toBe(4);
+    expect(at(`p:{topk:view:10s}:${t + 10_000}`, 'b')).toBe(2);
     expect(incs).toHaveLength(3 + 3 + 2);
     const keys = incs.map((x) => `${x.key} ${x.member}`);
     expect([...keys].sort()).toEqual(keys);

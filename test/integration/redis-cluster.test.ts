@@ -1,6 +1,6 @@
-// The new-series budget on a real 3-master Redis Cluster (private redis-server processes on free ports): every key
-// of one script call sits in one slot (no CROSSSLOT error, which would fail open and let everything through), and
-// producers spread over the masters.
+// Shared state on a real 3-master Redis Cluster (private redis-server processes on free ports): the new-series budget,
+// the workers' event-id claims, top-K and all-time totals, and the top-K read. Every key of one script call sits in
+// one slot (a CROSSSLOT error fails the call), and keys spread over the masters.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import net from 'node:net';
@@ -12,6 +12,12 @@ import { createIngestMetrics } from '../../ingest/metrics.js';
 import { SeriesBudget, seriesKey } from '../../ingest/series-budget.js';
 import { createLogger } from '../../shared/logger.js';
 import { createRegistry } from '../../shared/metrics.js';
+import type { Redis } from 'ioredis';
+import { totalKeys } from '../../shared/entity-totals-store.js';
+import { readTopK } from '../../shared/topk-store.js';
+import { EntityTotalsUpdater } from '../../workers/entity-totals.js';
+import { CLAIM_SHARDS, EventDedup } from '../../workers/event-dedup.js';
+import { TopKUpdater } from '../../workers/topk.js';
 
 const log = createLogger('test', process.env.SLUICE_LOG_LEVEL ?? 'silent');
 
@@ -91,5 +97,42 @@ describe('new-series budget on Redis Cluster', () => {
       owners.add(owner[1]);
     }
     expect(owners.size).toBeGreaterThan(1);
+  });
+
+  it('runs the worker scripts (event-id claims, top-K, all-time totals) and the top-K read with every call in one slot', async () => {
+    const redis = cluster as unknown as Redis;
+    const prefix = 'sluice-cluster-w:';
+    const dedup = new EventDedup(redis, prefix, 10 * 60_000);
+    const ids = Array.from({ length: 500 }, (_, i) => `p\u001fid-${i}`);
+    expect((await dedup.claim('a.parquet', ids)).excluded).toEqual([]);
+    expect((await dedup.claim('b.parquet', ids.slice(0, 200))).excluded).toEqual(ids.slice(0, 200));
+    expect(await dedup.release('a.parquet', ids.slice(0, 10))).toBe(10);
+    // Claims spread over more than one master.
+    const shards = await cluster.cluster('SLOTS');
+    const masters = new Set<number>();
+    for (let shard = 0; shard < CLAIM_SHARDS; shard++) {
+      const slot = Number(await cluster.cluster('KEYSLOT', dedup.windowKeys(Date.now(), shard)[0]!));
+      const owner = shards.find(([from, to]) => slot >= from && slot <= to)?.[2];
+      if (!owner) throw new Error(`no master owns slot ${slot}`);
+      masters.add(owner[1]);
+    }
+    expect(masters.size).toBeGreaterThan(1);
+
+    const now = Date.now();
+    const counts = ['view', 'like', 'share'].flatMap((eventType) =>
+      Array.from({ length: 30 }, (_, i) => ({ entityId: `e-${i}`, eventType, bucketMs: Math.floor(now / 10_000) * 10_000, count: i + 1 })),
+    );
+    const topk = new TopKUpdater(redis, prefix, 100);
+    expect(await topk.apply('a.parquet', counts, now)).toBeGreaterThan(0);
+    expect(await topk.apply('a.parquet', counts, now)).toBe(0);
+    expect((await readTopK(redis, prefix, 'like', '1h', 3, now)).map((e) => e.count)).toEqual([30, 29, 28]);
+
+    const totals = new EntityTotalsUpdater(redis, prefix);
+    const rows = counts.map((c) => ({ entityId: c.entityId, eventType: c.eventType, count: c.count, sum: c.count * 2 }));
+    expect(await totals.apply('a.parquet', rows)).toBe(3);
+    expect(await totals.apply('a.parquet', rows)).toBe(0);
+    const k = totalKeys(prefix, 'share');
+    expect(Number(await cluster.hget(k.count, 'e-29'))).toBe(30);
+    expect(Number(await cluster.hget(k.sum, 'e-29'))).toBe(60);
   });
 });
