@@ -1,5 +1,5 @@
 // POST /v1/events, stage by stage: admission (ingest/admission.ts) → read the body within its budget → parse → rate
-// limit → validate → dedup + new-series budget (one Redis round trip) → WAL append (fsync) → mark ids seen → 202.
+// limit → validate → dedup + new-series budget (two Lua calls sent together) → WAL append (fsync) → mark ids seen → 202.
 // A request is acknowledged only after its events are durable; every answer is reported as one pipeline event
 // (RequestAccepted / RequestRefused), never one per event of the request.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
