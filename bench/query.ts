@@ -1,7 +1,10 @@
 // `npm run bench:query`: latency p50/p99 of the query API (a child process) at 100 concurrent clients for an
 // entity total, a 24-hour series (1h steps) and a 90-day series (1d steps), each uncached (Cache-Control:
-// no-cache: InfluxDB rollups + minutes stitched) and cached (Redis answer cache); plus rollup duration and
-// compaction throughput in events/s, with DuckDB's own read-sort-write of the same files as the reference.
+// no-cache: InfluxDB rollups + minutes stitched) and cached (Redis answer cache); /v1/topk?window=1h over 61 full
+// minute buckets (Space-Saving summaries at SLUICE_TOPK_CAPACITY), closed loop and open loop at fixed rates, idle and
+// while batches are merged; plus rollup duration and compaction throughput in events/s, with DuckDB's own
+// read-sort-write of the same files as the reference. BENCH_QUERY_ONLY=topk runs the top-K part alone
+// (results: bench/results/query-topk*).
 import http from 'node:http';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -20,6 +23,9 @@ import { createRedis } from '../shared/clients/redis.js';
 import { totalsCompleteKey } from '../shared/entity-totals-store.js';
 import { ensureRetentionPolicies, runRollup } from '../workers/cold/rollup.js';
 import { EntityTotalsUpdater } from '../workers/entity-totals.js';
+import { TOPK_BASE_BUCKET_MS, TopKUpdater } from '../workers/topk.js';
+import type { BucketCount } from '../workers/batch-scan-types.js';
+import { rng, zipf } from '../cli/random-samplers.js';
 import { runCompaction } from '../workers/cold/compaction.js';
 import { eventFactory } from './lib/workload.js';
 import { percentile, progress, writeResults } from './lib/report.js';
@@ -33,20 +39,37 @@ const ENTITIES = Number(process.env.BENCH_QUERY_ENTITIES ?? 50);
 const MINUTE_HOURS = Number(process.env.BENCH_QUERY_MINUTE_HOURS ?? 30);
 const COMPACT_FILES = Number(process.env.BENCH_COMPACT_FILES ?? 10);
 const COMPACT_EVENTS_PER_FILE = Number(process.env.BENCH_COMPACT_EVENTS_PER_FILE ?? 50_000);
+const ONLY_TOPK = process.env.BENCH_QUERY_ONLY === 'topk';
+/** Top-K: events per minute batch (Zipf 1.0 over TOPK_ENTITIES: every bucket holds SLUICE_TOPK_CAPACITY entities). */
+const TOPK_EVENTS_PER_BATCH = Number(process.env.BENCH_TOPK_EVENTS ?? 20_000);
+const TOPK_ENTITIES = Number(process.env.BENCH_TOPK_ENTITIES ?? 200_000);
+/** Open-loop request rates (req/s) and how long each runs. */
+const TOPK_RATES = (process.env.BENCH_TOPK_RATES ?? '1000,2000,3000').split(',').map(Number);
+const TOPK_SECONDS = Number(process.env.BENCH_TOPK_SECONDS ?? 5);
+/** Batches merged per second into the current minute during the "while merging" phases. */
+const TOPK_MERGES_PER_SECOND = Number(process.env.BENCH_TOPK_MERGES_PER_SECOND ?? 10);
 
-async function main() {
-  const run = `q${Date.now().toString(36)}`;
-  const env = benchEnv(run);
-  const dataDir = env.SLUICE_DATA_DIR!;
-  const log = createLogger('bench', 'warn');
-  progress('starting services');
-  const { cfg, services } = await prepareRun(env);
+/** One batch's counts per base bucket: `events` Zipf events at [startMs, startMs + spanMs). */
+function topKBatch(events: number, startMs: number, spanMs: number, next: () => number, r: () => number): BucketCount[] {
+  const m = new Map<string, BucketCount>();
+  for (let i = 0; i < events; i++) {
+    const entityId = `video-${next()}`;
+    const bucketMs = Math.floor((startMs + Math.floor(r() * spanMs)) / TOPK_BASE_BUCKET_MS) * TOPK_BASE_BUCKET_MS;
+    const key = `${entityId} ${bucketMs}`;
+    const c = m.get(key);
+    if (c) c.count++;
+    else m.set(key, { entityId, eventType: 'view', bucketMs, count: 1 });
+  }
+  return [...m.values()];
+}
+
+type Phase = { requests: number; errors: number; rps: number; p50Ms: number; p99Ms: number };
+
+/** Seeds the first minute data and rollups into InfluxDB and the all-time totals into Redis; runs the rollup job. */
+async function seedInflux(cfg: Awaited<ReturnType<typeof prepareRun>>['cfg'], now: number, log: ReturnType<typeof createLogger>) {
   const influx = createInflux(cfg);
   await ensureRetentionPolicies(influx, cfg);
-
   // ---- data: minutes for the last MINUTE_HOURS, hourly and daily rollups for 90 days before that -------
-  const now = Date.now();
-  const entity = (i: number) => `video-${i}`;
   progress(`writing ${ENTITIES} series: ${MINUTE_HOURS} h of minutes, 90 days of rollups`);
   const minuteStart = Math.floor((now - MINUTE_HOURS * HOUR_MS) / 60_000) * 60_000;
   const write = async (pts: IPoint[], rp?: string) => {
@@ -79,9 +102,31 @@ async function main() {
   await redis.set(totalsCompleteKey(cfg.SLUICE_REDIS_PREFIX), new Date().toISOString()); // as the first worker of a new pipeline does
   redis.disconnect();
   progress('rollup job over the minutes');
-  let t0 = performance.now();
+  const t0 = performance.now();
   const rolled = await runRollup(cfg, { log });
-  const rollupSeconds = (performance.now() - t0) / 1000;
+  return { rolled, rollupSeconds: (performance.now() - t0) / 1000 };
+}
+
+const entity = (i: number) => `video-${i}`;
+
+async function main() {
+  const run = `q${Date.now().toString(36)}`;
+  const env = benchEnv(run);
+  const dataDir = env.SLUICE_DATA_DIR!;
+  const log = createLogger('bench', 'warn');
+  progress('starting services');
+  const { cfg, services } = await prepareRun(env);
+  const now = Date.now();
+  const seeded = ONLY_TOPK ? undefined : await seedInflux(cfg, now, log);
+
+  // ---- top-K: one batch per minute of the last 61 minutes, as workers merge them ---------------------------
+  progress(`top-K: 61 minute batches of ${TOPK_EVENTS_PER_BATCH} events over ${TOPK_ENTITIES} entities, capacity ${cfg.SLUICE_TOPK_CAPACITY}`);
+  const topkRedis = createRedis(cfg);
+  const updater = new TopKUpdater(topkRedis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_TOPK_CAPACITY);
+  const r = rng(17);
+  const nextEntity = zipf(TOPK_ENTITIES, 1.0, r);
+  const thisMinute = Math.floor(now / 60_000) * 60_000;
+  for (let m = 60; m >= 0; m--) await updater.apply(`bench/topk-${m}`, topKBatch(TOPK_EVENTS_PER_BATCH, thisMinute - m * 60_000, 60_000, nextEntity, r), now);
 
   // ---- the query API under load ------------------------------------------------------------------------
   progress('starting the query API');
@@ -97,16 +142,20 @@ async function main() {
   // A keep-alive HTTP client with one connection per simulated client (Node's fetch costs more CPU per request
   // than the server it measures, on a machine this small).
   const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
-  const get = (pathAndQuery: string, headers: Record<string, string>) =>
+  const get = (pathAndQuery: string, headers: Record<string, string>, via = agent) =>
     new Promise<number>((resolve, reject) => {
-      const req = http.get(url + pathAndQuery, { agent, headers, timeout: 30_000 }, (res) => {
+      const req = http.get(url + pathAndQuery, { agent: via, headers, timeout: 30_000 }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
       });
       req.on('timeout', () => req.destroy(new Error('timeout')));
       req.on('error', reject);
     });
-  async function phase(make: (i: number) => string, cached: boolean, clients = CLIENTS, requests = REQUESTS) {
+  const summarize = (lat: number[], requests: number, errors: number, seconds: number): Phase => {
+    lat.sort((a, b) => a - b);
+    return { requests, errors, rps: Math.round(requests / seconds), p50Ms: +percentile(lat, 50).toFixed(1), p99Ms: +percentile(lat, 99).toFixed(1) };
+  };
+  async function phase(make: (i: number) => string, cached: boolean, clients = CLIENTS, requests = REQUESTS): Promise<Phase> {
     const lat: number[] = [];
     let next = 0;
     let errors = 0;
@@ -127,18 +176,101 @@ async function main() {
         }
       }),
     );
-    const seconds = (performance.now() - t) / 1000;
-    lat.sort((a, b) => a - b);
-    return { requests, errors, rps: Math.round(requests / seconds), p50Ms: +percentile(lat, 50).toFixed(1), p99Ms: +percentile(lat, 99).toFixed(1) };
+    return summarize(lat, requests, errors, (performance.now() - t) / 1000);
   }
-  type Phase = Awaited<ReturnType<typeof phase>>;
+  /**
+   * Open loop: requests leave at `rate` per second whatever the answers, each timed from when it was due (a slow
+   * answer delays none of the others, and queueing counts in the latency). rps is what was answered per second.
+   */
+  const openAgent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  async function openLoop(pathAndQuery: string, rate: number, seconds: number): Promise<Phase> {
+    const lat: number[] = [];
+    let errors = 0;
+    let sent = 0;
+    const total = Math.round(rate * seconds);
+    const pending: Promise<void>[] = [];
+    const t = performance.now();
+    while (sent < total) {
+      const due = Math.min(total, Math.floor(((performance.now() - t) / 1000) * rate) + 1);
+      for (; sent < due; sent++) {
+        const dueAt = t + (sent / rate) * 1000;
+        pending.push(
+          get(pathAndQuery, {}, openAgent).then(
+            (status) => {
+              if (status !== 200) errors++;
+              lat.push(performance.now() - dueAt);
+            },
+            () => {
+              errors++;
+              lat.push(performance.now() - dueAt);
+            },
+          ),
+        );
+      }
+      await new Promise((res) => setTimeout(res, 1));
+    }
+    await Promise.all(pending);
+    return summarize(lat, total, errors, (performance.now() - t) / 1000);
+  }
+
   const latency: Record<string, { uncached: Phase; cached: Phase; oneClient: Phase }> = {};
-  await phase(paths.total!, true, CLIENTS, 1_000); // warm-up: connections, JIT
-  for (const [name, make] of Object.entries(paths)) {
-    progress(`${name}: ${REQUESTS} requests, ${CLIENTS} clients, uncached then cached`);
-    latency[name] = { uncached: await phase(make, false), cached: await phase(make, true), oneClient: await phase(make, true, 1, 300) };
+  await phase(ONLY_TOPK ? () => '/v1/topk?eventType=view&window=1h&k=10' : paths.total!, true, CLIENTS, 1_000); // warm-up: connections, JIT
+  if (!ONLY_TOPK) {
+    for (const [name, make] of Object.entries(paths)) {
+      progress(`${name}: ${REQUESTS} requests, ${CLIENTS} clients, uncached then cached`);
+      latency[name] = { uncached: await phase(make, false), cached: await phase(make, true), oneClient: await phase(make, true, 1, 300) };
+    }
   }
+
+  // ---- /v1/topk?window=1h: closed loop (uncached = every request merges the 61 buckets), then open loop ----
+  const topkPath = (i: number) => `/v1/topk?eventType=view&window=1h&k=${10 + (i % 3) * 5}`;
+  progress(`top-K 1h: ${REQUESTS} requests, ${CLIENTS} clients, uncached then cached`);
+  const topkClosed = { uncached: await phase(topkPath, false), cached: await phase(topkPath, true), oneClient: await phase(topkPath, true, 1, 300) };
+  const topkOpen: { rate: number; merging: boolean; result: Phase }[] = [];
+  let merges = 0;
+  for (const merging of [false, true]) {
+    // while merging: a batch every 1/TOPK_MERGES_PER_SECOND s into the current minute, as a worker fleet does
+    let stop = false;
+    const writer = merging
+      ? (async () => {
+          while (!stop) {
+            const t0 = performance.now();
+            const at = Date.now();
+            await updater.apply(`bench/topk-live-${merges++}`, topKBatch(2_000, at - 5_000, 5_000, nextEntity, r), at);
+            await new Promise((res) => setTimeout(res, Math.max(0, 1000 / TOPK_MERGES_PER_SECOND - (performance.now() - t0))));
+          }
+        })()
+      : Promise.resolve();
+    for (const rate of TOPK_RATES) {
+      progress(`top-K 1h open loop: ${rate} req/s for ${TOPK_SECONDS} s${merging ? `, ${TOPK_MERGES_PER_SECOND} batches/s merged` : ''}`);
+      topkOpen.push({ rate, merging, result: await openLoop('/v1/topk?eventType=view&window=1h&k=10', rate, TOPK_SECONDS) });
+    }
+    stop = true;
+    await writer;
+  }
+  topkRedis.disconnect();
   await query.stop(STOP_GRACE_MS);
+  const topk = { capacity: cfg.SLUICE_TOPK_CAPACITY, eventsPerMinute: TOPK_EVENTS_PER_BATCH, entities: TOPK_ENTITIES, closed: topkClosed, open: topkOpen };
+  const topkMd = [
+    `/v1/topk?window=1h over 61 minute buckets of ${cfg.SLUICE_TOPK_CAPACITY} entities each (${TOPK_EVENTS_PER_BATCH} Zipf events per minute over ${TOPK_ENTITIES} entities: every bucket approximate). ` +
+      'uncached = `Cache-Control: no-cache` (every request reads and merges the 61 buckets); cached = the query API\'s window cache (one GET of the tags\' version per request, buckets re-read only when a batch changed them). ' +
+      `Open loop: requests sent at a fixed rate for ${TOPK_SECONDS} s whatever the answers, latency from when each was due; "while merging" = ${TOPK_MERGES_PER_SECOND} batches/s merged into the current minute meanwhile.`,
+    '',
+    '| top-K 1h | p50 ms | p99 ms | req/s | errors |',
+    '|---|---|---|---|---|',
+    ...(['uncached', 'cached', 'oneClient'] as const).map((k) => {
+      const p = topkClosed[k];
+      return `| ${k === 'oneClient' ? 'cached, 1 client' : `${k}, ${CLIENTS} clients`} | ${p.p50Ms} | ${p.p99Ms} | ${p.rps} | ${p.errors} |`;
+    }),
+    ...topkOpen.map((o) => `| open loop ${o.rate} req/s${o.merging ? ', while merging' : ''} | ${o.result.p50Ms} | ${o.result.p99Ms} | ${o.result.rps} | ${o.result.errors} |`),
+  ].join('\n');
+  if (ONLY_TOPK) {
+    const file = writeResults('query-topk', { setup: { clients: CLIENTS, requestsPerPhase: REQUESTS }, topk }, topkMd);
+    progress(`results in ${file}`);
+    process.stdout.write(topkMd + '\n');
+    await Promise.all(services.map((s) => s.stop()));
+    process.exit(0);
+  }
 
   // ---- compaction throughput ---------------------------------------------------------------------------
   progress(`compaction: ${COMPACT_FILES} raw files × ${COMPACT_EVENTS_PER_FILE} events`);
@@ -161,7 +293,7 @@ async function main() {
     await s3.send(new PutObjectCommand({ Bucket: cfg.SLUICE_RAW_BUCKET, Key: rawEventsKey(w!.partition, 'bench', `f${f}`), Body: readFileSync(w!.file) }));
   }
   s3.destroy();
-  t0 = performance.now();
+  let t0 = performance.now();
   const [compacted] = await runCompaction(cfg, { log });
   const compactSeconds = (performance.now() - t0) / 1000;
   t0 = performance.now();
@@ -181,10 +313,12 @@ async function main() {
     ratioToNativeMerge: +(compactSeconds / nativeSeconds).toFixed(2),
   };
 
+  const { rolled, rollupSeconds } = seeded!;
   const result = {
     setup: { clients: CLIENTS, requestsPerPhase: REQUESTS, entities: ENTITIES, minuteHours: MINUTE_HOURS, rollupDays: 90 },
     rollup: { seconds: +rollupSeconds.toFixed(2), resolutions: rolled.map((r) => ({ res: r.res, rows: r.rows, points: r.points, files: r.files.length })) },
     latency,
+    topk,
     compaction,
   };
   const row = (n: string, k: 'uncached' | 'cached' | 'oneClient') => {
@@ -197,6 +331,8 @@ async function main() {
     '| query | cache | p50 ms | p99 ms | req/s | errors |',
     '|---|---|---|---|---|---|',
     ...Object.keys(latency).flatMap((n) => [row(n, 'uncached'), row(n, 'cached'), row(n, 'oneClient')]),
+    '',
+    topkMd,
     '',
     `Rollup job (minutes of ${MINUTE_HOURS} h × ${ENTITIES} series → hours and days, InfluxDB + cold Parquet): ${rollupSeconds.toFixed(1)} s.`,
     '',

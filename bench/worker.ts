@@ -10,11 +10,15 @@ import { scrapeMetrics, sumOf } from '../shared/prom-text.js';
 import type { BatchManifest } from '../shared/contracts/manifest.js';
 import type { WrittenBatch } from '../ingest/parquet-batch-writer.js';
 import { downloadRaw } from '../workers/cold/archive.js';
+import { batchKeyOf } from '../workers/point-offset.js';
+import { BatchLedger } from '../workers/reconcile/ledger.js';
+import { createRedis, type RedisClient } from '../shared/clients/redis.js';
 import { publishBatches, writeBatches } from './lib/batches.js';
-import { startProcess, STOP_GRACE_MS, type BenchProcess } from './lib/processes.js';
+import { startProcess, startProfiledProcess, STOP_GRACE_MS, type BenchProcess } from './lib/processes.js';
+import { clockTicksPerSecond, cpuBetween, sampleCpu, type CpuComponent } from './lib/proc-cpu.js';
 import { rng, zipf } from '../cli/random-samplers.js';
 import { peakRssMiB, progress } from './lib/report.js';
-import { benchEnv, finishRun, prepareRun } from './lib/stack.js';
+import { benchEnv, finishRun, prepareRun, servicePids } from './lib/stack.js';
 
 const EVENTS = Number(process.env.BENCH_WORKER_EVENTS ?? 1_000_000);
 const BATCHES = Number(process.env.BENCH_WORKER_BATCHES ?? 8);
@@ -22,6 +26,8 @@ const PROCESSES = (process.env.BENCH_WORKER_PROCESSES ?? '1,2,4').split(',').map
 const ENTITIES = Number(process.env.BENCH_WORKER_ENTITIES ?? 10_000);
 /** Event times of the prepared batches spread over this many minutes (ingest flushes every few seconds, so a real batch spans little time). */
 const SPREAD_MINUTES = Number(process.env.BENCH_WORKER_SPREAD_MINUTES ?? 10);
+/** Extra node flags for the worker processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (profiles each worker). */
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 /** A counter of a worker's /metrics (0 before its first increment). */
 const counter = async (url: string, name: string) => sumOf(await scrapeMetrics(url, 5_000), name) ?? 0;
@@ -77,21 +83,45 @@ async function main() {
   const batches = await publishAll(base);
   const bytes = batches.reduce((n, b) => n + b.byteSize, 0);
 
+  const ticksPerSecond = clockTicksPerSecond();
+  let redis: RedisClient | undefined;
   const runs = [];
   for (const processes of PROCESSES) {
     const run = `${id}p${processes}`;
     const env = envFor(run);
     const { cfg } = await prepareRun(env);
-    const workers: BenchProcess[] = await Promise.all(Array.from({ length: processes }, (_, i) => startProcess('worker', env, `worker-${run}-${i}`)));
+    const workers: BenchProcess[] = await Promise.all(
+      Array.from({ length: processes }, (_, i) =>
+        NODE_ARGS.length ? startProfiledProcess('worker', env, NODE_ARGS) : startProcess('worker', env, `worker-${run}-${i}`),
+      ),
+    );
+    // Where the CPU goes while the batches are processed: the workers, each service, and this process (which announces
+    // the batches and scrapes the workers' metrics).
+    const svc = servicePids(cfg, services);
+    const components: Record<string, CpuComponent> = {
+      workers: { pids: workers.map((w) => w.proc.pid!) },
+      influxdb: { pids: svc.influxdb },
+      redis: { pids: svc.redis },
+      s3sqs: { pids: svc.s3sqs },
+      bench: { pids: [process.pid], children: false },
+    };
+    const cpu0 = sampleCpu(components);
     const t0 = performance.now();
     // Announces the prepared objects on this run's queue (they are in S3 already: a HEAD each, then the manifests).
-    await publishAll(cfg);
-    let done = 0;
-    while (done < EVENTS) {
-      await new Promise((res) => setTimeout(res, 100));
-      done = (await Promise.all(workers.map((w) => counter(w.url, 'sluice_worker_events_total')))).reduce((a, b) => a + b, 0);
+    const announced = await publishAll(cfg);
+    // The end is seen in the ledger of delivered batches (a Redis EXISTS per batch every 25 ms: nothing the workers
+    // do), then confirmed by the workers' event counters; scraping /metrics that often would cost the workers ~4 %.
+    const ledger = new BatchLedger(redis ?? (redis = createRedis(cfg)), cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_LEDGER_RETENTION);
+    const keys = announced.map(batchKeyOf);
+    const countedEvents = async () => (await Promise.all(workers.map((w) => counter(w.url, 'sluice_worker_events_total')))).reduce((a, b) => a + b, 0);
+    for (let polls = 1; ; polls++) {
+      await new Promise((res) => setTimeout(res, 25));
+      if ((await ledger.delivered(keys)).size < keys.length && polls % 40 !== 0) continue;
+      if ((await countedEvents()) >= EVENTS) break;
     }
     const secs = (performance.now() - t0) / 1000;
+    const cpu = cpuBetween(cpu0, sampleCpu(components), components, ticksPerSecond);
+    const cpuSeconds = Object.fromEntries(Object.entries(cpu).map(([name, c]) => [name, c.cpuSeconds]));
     const rss = workers.map((w) => peakRssMiB(w.proc.pid!));
     const points = (await Promise.all(workers.map((w) => counter(w.url, 'sluice_worker_influx_points_total')))).reduce((a, b) => a + b, 0);
     await Promise.all(workers.map((w) => w.stop(STOP_GRACE_MS)));
@@ -102,13 +132,19 @@ async function main() {
       eventsPerSec: Math.round(EVENTS / secs),
       eventsPerSecPerProcess: Math.round(EVENTS / secs / processes),
       peakRssMiB: rss,
+      cpuSeconds,
     };
     progress(
-      `${processes} process(es): ${res.eventsPerSec.toLocaleString()} events/s (${res.eventsPerSecPerProcess.toLocaleString()} per process), peak RSS ${rss.join(', ')} MiB`,
+      `${processes} process(es): ${res.eventsPerSec.toLocaleString()} events/s (${res.eventsPerSecPerProcess.toLocaleString()} per process), peak RSS ${rss.join(', ')} MiB; CPU s: ${Object.entries(
+        cpuSeconds,
+      )
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
     );
     runs.push(res);
   }
 
+  redis?.disconnect();
   progress('DuckDB reference: the same GROUP BY straight from the Parquet files');
   const s3 = createS3(base);
   const files: string[] = [];

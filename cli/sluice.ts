@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // The `sluice` command: one sub-command per process (ingest, worker, fleet, query), the local stack (start),
 // resource setup, dead-letter handling and configuration help.
+import cluster from 'node:cluster';
 import { Command } from 'commander';
-import { loadConfig, configMarkdown, redactedConfig, type Config } from '../shared/config.js';
+import { loadConfig, configMarkdown, redactedConfig, SETTINGS, type Config } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { closeOnSignals, type Service } from '../shared/service.js';
 import { addRetentionCommands } from './retention-commands.js';
+import { addSchemaCommand } from './schema-command.js';
+import { addIcebergCommands } from './iceberg-command.js';
 
 function config(): Config {
   try {
@@ -23,6 +26,8 @@ function config(): Config {
 async function serve(name: string, start: (cfg: Config, log: ReturnType<typeof createLogger>) => Promise<Service>): Promise<void> {
   const cfg = config();
   const log = createLogger(name, cfg.SLUICE_LOG_LEVEL);
+  // A process of `sluice ingest --processes N` takes its primary's SIGTERM from now on, so a stop while it starts is kept.
+  const closeWhenServing = cluster.isWorker ? closeOnPrimarySignal(log) : undefined;
   let service: Service;
   try {
     service = await start(cfg, log);
@@ -34,25 +39,137 @@ async function serve(name: string, start: (cfg: Config, log: ReturnType<typeof c
     }
     throw err;
   }
-  closeOnSignals(service, log);
+  if (closeWhenServing) closeWhenServing(service);
+  else closeOnSignals(service, log);
   if (process.send) process.send({ ready: true, url: service.url });
+}
+
+/**
+ * A process of `sluice ingest --processes N` is stopped by its primary's SIGTERM, and only closes once: the same SIGTERM
+ * may also reach it from whoever signals the whole process group or cgroup (systemd, `timeout`), and Ctrl-C's SIGINT
+ * reaches every process of the terminal's group. A second signal must not exit it before its WAL is delivered; the
+ * primary, which decides, ends it (its exit disconnects this process, which then exits at once).
+ */
+function closeOnPrimarySignal(log: ReturnType<typeof createLogger>): (service: Service) => void {
+  let service: Service | undefined;
+  let requested = false;
+  let closing = false;
+  const close = () => {
+    if (closing || !service) return;
+    closing = true;
+    log.info({ signal: 'SIGTERM' }, 'shutting down');
+    service.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => {
+    requested = true;
+    close();
+  });
+  // Signals that arrive while the service starts are acted on once it serves (it delivers what it replayed).
+  return (s) => {
+    service = s;
+    if (requested) close();
+  };
+}
+
+/**
+ * `sluice ingest` with more than one process: this process is the primary (ingest/processes.ts), which only starts,
+ * restarts and stops the processes. The first SIGTERM or SIGINT drains them all, then it exits; later signals are
+ * ignored (under `sluice start`, Ctrl-C reaches this process and then its supervisor's SIGTERM does).
+ */
+async function serveIngestProcesses(cfg: Config, processes: number): Promise<void> {
+  const log = createLogger('ingest', cfg.SLUICE_LOG_LEVEL);
+  const { IngestProcesses } = await import('../ingest/processes.js');
+  let stopping: Promise<void> | undefined;
+  const stop = (exitCode: number) => {
+    stopping ??= primary.stop().then((clean) => process.exit(exitCode || (clean ? 0 : 1)));
+  };
+  let primary: InstanceType<typeof IngestProcesses>;
+  try {
+    primary = new IngestProcesses({
+      processes,
+      node: cfg.SLUICE_NODE_ID,
+      host: cfg.SLUICE_INGEST_HOST,
+      port: cfg.SLUICE_INGEST_PORT,
+      args: ['ingest'],
+      log,
+      onFatal: (_reason, exitCode) => stop(exitCode),
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`Refusing to start ingest:\n${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (stopping) {
+        log.info({ signal }, 'already draining the ingest processes');
+        return;
+      }
+      log.info({ signal, processes }, `shutting down: draining ${processes} ingest processes`);
+      stop(0);
+    });
+  }
+  let url: string;
+  try {
+    url = await primary.start();
+  } catch (err) {
+    if (stopping) return; // a signal arrived while starting; stop() exits
+    if (err instanceof ConfigError) {
+      process.stderr.write(`Refusing to start ingest:\n${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  log.info({ url, processes, nodes: primary.nodes }, `ingest listening: ${processes} processes on one port`);
+  if (process.send) process.send({ ready: true, url });
 }
 
 const program = new Command('sluice').description('Sluice: a micro-batch event pipeline (ingest → Parquet on S3 → SQS → workers → InfluxDB)');
 
 program
   .command('start')
-  .description('run the whole pipeline on this machine (one ingest node, a worker fleet and the query API) against the configured services')
+  .description(
+    'run the whole pipeline on this machine (one ingest node in SLUICE_INGEST_PROCESSES processes, a worker fleet and the query API) against the configured services',
+  )
   .action(async () => {
     const { runPipeline } = await import('./start.js');
-    await runPipeline(config());
+    try {
+      await runPipeline(config());
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`Refusing to start:\n${err.message}\n`);
+      process.exit(2);
+    }
   });
 program
   .command('ingest')
-  .description('run one ingest node (POST /v1/events)')
-  .action(async () => {
+  .description('run one ingest node (POST /v1/events), in SLUICE_INGEST_PROCESSES processes sharing its port')
+  .option(
+    '--processes <n>',
+    'processes on the port, connections spread round-robin; process i has node id and WAL folder <SLUICE_NODE_ID>-p<i> (default: SLUICE_INGEST_PROCESSES, the number of CPUs)',
+  )
+  .action(async (o: { processes?: string }) => {
     const { startIngest } = await import('../ingest/main.js');
-    await serve('ingest', startIngest);
+    // A process forked by the primary below is one node (its id and port come in its environment).
+    if (cluster.isWorker) return serve('ingest', startIngest);
+    const cfg = config();
+    const f = SETTINGS.SLUICE_INGEST_PROCESSES;
+    const processes = o.processes === undefined ? cfg.SLUICE_INGEST_PROCESSES : f.parse(o.processes);
+    if (processes === undefined) {
+      process.stderr.write(`--processes must be ${f.accepts}, got ${JSON.stringify(o.processes)}\n`);
+      process.exit(2);
+    }
+    if (processes === 1) return serve('ingest', startIngest);
+    await serveIngestProcesses(cfg, processes);
   });
 program
   .command('worker')
@@ -244,6 +361,8 @@ quarantine
   });
 
 addRetentionCommands(program, config);
+addSchemaCommand(program, config);
+addIcebergCommands(program, config);
 
 program
   .command('canary')

@@ -1,14 +1,18 @@
 // `sluice start`: runs the whole pipeline on one machine against the configured services — creates buckets,
-// queues and the InfluxDB database, then one ingest node, the worker fleet supervisor (which sizes its workers by
-// the queue depth) and the query API as child processes (shared/supervised-service.ts), each restarted with
+// queues and the InfluxDB database, then one ingest node (SLUICE_INGEST_PROCESSES processes on its port; or, with
+// SLUICE_INGEST_NODES > 1 and a load balancer given by the caller, that many nodes behind it), the worker fleet
+// supervisor (which sizes its workers by the queue depth) and the query API as child processes (shared/supervised-service.ts), each restarted with
 // backoff when it crashes (BACKOFF.serviceRestart); a service that crashes SERVICE_RESTARTS.maxCrashes times within
 // its window stops the stack, printing the last lines of its log. Reconcile runs at start and every
-// SLUICE_RECONCILE_INTERVAL (workers/reconcile/). Ctrl-C / SIGTERM stops ingest first (it delivers its WAL), lets the
-// workers drain the queue, then stops everything this command started.
+// SLUICE_RECONCILE_INTERVAL (workers/reconcile/), the Iceberg commit at start and every SLUICE_ICEBERG_COMMIT_INTERVAL
+// (workers/iceberg/). Ctrl-C / SIGTERM stops ingest first (it delivers its WAL), lets the workers drain the queue, then
+// stops everything this command started.
 // (`npm start` runs localstack/start.ts, which first brings up local InfluxDB, Redis and S3+SQS, then this.)
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../shared/config.js';
+import { assertBindAllowed } from '../shared/bind-policy.js';
+import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { createInflux, ensureDatabase } from '../shared/clients/influx.js';
 import { createS3, createSqs } from '../shared/clients/aws.js';
@@ -20,13 +24,46 @@ import { BACKOFF, sleep } from '../shared/retry.js';
 import { setupResources } from '../shared/setup-resources.js';
 import { BatchLedger } from '../workers/reconcile/ledger.js';
 import { startReconcileSchedule } from '../workers/reconcile/schedule.js';
+import { openArchiveTable } from '../workers/iceberg/commit-job.js';
+import { startIcebergSchedule } from '../workers/iceberg/schedule.js';
 
 /** A crashed service is restarted after BACKOFF.serviceRestart; 5 crashes within 2 minutes stop the stack. */
 export const SERVICE_RESTARTS: RestartPolicy = { backoff: BACKOFF.serviceRestart, maxCrashes: 5, windowMs: 120_000 };
 
+/** An ingest node behind the load balancer: its service name (and log file) and its URL. */
+export interface IngestBackend {
+  name: string;
+  url: string;
+}
+
+/** What a load balancer in front of the ingest nodes is asked to do. */
+export interface LoadBalancerRequest {
+  /** Where producers reach ingest: SLUICE_INGEST_HOST and SLUICE_INGEST_PORT. */
+  host: string;
+  port: number;
+  backends: IngestBackend[];
+  /** The settings (timeouts of the nodes it fronts). */
+  cfg: Config;
+  /** Folder for its configuration and log (`<SLUICE_DATA_DIR>/logs`). */
+  logDir: string;
+  /** Called when it exits without being asked to (the stack then stops). */
+  onUnexpectedExit(detail: string): void;
+}
+
+export interface RunningLoadBalancer {
+  url: string;
+  /** Stops taking connections, lets requests in progress finish, then exits. */
+  stop(): Promise<void>;
+}
+
 export interface StartOptions {
   /** Runs after every child stopped, before this process exits (the local stack stops its services here). */
   afterStop?: () => Promise<unknown>;
+  /**
+   * Starts the load balancer in front of SLUICE_INGEST_NODES > 1 ingest nodes (npm start: haproxy,
+   * localstack/load-balancer.ts). Without it more than one node is refused.
+   */
+  loadBalancer?: (req: LoadBalancerRequest) => Promise<RunningLoadBalancer>;
 }
 
 async function queueDepth(cfg: Config): Promise<number> {
@@ -51,17 +88,35 @@ async function prepareStores(cfg: Config): Promise<void> {
 }
 
 export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise<void> {
+  const nodeCount = cfg.SLUICE_INGEST_NODES;
+  if (nodeCount > 1 && !opts.loadBalancer) {
+    throw new ConfigError(
+      `SLUICE_INGEST_NODES=${nodeCount} needs a load balancer in front of the nodes, and \`sluice start\` has none: run npm start (it puts haproxy in front), ` +
+        `or use one node (SLUICE_INGEST_NODES=1) with SLUICE_INGEST_PROCESSES processes on every core`,
+    );
+  }
+  // Behind the load balancer the nodes listen on loopback; what producers reach is the load balancer, checked here.
+  if (nodeCount > 1) {
+    assertBindAllowed({
+      service: 'ingest',
+      hostSetting: 'SLUICE_INGEST_HOST',
+      host: cfg.SLUICE_INGEST_HOST,
+      authenticated: cfg.SLUICE_API_KEYS.size > 0,
+      keysSetting: 'SLUICE_API_KEYS',
+      allowAnonymous: cfg.SLUICE_ALLOW_ANONYMOUS,
+    });
+  }
   const log = createLogger('start', cfg.SLUICE_LOG_LEVEL);
   const dataDir = path.resolve(cfg.SLUICE_DATA_DIR);
   const logDir = path.join(dataDir, 'logs');
   mkdirSync(logDir, { recursive: true });
   await prepareStores(cfg);
 
-  const env = { ...process.env, SLUICE_DATA_DIR: dataDir };
+  const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_DATA_DIR: dataDir };
   let stop: (reason?: string) => Promise<void> = async () => undefined;
   const restarts = new Map<string, number>();
-  const start = (name: string, childEnv: NodeJS.ProcessEnv, portSetting: string) =>
-    new SupervisedService(name, [name], {
+  const start = (name: string, command: string, childEnv: NodeJS.ProcessEnv, portSetting: string) =>
+    new SupervisedService(name, [command], {
       env: childEnv,
       logFile: path.join(logDir, `${name}.log`),
       policy: SERVICE_RESTARTS,
@@ -83,11 +138,38 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
         void stop(`${service} is crash-looping`);
       },
     }).start();
-  // The ingest node is called ingest-1 unless SLUICE_NODE_ID names it.
-  const ingest = await start('ingest', { SLUICE_NODE_ID: 'ingest-1', ...env }, 'SLUICE_INGEST_PORT');
+  // The ingest node is called ingest-1 unless SLUICE_NODE_ID names it; several are ingest-1 … ingest-N (or
+  // <SLUICE_NODE_ID>-1 …), each on a free loopback port behind the load balancer. Each runs SLUICE_INGEST_PROCESSES
+  // processes (ids <node>-p<i>).
+  const ingestNodes =
+    nodeCount === 1
+      ? [await start('ingest', 'ingest', { SLUICE_NODE_ID: 'ingest-1', ...env }, 'SLUICE_INGEST_PORT')]
+      : await Promise.all(
+          Array.from({ length: nodeCount }, (_, i) =>
+            start(
+              `ingest-${i + 1}`,
+              'ingest',
+              { ...env, SLUICE_NODE_ID: `${env.SLUICE_NODE_ID ?? 'ingest'}-${i + 1}`, SLUICE_INGEST_HOST: '127.0.0.1', SLUICE_INGEST_PORT: '0' },
+              'SLUICE_INGEST_PORT',
+            ),
+          ),
+        );
+  const front =
+    nodeCount > 1
+      ? await opts.loadBalancer!({
+          host: cfg.SLUICE_INGEST_HOST,
+          port: cfg.SLUICE_INGEST_PORT,
+          backends: ingestNodes.map((n) => ({ name: n.name, url: n.url })),
+          cfg,
+          logDir,
+          onUnexpectedExit: (detail) => void stop(`the ingest load balancer exited (${detail})`),
+        })
+      : undefined;
+  if (front) log.info({ service: 'load-balancer', url: front.url, backends: ingestNodes.map((n) => n.url) }, 'load-balancer started');
+  const ingestUrl = front?.url ?? ingestNodes[0]!.url;
   // The fleet runs SLUICE_FLEET_MIN…MAX `sluice worker` processes on free ports; its log holds theirs too.
-  const fleet = await start('fleet', env, 'SLUICE_FLEET_PORT');
-  const query = await start('query', { ...env, SLUICE_INGEST_URL: ingest.url, SLUICE_FLEET_URL: fleet.url }, 'SLUICE_QUERY_PORT');
+  const fleet = await start('fleet', 'fleet', env, 'SLUICE_FLEET_PORT');
+  const query = await start('query', 'query', { ...env, SLUICE_INGEST_URL: ingestUrl, SLUICE_FLEET_URL: fleet.url }, 'SLUICE_QUERY_PORT');
   // Batches in the archive that no worker delivered (queue purged, emulator restarted, …) are announced again.
   const redis = createRedis(cfg);
   const reconcileDeps = {
@@ -98,19 +180,25 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
     queueName: cfg.SLUICE_QUEUE_NAME,
   };
   const reconciling = startReconcileSchedule(reconcileDeps, cfg, createLogger('reconcile', cfg.SLUICE_LOG_LEVEL));
+  // Durable batches and verified compactions are committed to the Iceberg table sluice.events.
+  const icebergLog = createLogger('iceberg', cfg.SLUICE_LOG_LEVEL);
+  const archiveTable = openArchiveTable(cfg, icebergLog, { redis });
+  const committing = startIcebergSchedule(archiveTable.deps, cfg, icebergLog);
 
   process.stdout.write(
     [
       '',
       'Sluice is running.',
-      `  ingest     ${ingest.url}/v1/events`,
+      `  ingest     ${ingestUrl}/v1/events   (${
+        front ? `load balancer → ${ingestNodes.map((n) => `${n.name} ${n.url}`).join(', ')}; ` : ''
+      }${cfg.SLUICE_INGEST_PROCESSES} process${cfg.SLUICE_INGEST_PROCESSES > 1 ? 'es' : ''}${front ? ' each' : ''})`,
       `  query API  ${query.url}/v1/stats   (dashboard: ${query.url}/)`,
       `  workers    ${fleet.url}/v1/fleet   (${cfg.SLUICE_FLEET_MIN}–${cfg.SLUICE_FLEET_MAX} processes by queue depth; metrics: ${fleet.url}/metrics)`,
       `  S3 + SQS   ${cfg.AWS_ENDPOINT_URL}   InfluxDB ${cfg.SLUICE_INFLUX_URL}   Redis ${cfg.SLUICE_REDIS_URL}`,
       `  logs       ${logDir}/`,
       '',
       'Send events:',
-      `  curl -X POST ${ingest.url}/v1/events -H 'content-type: application/json' \\`,
+      `  curl -X POST ${ingestUrl}/v1/events -H 'content-type: application/json' \\`,
       `    -d '[{"eventId":"e1","entityId":"video-A","eventType":"view","timestamp":'$(date +%s000)'}]'`,
       'Press Ctrl-C to stop (ingest flushes its WAL first).',
       '',
@@ -123,7 +211,10 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
     stopping = true;
     process.stdout.write(`\nStopping${reason ? ` (${reason})` : ''}: ingest delivers its WAL…\n`);
     await reconciling.stop();
-    await ingest.stop(120_000);
+    await committing.stop();
+    // The load balancer first (it lets requests in progress finish), then every node delivers its WAL.
+    await front?.stop();
+    await Promise.all(ingestNodes.map((n) => n.stop(120_000)));
     process.stdout.write('Waiting for workers to drain the queue…\n');
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline && (await queueDepth(cfg).catch(() => 0)) > 0) await sleep(500);
@@ -131,6 +222,7 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
     await Promise.all([fleet.stop(cfg.SLUICE_FLEET_DRAIN_GRACE + 30_000), query.stop(30_000)]);
     reconcileDeps.s3.destroy();
     reconcileDeps.sqs.destroy();
+    archiveTable.close();
     redis.disconnect();
     await opts.afterStop?.();
     const total = [...restarts.values()].reduce((a, b) => a + b, 0);

@@ -1,28 +1,10 @@
-// Producer authentication: maps an `Authorization: Bearer <key>` header to a producer name. Keys are compared
-// in constant time (timingSafeEqual over SHA-256 digests, every configured key checked on every request), so
-// response timing tells nothing about how much of a guessed key was right.
-import { createHash, timingSafeEqual } from 'node:crypto';
+// Producer authentication: maps an `Authorization: Bearer <key>` header's key to a producer name. The constant-time
+// comparison is shared with the query API's read keys (shared/api-keys.ts); here a key's name is its producer.
+import { ApiKeys as NamedKeys } from '../shared/api-keys.js';
 
-const digest = (key: string): Buffer => createHash('sha256').update(key, 'utf8').digest();
-
-export class ApiKeys {
-  private readonly entries: { digest: Buffer; producer: string }[];
-
-  /** `keys`: key → producer, as SLUICE_API_KEYS is parsed. */
-  constructor(keys: ReadonlyMap<string, string>) {
-    this.entries = [...keys].map(([key, producer]) => ({ digest: digest(key), producer }));
-  }
-
-  /** No keys configured: authentication is off. */
-  get empty(): boolean {
-    return this.entries.length === 0;
-  }
-
+export class ApiKeys extends NamedKeys {
   /** The producer owning `key`, or undefined. Time does not depend on which key matched or how closely. */
   producerOf(key: string): string | undefined {
-    const d = digest(key);
-    let found: string | undefined;
-    for (const e of this.entries) if (timingSafeEqual(d, e.digest) && found === undefined) found = e.producer;
-    return found;
+    return this.nameOf(key);
   }
 }

@@ -47,6 +47,11 @@ export interface DeliveryOptions {
   metrics: Pick<IngestMetrics, 'backlogBytes'>;
   /** Removes a delivered segment's file (WriteAheadLog.release): called once every manifest of it is in SQS. */
   release: (seg: Segment) => void;
+  /**
+   * Makes the segment file hold exactly the lines to deliver (ingest/segment-resolution.ts: lines of reservations
+   * aborted in favour of another request are cut) before it is converted; absent, every line is delivered.
+   */
+  resolve?: (seg: Segment) => Promise<void>;
 }
 
 export class SegmentDelivery {
@@ -140,9 +145,10 @@ export class SegmentDelivery {
     const t0 = performance.now();
     const outDir = path.join(this.o.tmpDir, seg.id);
     try {
-      let written: WrittenBatch[];
+      await this.o.resolve?.(seg);
+      let written: WrittenBatch[] = [];
       try {
-        written = await convertEventLines([seg.path], outDir, `convert WAL segment ${seg.path}`);
+        if (seg.events > 0) written = await convertEventLines([seg.path], outDir, `convert WAL segment ${seg.path}`);
       } catch (err) {
         if (!(err instanceof SluiceError && err.code === SEGMENT_UNREADABLE)) throw err;
         written = await this.splitAndQuarantine(seg, outDir, err);

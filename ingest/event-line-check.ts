@@ -72,9 +72,11 @@ export function checkEventLine(bytes: Buffer): LineCheck {
       if (tv) return tv;
     }
   }
+  if (o.r !== undefined && typeof o.r !== 'string') return bad('not_an_event_line', `reservation (r) must be a string, got ${typeof o.r}`);
   return {
     ok: true,
     line: {
+      ...(typeof o.r === 'string' ? { r: o.r } : {}),
       i: o.i as string,
       n: o.n as string,
       t: o.t as string,

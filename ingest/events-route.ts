@@ -1,5 +1,5 @@
 // POST /v1/events, stage by stage: admission (ingest/admission.ts) → read the body within its budget → parse → rate
-// limit → validate → dedup + new-series budget (two Lua calls sent together) → WAL append (fsync) → mark ids seen → 202.
+// limit → validate → reserve event ids + new-series budget (sent together) → WAL append (fsync) → confirm the reservation → 202.
 // A request is acknowledged only after its events are durable; every answer is reported as one pipeline event
 // (RequestAccepted / RequestRefused), never one per event of the request.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -9,11 +9,12 @@ import type { IngestEvents } from './ingest-events.js';
 import { encodeEventLine, validateEvent, type RejectionKind, type Event } from '../shared/contracts/event.js';
 import { BodyError, parseEventsBody, readEventsBody } from './parse-body.js';
 import { RejectionList, type Rejected } from './rejections.js';
-import type { ProducerDedup } from './producer-dedup.js';
+import { dedupIdentity, type EventReservations, type Reservation } from './event-reservations.js';
+import type { SegmentConfirmations } from './segment-resolution.js';
 import { type SeriesBudget, seriesKey } from './series-budget.js';
 import { WAL_FULL, type WriteAheadLog } from './wal.js';
 import { WAL_PRESSURE_RETRY_AFTER, type Admission, type Refusal } from './admission.js';
-import { SluiceError } from '../shared/errors.js';
+import { SluiceError, errorMessage } from '../shared/errors.js';
 
 export interface EventsResponse {
   accepted: number;
@@ -32,7 +33,8 @@ export const REJECTIONS_LISTED = 100;
 export interface EventsRouteDeps {
   cfg: Pick<Config, 'SLUICE_MAX_BODY_BYTES' | 'SLUICE_MAX_EVENTS_PER_REQUEST' | 'SLUICE_MAX_EVENT_AGE'>;
   admission: Admission;
-  dedup: ProducerDedup;
+  reservations: EventReservations;
+  confirmations: SegmentConfirmations;
   seriesBudget: SeriesBudget;
   wal: WriteAheadLog;
   events: IngestEvents;
@@ -47,6 +49,7 @@ interface Screened {
   ids: string[];
   duplicates: number;
 }
+
 
 export function addEventsRoute(app: FastifyInstance, d: EventsRouteDeps): void {
   app.post('/v1/events', (req, reply) => handleEvents(d, req, reply));
@@ -66,24 +69,41 @@ async function handleEvents(d: EventsRouteDeps, req: FastifyRequest, reply: Fast
 
   const rejected = new RejectionList(REJECTIONS_LISTED);
   const screened = screen(parsed, { nowMs: Date.now(), maxAgeMs: d.cfg.SLUICE_MAX_EVENT_AGE }, rejected);
-  const { lines, fresh, duplicates } = await admitFresh(d, producer, screened, rejected);
-  if (fresh.length) {
+  const admitted = await admitFresh(d, producer, screened, rejected);
+  if ('status' in admitted) return refused(admitted);
+  const { lines, fresh, duplicates, reservation } = admitted;
+  if (fresh) {
+    let segment: string | undefined;
     try {
-      await d.wal.append(lines, fresh.length);
+      await d.wal.append(lines, fresh, {
+        durable: (id) => {
+          segment = id;
+          if (reservation) d.confirmations.begin(id);
+        },
+        failed: (id) => {
+          if (id !== undefined && reservation) d.confirmations.markUnsure(id);
+        },
+      });
     } catch (err) {
+      // Nothing was acknowledged: the ids are given back at once (lines a failed write could not cut are left out at delivery).
+      if (reservation) await d.reservations.abort(reservation);
       // Cap reached between admission and the append: a refusal like admission's, not a failure.
       if (err instanceof SluiceError && err.code === WAL_FULL) return refused({ status: 503, retryAfter: WAL_PRESSURE_RETRY_AFTER, error: err.message });
       const error = `could not make the events durable (WAL write failed: ${walFailureCode(err)}); nothing from this request was acknowledged, retry`;
       return refused({ status: 503, retryAfter: WAL_PRESSURE_RETRY_AFTER, error }, err);
     }
-    // Marked after the fsync (never before: a crash must not hide an unstored event) and before the ack,
-    // so a retry of an acknowledged request is recognised.
-    await d.dedup.mark(producer, fresh);
+    if (reservation && segment !== undefined) {
+      // Confirmed after the fsync (never before: a crash must not hide an unstored event) and before the ack, so a
+      // retry of an acknowledged request is answered "duplicate" and a retry of this one still in flight waits.
+      const confirmed = await d.reservations.confirm(reservation);
+      d.confirmations.end(segment, confirmed === 'confirmed');
+      if (confirmed !== 'confirmed') return refused(unconfirmed(confirmed));
+    }
   }
   const seconds = (performance.now() - t0) / 1000;
-  d.events.emit({ type: 'RequestAccepted', producer, accepted: fresh.length, duplicates, rejected: rejected.length, seconds });
+  d.events.emit({ type: 'RequestAccepted', producer, accepted: fresh, duplicates, rejected: rejected.length, seconds });
   const body: EventsResponse = {
-    accepted: fresh.length,
+    accepted: fresh,
     duplicates,
     rejected: rejected.listed,
     rejectedCount: rejected.length,
@@ -155,33 +175,82 @@ function screen({ values, lineErrors }: Parsed, bounds: { nowMs: number; maxAgeM
   return out;
 }
 
-/** Drops events the producer already sent and rejects those past its new-series budget; the rest as WAL lines. */
-async function admitFresh(d: EventsRouteDeps, producer: string, s: Screened, rejected: RejectionList) {
-  // Dedup and the new-series budget are asked at once: one Redis round trip of latency each request.
-  const [seen, series] = await Promise.all([
-    d.dedup.seen(producer, s.ids),
+/**
+ * Reserves the events' ids (ingest/event-reservations.ts) and asks the new-series budget, at once (one Redis round trip
+ * of latency each request). Drops ids already stored, rejects events past the budget (their ids given back, so a later
+ * request may store them), and returns the rest as WAL lines carrying the reservation token — or the refusal when an id
+ * is still in flight in another request or Redis cannot be asked (nothing reserved then).
+ */
+async function admitFresh(d: EventsRouteDeps, producer: string, s: Screened, rejected: RejectionList): Promise<Admitted | Refusal> {
+  const token = d.reservations.enabled ? d.reservations.newToken() : undefined;
+  const [reserved, series] = await Promise.all([
+    token === undefined ? undefined : d.reservations.reserve(token, s.ids.map((id) => dedupIdentity(producer, id))),
     d.seriesBudget.admit(
       producer,
       s.valid.map((e) => seriesKey(e.entityId, e.eventType)),
     ),
   ]);
+  if (reserved?.kind === 'in_flight') return { status: 503, retryAfter: IN_FLIGHT_RETRY_AFTER, error: IN_FLIGHT_ERROR };
+  if (reserved?.kind === 'unavailable') {
+    return {
+      status: 503,
+      retryAfter: DEDUP_DOWN_RETRY_AFTER,
+      error: `cannot check event ids for duplicates (Redis: ${reserved.error}); nothing from this request was stored, retry`,
+    };
+  }
+  const reservation = reserved?.reservation;
   let lines = '';
   let duplicates = s.duplicates;
-  const fresh: string[] = [];
+  let fresh = 0;
+  const unreserve: string[] = [];
   const ingestTime = Date.now();
   for (let i = 0; i < s.valid.length; i++) {
-    if (seen[i]) {
+    if (reserved?.duplicate[i]) {
       duplicates++;
       continue;
     }
     if (!series.admitted[i]) {
       rejected.push({ index: s.validAt[i]!, reason: series.reason }, 'series:budget');
+      if (reservation) unreserve.push(dedupIdentity(producer, s.ids[i]!));
       continue;
     }
-    lines += encodeEventLine(s.valid[i]!, ingestTime, producer);
-    fresh.push(s.ids[i]!);
+    lines += encodeEventLine(s.valid[i]!, ingestTime, producer, token);
+    fresh++;
   }
-  return { lines, fresh, duplicates };
+  if (reservation && unreserve.length) {
+    try {
+      await d.reservations.unreserve(reservation, unreserve);
+    } catch (err) {
+      await d.reservations.abort(reservation);
+      return { status: 503, retryAfter: DEDUP_DOWN_RETRY_AFTER, error: `cannot give back refused event ids (Redis: ${errorMessage(err)}); nothing stored, retry` };
+    }
+  }
+  return { lines, fresh, duplicates, reservation: fresh ? reservation : undefined };
+}
+
+interface Admitted {
+  lines: string;
+  fresh: number;
+  duplicates: number;
+  reservation: Reservation | undefined;
+}
+
+/** Seconds a retry of ids still in flight in another request should wait (that request ends within milliseconds, or its lease runs out). */
+export const IN_FLIGHT_RETRY_AFTER = 1;
+const DEDUP_DOWN_RETRY_AFTER = 2;
+export const IN_FLIGHT_ERROR =
+  'some event ids of this request are being stored by another request still in flight (a concurrent retry); nothing from this request was stored, retry';
+
+/** The refusal after a durable append whose confirm did not succeed: never acknowledged, so the producer retries. */
+function unconfirmed(r: 'aborted' | 'unknown'): Refusal {
+  return {
+    status: 503,
+    retryAfter: IN_FLIGHT_RETRY_AFTER,
+    error:
+      r === 'aborted'
+        ? 'this request took longer than its reservation lease (SLUICE_DEDUP_LEASE) and another request now stores some of its ids; not acknowledged, retry'
+        : 'could not confirm the event-id reservations (Redis did not answer); not acknowledged, retry (a retry never stores an id twice)',
+  };
 }
 
 /** The disk's error code behind a failed append (ENOSPC, EIO, …), without paths: the answer goes to the producer. */

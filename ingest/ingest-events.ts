@@ -99,6 +99,17 @@ export interface SegmentDeliveryRetried {
   err: string;
 }
 
+/**
+ * A segment that needed it (recovered, adopted, or holding a request whose confirm failed) was checked against the
+ * reservations before delivery: `dropped` lines were cut because their ids were taken by a later request (never acknowledged).
+ */
+export interface SegmentResolved {
+  type: 'SegmentResolved';
+  segment: string;
+  tokens: number;
+  dropped: number;
+}
+
 /** A node found another node's WAL folder orphaned (its lock free) and is delivering its segments under that node's id. */
 export interface WalAdoptionStarted {
   type: 'WalAdoptionStarted';
@@ -142,6 +153,7 @@ export type IngestEvent =
   | ManifestsSent
   | SegmentDelivered
   | SegmentQuarantined
+  | SegmentResolved
   | SegmentDeliveryRetried;
 
 /** The metrics ingest events update. */
@@ -177,6 +189,11 @@ export function ingestEventMetrics(registry: Registry) {
       labelNames: ['reason'],
       registers,
     }),
+    resolvedSegments: counter('sluice_ingest_resolved_segments_total', 'WAL segments checked against the event-id reservations before delivery'),
+    droppedUnconfirmedEvents: counter(
+      'sluice_ingest_dropped_unconfirmed_events_total',
+      'WAL lines never acknowledged whose ids a later request stored instead (cut at delivery, so each id is archived once)',
+    ),
     deliveryFailures: counter('sluice_ingest_delivery_failures_total', 'Failed segment delivery attempts (retried)'),
     adoptedSegments: counter('sluice_ingest_adopted_segments_total', "WAL segments of other nodes' orphaned folders delivered by this node"),
     adoptedEvents: counter('sluice_ingest_adopted_events_total', "Events of other nodes' orphaned WAL folders delivered by this node"),
@@ -250,6 +267,17 @@ const INGEST_HANDLERS: EventHandlers<IngestEvent, IngestEventMetrics> = {
       `quarantined ${e.quarantined} line(s) of WAL segment ${e.segment} (first reason: ${e.firstReason}); its other ${e.delivered} event(s) are delivered`,
     record: (e, m) => {
       if (!e.repeated) for (const reason in e.reasons) m.quarantinedEvents.inc({ reason }, e.reasons[reason]);
+    },
+  },
+  SegmentResolved: {
+    level: (e) => (e.dropped ? 'warn' : 'info'),
+    message: (e) =>
+      e.dropped
+        ? `WAL segment ${e.segment}: cut ${e.dropped} never-acknowledged line(s) whose ids a later request stored; the rest is delivered`
+        : `WAL segment ${e.segment}: every reservation of its ${e.tokens} request(s) is confirmed`,
+    record: (e, m) => {
+      m.resolvedSegments.inc();
+      m.droppedUnconfirmedEvents.inc(e.dropped);
     },
   },
   SegmentDeliveryRetried: {

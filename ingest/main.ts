@@ -1,5 +1,5 @@
 // An ingest node: wires the clients, the WAL and its delivery, and the HTTP server whose POST /v1/events runs
-// admission (ingest/admission.ts) then parse → validate → dedup → WAL (fsync) → 202 (ingest/events-route.ts).
+// admission (ingest/admission.ts) then parse → validate → reserve ids → WAL (fsync) → confirm → 202 (ingest/events-route.ts).
 // Sealed WAL segments are delivered to S3 + SQS in the background (ingest/delivery.ts) and released by the WAL.
 // The node holds the lock of its WAL folder while it runs (ingest/wal-lock.ts) and adopts the folders of dead nodes
 // (ingest/wal-adoption.ts). Shutdown stops accepting, seals the WAL, delivers everything, then releases the lock.
@@ -22,7 +22,9 @@ import { lockOwnWal } from './wal-lock.js';
 import { WalAdoption } from './wal-adoption.js';
 import { SegmentDelivery } from './delivery.js';
 import { createIngestMetrics, type IngestMetrics } from './metrics.js';
-import { ProducerDedup } from './producer-dedup.js';
+import { EventReservations } from './event-reservations.js';
+import { resolveSegment, SegmentConfirmations } from './segment-resolution.js';
+import type { Segment } from './wal-segments.js';
 import { SeriesBudget } from './series-budget.js';
 import { RateLimiter } from './rate-limit.js';
 import { Admission } from './admission.js';
@@ -50,12 +52,22 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   const clients = { s3: createS3(cfg), sqs: createSqs(cfg), redis: createRedis(cfg) };
   const { redis } = clients;
   redis.on('error', () => undefined); // state is read from redis.status; errors are logged by the users
-  const { wal, delivery } = startWalDelivery(cfg, nodeDir, { ...clients, log, events, metrics });
+  const reservations = new EventReservations(redis, cfg.SLUICE_REDIS_PREFIX, {
+    windowMs: cfg.SLUICE_DEDUP_WINDOW,
+    leaseMs: cfg.SLUICE_DEDUP_LEASE,
+    shards: cfg.SLUICE_DEDUP_SHARDS || (cfg.SLUICE_REDIS_CLUSTER ? 16 : 1),
+  });
+  // Requests need Redis (their ids are reserved there): give the connection a moment before listening; a node started
+  // while Redis is down still starts, and reports not ready until it connects.
+  if (reservations.enabled) await reservations.ready(5_000);
+  const confirmations = new SegmentConfirmations();
+  const resolve = segmentResolver(reservations, confirmations, events);
+  const { wal, delivery } = startWalDelivery(cfg, nodeDir, { ...clients, log, events, metrics, resolve });
   const adoption = new WalAdoption({
     ingestDir,
     self: cfg.SLUICE_NODE_ID,
     intervalMs: cfg.SLUICE_WAL_ADOPT_INTERVAL,
-    deliveryFor: (node) => adoptedDelivery(cfg, nodeDir, node, { ...clients, log, events, metrics }),
+    deliveryFor: (node) => adoptedDelivery(cfg, nodeDir, node, { ...clients, log, events, metrics, resolve }),
     events,
     log,
   });
@@ -63,7 +75,8 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
 
   let accepting = true;
   const app = createIngestServer(cfg, log);
-  addOpsRoutes(app, registry, () => (!accepting ? 'shutting down' : delivery.notReadyReason()));
+  const dedupDown = () => (reservations.enabled && redis.status !== 'ready' ? `Redis is unavailable (${redis.status}): event ids cannot be deduplicated` : undefined);
+  addOpsRoutes(app, registry, () => (!accepting ? 'shutting down' : (delivery.notReadyReason() ?? dedupDown())));
   const burst = cfg.SLUICE_RATE_LIMIT_BURST || cfg.SLUICE_RATE_LIMIT_EVENTS * 10;
   const admission = new Admission(cfg, {
     limiter: new RateLimiter(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_RATE_LIMIT_EVENTS, burst),
@@ -75,7 +88,8 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   addEventsRoute(app, {
     cfg,
     admission,
-    dedup: new ProducerDedup(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_DEDUP_WINDOW, log),
+    reservations,
+    confirmations,
     seriesBudget: new SeriesBudget({ redis, prefix: cfg.SLUICE_REDIS_PREFIX, maxNewPerMinute: cfg.SLUICE_MAX_NEW_SERIES_PER_MIN, log, metrics }),
     wal,
     events,
@@ -111,6 +125,21 @@ interface Durability {
   log: Logger;
   events: IngestEvents;
   metrics: IngestMetrics;
+  resolve: (seg: Segment) => Promise<void>;
+}
+
+/**
+ * Before a segment is delivered: nothing to do when this process wrote it and confirmed every request in it; otherwise
+ * (recovered, adopted, or a confirm that failed) its lines are checked against the reservations (ingest/segment-resolution.ts).
+ */
+function segmentResolver(reservations: EventReservations, confirmations: SegmentConfirmations, events: IngestEvents) {
+  return async (seg: Segment): Promise<void> => {
+    if (!(await confirmations.allConfirmed(seg.id))) {
+      const r = await resolveSegment(seg, reservations);
+      if (r.tokens) events.emit({ type: 'SegmentResolved', segment: seg.id, tokens: r.tokens, dropped: r.dropped });
+    }
+    confirmations.forget(seg.id);
+  };
 }
 
 /**
@@ -131,6 +160,7 @@ function startWalDelivery(cfg: Config, nodeDir: string, d: Durability): { wal: W
     events,
     metrics,
     release: (seg) => wal.release(seg),
+    resolve: d.resolve,
   });
   const wal: WriteAheadLog = new WriteAheadLog({
     dir: path.join(nodeDir, 'wal'),
@@ -176,5 +206,6 @@ function adoptedDelivery(cfg: Config, nodeDir: string, node: string, d: Durabili
     events: d.events,
     metrics: { backlogBytes: new prom.Gauge({ name: 'sluice_ingest_adopted_backlog_bytes', help: 'unregistered', registers: [] }) },
     release: (seg) => unlinkSync(seg.path),
+    resolve: d.resolve,
   });
 }

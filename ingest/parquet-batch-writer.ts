@@ -27,12 +27,15 @@ const FROM_LINE: Readonly<Record<string, string>> = {
   event_id: 'i',
   entity_id: 'n',
   event_type: 't',
-  event_time: 'epoch_ms(ts)',
+  // Epoch milliseconds as instants (microseconds since the epoch, UTC), whatever the engine's session time zone.
+  event_time: 'make_timestamptz(ts * 1000)',
   value: 'v',
   dims: 'd',
-  ingest_time: 'epoch_ms(it)',
+  ingest_time: 'make_timestamptz(it * 1000)',
   producer: 'p',
   schema_version: String(PARQUET_SCHEMA_VERSION),
+  // Staged lines carry no session (the event contract has none yet): the column is written, empty.
+  session_id: 'NULL',
 };
 
 /** Every column of the current schema version, from the contract. */

@@ -3,7 +3,7 @@
 // answer says how long to wait. Redis unavailable → that limit is not enforced (availability over fairness).
 // In process: concurrent requests per producer (or per address when anonymous), and the in-flight byte budget
 // of bodies being read, charged by decompressed bytes as they arrive; both are always enforced.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/clients/redis.js';
 
 const SCRIPT = `
 local key = KEYS[1]
@@ -28,7 +28,7 @@ return math.ceil((want - tokens) * 1000 / rate)
 
 export class RateLimiter {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly ratePerSec: number,
     private readonly burst: number,

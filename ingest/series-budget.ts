@@ -15,7 +15,7 @@
 // Memory bound: per producer at most two hour sets live, each holding only series the producer sent in its hour, and a
 // series enters them only through the budget: a producer's known series grow by at most 60 × SLUICE_MAX_NEW_SERIES_PER_MIN
 // per hour, and fall out two hours after it stops sending them (≈ 70 bytes per member plus the key's length).
-import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from '../shared/clients/redis.js';
 import type { Logger } from '../shared/logger.js';
 import type { IngestMetrics } from './metrics.js';
 
@@ -105,7 +105,7 @@ class RecentSeries {
 
 export interface SeriesBudgetOptions {
   /** A single Redis or a Redis Cluster (every script's keys share one hash tag). */
-  redis: Redis | Cluster;
+  redis: RedisClient;
   prefix: string;
   /** New series per producer per minute; 0 = unlimited (no check at all). */
   maxNewPerMinute: number;

@@ -13,6 +13,8 @@ export interface Segment {
 
 /** A segment file name: <opened-at ms>_<sequence>.ndjson. */
 export const SEGMENT_FILE = /^(\d{13})_(\d{6})\.ndjson$/;
+/** Suffix of the copy a segment is rewritten into before it replaces the segment (ingest/segment-resolution.ts). */
+export const RESOLVING_SUFFIX = '.resolving';
 
 /**
  * Leftover segments of a WAL folder, oldest first, after cutting any torn tail line (bytes of a write whose fsync never
@@ -22,6 +24,10 @@ export const SEGMENT_FILE = /^(\d{13})_(\d{6})\.ndjson$/;
 export function recoverSegments(dir: string): Segment[] {
   const out: Segment[] = [];
   for (const name of readdirSync(dir).sort()) {
+    if (name.endsWith(RESOLVING_SUFFIX)) {
+      unlinkSync(path.join(dir, name)); // a rewrite that never replaced its segment: the segment is intact
+      continue;
+    }
     if (!SEGMENT_FILE.test(name)) continue;
     const file = path.join(dir, name);
     const size = cutTornTail(file);

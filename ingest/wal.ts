@@ -26,10 +26,19 @@ export interface WalOptions {
   onCommit?: (info: { bytes: number; requests: number; fsyncMs: number }) => void;
 }
 
+/** Told, synchronously inside the WAL, which segment took an append: before its promise settles, and before that segment can be sealed. */
+export interface AppendHooks {
+  /** The lines are durable in segment `segmentId`. */
+  durable(segmentId: string): void;
+  /** The write failed; its lines may survive in segment `segmentId` when the WAL could not cut them back (see cutToAcknowledged). */
+  failed(segmentId: string | undefined): void;
+}
+
 interface Pending {
   data: string;
   events: number;
   bytes: number;
+  hooks: AppendHooks | undefined;
   resolve: () => void;
   reject: (e: Error) => void;
 }
@@ -114,14 +123,14 @@ export class WriteAheadLog {
   }
 
   /** Appends NDJSON lines holding `events` events; resolves once they are durable. */
-  append(data: string, events: number): Promise<void> {
+  append(data: string, events: number, hooks?: AppendHooks): Promise<void> {
     if (this.closed) return Promise.reject(new Error('WAL is closed'));
     const bytes = Buffer.byteLength(data, 'utf8');
     const cap = this.opts.maxTotalBytes ?? Number.POSITIVE_INFINITY;
     if (this.diskBytes + this.pendingBytes + bytes > cap) return Promise.reject(new TransientError(this.fullMessage(cap), WAL_FULL));
     this.pendingBytes += bytes;
     return new Promise((resolve, reject) => {
-      this.pending.push({ data, events, bytes, resolve, reject });
+      this.pending.push({ data, events, bytes, hooks, resolve, reject });
       void this.drain();
     });
   }
@@ -244,7 +253,10 @@ export class WriteAheadLog {
             this.dirty = true;
             throw err;
           }
-          for (const p of group) p.resolve();
+          for (const p of group) {
+            p.hooks?.durable(c.seg.id);
+            p.resolve();
+          }
           if (c.seg.events >= this.opts.maxEvents || c.seg.bytes >= this.opts.maxBytes) this.sealRequested = true;
         } catch (err) {
           this.lastFailure = { at: Date.now(), code: errnoOf(err) };
@@ -253,7 +265,10 @@ export class WriteAheadLog {
             WAL_WRITE_FAILED,
             { cause: err },
           );
-          for (const p of group) p.reject(failed);
+          for (const p of group) {
+            p.hooks?.failed(c?.seg.id);
+            p.reject(failed);
+          }
           // After a failed fsync the kernel may have dropped the written pages: the acknowledged bytes were fsynced
           // before, the failed write's bytes are cut, and later writes go to a new segment (and a new file descriptor).
           if (c && (await this.cutToAcknowledged(c))) this.sealRequested = true;

@@ -11,6 +11,7 @@ import { SupervisedProcess } from '../shared/process-supervisor.js';
 import { sleep } from '../shared/retry.js';
 import { SETTINGS } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
+import { ensureRedisCluster } from './redis-cluster.js';
 
 export interface ServiceEndpoints {
   influxUrl: string;
@@ -18,6 +19,8 @@ export interface ServiceEndpoints {
   awsEndpoint: string;
   /** maxmemory (bytes) of a Redis started here; default SLUICE_REDIS_MAXMEMORY from the environment. */
   redisMaxMemory?: number;
+  /** redisUrl names a Redis Cluster's seed nodes (SLUICE_REDIS_CLUSTER): use it, or start it (localstack/redis-cluster.ts). */
+  redisCluster?: boolean;
 }
 
 /** SLUICE_REDIS_MAXMEMORY from the environment, validated like every setting (its default when unset). */
@@ -82,11 +85,16 @@ function which(bin: string): boolean {
 }
 
 /** Installs the Debian packages when a binary is missing, or explains what to do instead. */
-export function ensureDebianPackages(log: Logger, needed: { influxdb?: boolean; redis?: boolean; chromium?: boolean } = { influxdb: true, redis: true }): void {
+export function ensureDebianPackages(
+  log: Logger,
+  needed: { influxdb?: boolean; redis?: boolean; chromium?: boolean; haproxy?: boolean } = { influxdb: true, redis: true },
+): void {
   const wanted: [string, string][] = [];
   if (needed.influxdb) wanted.push(['influxd', 'influxdb']);
   if (needed.redis) wanted.push(['redis-server', 'redis-server']);
   if (needed.chromium) wanted.push(['chromium', 'chromium']);
+  // The load balancer of SLUICE_INGEST_NODES > 1 (localstack/load-balancer.ts).
+  if (needed.haproxy) wanted.push(['haproxy', 'haproxy']);
   const missing = wanted.filter(([bin]) => !which(bin)).map(([, pkg]) => pkg);
   if (!missing.length) return;
   const isRoot = process.getuid?.() === 0;
@@ -246,14 +254,15 @@ export async function ensureEmulator(endpoint: string, dataDir: string, log: Log
 
 /** Ensures all three, installing Debian packages first when needed. */
 export async function ensureLocalServices(ep: ServiceEndpoints, dataDir: string, log: Logger): Promise<RunningService[]> {
-  const redisUrl = new URL(ep.redisUrl);
+  const redisUrl = new URL(ep.redisUrl.split(',')[0]!);
   ensureDebianPackages(log, {
     influxdb: !(await httpOk(`${ep.influxUrl}/ping`)),
     redis: !(await redisPing(redisUrl.hostname === 'localhost' ? '127.0.0.1' : redisUrl.hostname, Number(redisUrl.port || 6379))),
   });
+  const maxMemory = ep.redisMaxMemory ?? redisMaxMemoryFromEnv();
   return Promise.all([
     ensureInflux(ep.influxUrl, dataDir, log),
-    ensureRedis(ep.redisUrl, dataDir, log, ep.redisMaxMemory ?? redisMaxMemoryFromEnv()),
+    ep.redisCluster ? ensureRedisCluster(ep.redisUrl, dataDir, log, maxMemory) : ensureRedis(ep.redisUrl, dataDir, log, maxMemory),
     ensureEmulator(ep.awsEndpoint, dataDir, log),
   ]);
 }

@@ -2,7 +2,7 @@
 // answer is computed without the cache, the failure is counted, and logged once per outage. Concurrent
 // misses for the same key in one process share a single computation.
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/clients/redis.js';
 import type { Logger } from '../shared/logger.js';
 import type { CacheKind, CacheResult, QueryMetrics } from './metrics.js';
 
@@ -37,7 +37,7 @@ export class QueryCache {
   private degraded = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly metrics: QueryMetrics,
     private readonly log: Logger,
     private readonly opTimeoutMs = CACHE_OP_TIMEOUT_MS,

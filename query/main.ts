@@ -1,6 +1,7 @@
 // The query service: an HTTP API over the per-minute series in InfluxDB and the top-K sets in Redis, with
-// a Redis answer cache, /healthz, /readyz (ready while InfluxDB answers) and /metrics. It starts even
-// when Redis is down (answers are then computed uncached) and close() lets in-flight requests finish.
+// a Redis answer cache, /healthz, /readyz (ready while InfluxDB answers) and /metrics. With SLUICE_QUERY_API_KEYS
+// set, everything else requires a key (query/auth.ts). It starts even when Redis is down (answers are then
+// computed uncached) and close() lets in-flight requests finish.
 // `sluice query` (cli/sluice.ts) runs it as a process.
 import type { AddressInfo } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
@@ -12,6 +13,7 @@ import { createRedis } from '../shared/clients/redis.js';
 import type { Logger } from '../shared/logger.js';
 import { addOpsRoutes, createRegistry } from '../shared/metrics.js';
 import type { Service } from '../shared/service.js';
+import { QueryAuth } from './auth.js';
 import { QueryCache } from './cache.js';
 import { installErrorHandling } from './http-errors.js';
 import { InfluxReader } from './influx-reader.js';
@@ -24,6 +26,7 @@ import { ColdRollupReader } from './cold-reader.js';
 import { FederatedReader } from './federated-reader.js';
 import path from 'node:path';
 import { registerDashboard } from './dashboard.js';
+import { registerIcebergCatalogRoutes } from './iceberg/catalog-routes.js';
 
 /** How long start-up waits for Redis before serving without it (it keeps reconnecting in the background). */
 const REDIS_START_WAIT_MS = 2_000;
@@ -82,18 +85,24 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
     );
   });
   installErrorHandling(app);
+  // Before any route: every route registered after it is checked (the open ones are listed in query/auth.ts).
+  const auth = new QueryAuth({ cfg, metrics, log });
+  auth.install(app);
   addOpsRoutes(app, registry, () => reader.unready());
   registerStatsRoute(app, { reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
   registerEntityTotalRoute(app, { redis, reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX });
-  registerTopKRoute(app, { redis, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
+  registerTopKRoute(app, { redis, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now, scopeOf: auth.scopeOf });
   registerDashboard(app, { cfg, registry });
+  registerIcebergCatalogRoutes(app, { cfg, redis, log });
 
   try {
     assertBindAllowed({
       service: 'query',
       hostSetting: 'SLUICE_QUERY_HOST',
       host: cfg.SLUICE_QUERY_HOST,
-      authenticated: false,
+      authenticated: auth.enabled,
+      keysSetting: 'SLUICE_QUERY_API_KEYS',
+      keysForm: 'name:key pairs',
       allowAnonymous: cfg.SLUICE_ALLOW_ANONYMOUS,
     });
     await app.listen({ host: cfg.SLUICE_QUERY_HOST, port: cfg.SLUICE_QUERY_PORT });

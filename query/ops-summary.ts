@@ -4,8 +4,8 @@
 // The queue depths are also exported on the query API's own /metrics (sluice_queue_messages), for alerting.
 // Internal URLs and error texts are shown only to a caller with an operator key (SLUICE_OPERATOR_KEYS, compared in
 // constant time); anyone else sees health states and numbers only (`detailed: false`, no `url`, empty `errors`).
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ApiKeys, bearerKey } from '../shared/api-keys.js';
 import type { Config } from '../shared/config.js';
 import { createSqs } from '../shared/clients/aws.js';
 import { errorMessage } from '../shared/errors.js';
@@ -46,22 +46,16 @@ export interface OpsSummary {
   errors: string[];
 }
 
-const digest = (key: string) => createHash('sha256').update(key).digest();
-
 /**
- * Whether the request carries one of the operator keys (`Authorization: Bearer <key>`). Keys are compared as
- * SHA-256 digests with timingSafeEqual, against every configured key, so timing tells nothing about a key.
+ * Whether the request carries one of the operator keys (`Authorization: Bearer <key>`), compared in constant time
+ * against every configured key (shared/api-keys.ts), so timing tells nothing about a key.
  */
 export function operatorKeyCheck(keys: readonly string[]): (req: FastifyRequest) => boolean {
-  const known = keys.map(digest);
+  const known = new ApiKeys(new Map(keys.map((k) => [k, 'operator'])));
   return (req) => {
-    if (known.length === 0) return false;
-    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-    if (!m) return false;
-    const given = digest(m[1]!.trim());
-    let ok = false;
-    for (const k of known) ok = timingSafeEqual(k, given) || ok;
-    return ok;
+    if (known.empty) return false;
+    const key = bearerKey(req.headers.authorization);
+    return typeof key === 'string' && known.nameOf(key) !== undefined;
   };
 }
 

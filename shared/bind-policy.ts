@@ -26,6 +26,8 @@ export interface BindCheck {
   authenticated: boolean;
   /** How to make it authenticated, for the message; undefined when the service has no keys yet. */
   keysSetting?: string;
+  /** What the keys setting holds, for the message (default "producer:key pairs"). */
+  keysForm?: string;
   allowAnonymous: boolean;
 }
 
@@ -33,7 +35,7 @@ export interface BindCheck {
 export function assertBindAllowed(c: BindCheck): void {
   if (c.authenticated || c.allowAnonymous || isLoopback(c.host)) return;
   const fix = c.keysSetting
-    ? `set ${c.keysSetting} (producer:key pairs) so callers must authenticate, or set SLUICE_ALLOW_ANONYMOUS=true to accept anyone who can reach it`
+    ? `set ${c.keysSetting} (${c.keysForm ?? 'producer:key pairs'}) so callers must authenticate, or set SLUICE_ALLOW_ANONYMOUS=true to accept anyone who can reach it`
     : `${c.service} has no access keys yet, so set SLUICE_ALLOW_ANONYMOUS=true once the address is reachable only by trusted clients (a private network, a proxy that authenticates)`;
   throw new ConfigError(
     `${c.service} would listen on ${c.hostSetting}=${c.host}, reachable from other machines, without authentication; ${fix}, or listen on 127.0.0.1`,

@@ -20,13 +20,17 @@ import {
   oneOf,
   optStr,
   port,
+  queryApiKeys,
   retention,
   secret,
   shownRaw,
   size,
   str,
+  redisUrls,
+  splitRedisUrls,
   url,
 } from './config-fields.js';
+import { keyScopes, unknownScopedNames, type KeyScopes } from './key-scopes.js';
 
 function findRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -75,15 +79,30 @@ export const SETTINGS = {
   AWS_SESSION_TOKEN: secret(optStr('', 'Session token of temporary AWS credentials.')),
   SLUICE_INFLUX_URL: url('http://127.0.0.1:8086', 'InfluxDB 1.x HTTP API.'),
   SLUICE_INFLUX_DB: str('sluice', 'InfluxDB database holding the per-minute series.'),
-  SLUICE_REDIS_URL: url('redis://127.0.0.1:6379', 'Redis used for dedup claims, rate limits, top-K and the query cache.'),
+  SLUICE_REDIS_URL: redisUrls(
+    'redis://127.0.0.1:6379',
+    'Redis used for dedup claims, rate limits, top-K and the query cache; with SLUICE_REDIS_CLUSTER=true the seed nodes of a Redis Cluster (any reachable one is enough, the client discovers the rest).',
+  ),
+  SLUICE_REDIS_CLUSTER: bool(
+    'false',
+    'SLUICE_REDIS_URL is a Redis Cluster: commands go to the master that owns their slot (every Sluice script keeps its keys under one hash tag), and `npm start` uses or starts that cluster instead of a single Redis.',
+  ),
   SLUICE_REDIS_PREFIX: str('sluice:', 'Prefix of every Redis key Sluice writes (lets several pipelines share one Redis).'),
   SLUICE_REDIS_MAXMEMORY: size(
     '1GiB',
-    'maxmemory of the Redis the local stack starts (policy noeviction: past it writes fail loudly, dedup and claim state is never evicted; 0 = no limit).',
+    'maxmemory of the Redis the local stack starts, of each node of a Redis Cluster it starts (policy noeviction: past it writes fail loudly, dedup and claim state is never evicted; 0 = no limit).',
   ),
 
   SLUICE_INGEST_HOST: str('127.0.0.1', 'Address the ingest HTTP server listens on (0.0.0.0 to accept remote producers).'),
   SLUICE_INGEST_PORT: port('8080', 'Port of the ingest HTTP server.'),
+  SLUICE_INGEST_PROCESSES: int(1, 1024)(
+    String(Math.min(1024, os.availableParallelism())),
+    'Processes `sluice ingest` runs on its one port (`--processes` overrides it; `sluice start` runs each node so), connections spread round-robin among them; process i has its own node id and WAL folder <SLUICE_NODE_ID>-p<i>, and is restarted under that id when it crashes. 1 = one process under SLUICE_NODE_ID itself. The default counts the CPUs this process may run on, not a container CPU limit: set it to that limit in a container.',
+  ),
+  SLUICE_INGEST_NODES: int(1, 64)(
+    '1',
+    '`npm start` only: ingest nodes to run (ingest-1 … ingest-N, each on its own loopback port with its own WAL folder and SLUICE_INGEST_PROCESSES processes) behind a local haproxy on SLUICE_INGEST_HOST:SLUICE_INGEST_PORT that health-checks their /readyz; 1 = one node on that port, no load balancer. `sluice start` alone has no load balancer and refuses more than 1.',
+  ),
   SLUICE_MAX_BODY_BYTES: size('16MiB', 'Largest accepted request body after decompression; bigger requests get 413.'),
   SLUICE_MAX_INFLIGHT_BYTES: size(
     '64MiB',
@@ -114,7 +133,7 @@ export const SETTINGS = {
   ),
   SLUICE_ALLOW_ANONYMOUS: bool(
     'false',
-    'Let ingest listen on a non-loopback address without SLUICE_API_KEYS, and the query API on a non-loopback address at all (it has no read keys yet). Without it such a start is refused.',
+    'Let ingest listen on a non-loopback address without SLUICE_API_KEYS, and the query API without SLUICE_QUERY_API_KEYS. Without it such a start is refused.',
   ),
   SLUICE_MAX_EVENTS_PER_REQUEST: int(1, 1_000_000)(
     '10000',
@@ -138,7 +157,18 @@ export const SETTINGS = {
   ),
   SLUICE_RATE_LIMIT_EVENTS: int(0, 1_000_000_000)('0', 'Per-producer sustained rate in events/s, shared across ingest nodes through Redis (0 = unlimited).'),
   SLUICE_RATE_LIMIT_BURST: int(0, 1_000_000_000)('0', 'Per-producer burst size in events (0 = 10 × SLUICE_RATE_LIMIT_EVENTS).'),
-  SLUICE_DEDUP_WINDOW: duration('10m', 'An eventId seen again within this window is not stored again (ingest) and not counted again (workers).'),
+  SLUICE_DEDUP_WINDOW: duration(
+    '10m',
+    'An eventId a producer sends again within this window is answered as a duplicate and never stored twice: ingest reserves each id in Redis before its WAL append (0 = no dedup).',
+  ),
+  SLUICE_DEDUP_LEASE: durationBetween(1_000, 600_000)(
+    '15s',
+    'How long a request may hold its event-id reservations before it is durable; a retry of ids held longer (the node died or stalled) takes them over. Retries of ids still in flight get 503 meanwhile.',
+  ),
+  SLUICE_DEDUP_SHARDS: int(0, 1024)(
+    '0',
+    'Shards of the event-id reservations, each its own Redis Cluster hash slot (a request costs one reserve and one confirm call per shard it touches); 0 = 16 with SLUICE_REDIS_CLUSTER=true, 1 on a single Redis. Must be equal on every ingest node; changing it forgets the reservations of the current window.',
+  ),
   SLUICE_UPLOAD_CONCURRENCY: int(1, 64)(
     '2',
     'Sealed WAL segments delivered in parallel (uploads and manifests; their Parquet conversions run one at a time, within the engine memory limit).',
@@ -181,6 +211,10 @@ export const SETTINGS = {
     '8d',
     'Event-time range (back from now) the scheduled reconcile lists; keep it above SLUICE_MAX_EVENT_AGE so late batches are covered.',
   ),
+  SLUICE_ICEBERG_COMMIT_INTERVAL: duration(
+    '5m',
+    'How often `sluice start` commits new archive batches to the Iceberg table sluice.events (batches delivered or older than SLUICE_RECONCILE_GRACE); also once at start (0 = never; `sluice iceberg commit` runs it by hand, e.g. from a CronJob).',
+  ),
 
   SLUICE_FLEET_MIN: int(0, 1000)('1', 'Fewest worker processes `sluice fleet` keeps running, even when the queue is empty.'),
   SLUICE_FLEET_MAX: int(1, 1000)('8', 'Most worker processes `sluice fleet` runs, however deep the queue (must be at least SLUICE_FLEET_MIN).'),
@@ -192,6 +226,10 @@ export const SETTINGS = {
     '60s',
     'The queue must have wanted fewer workers for this long before the fleet stops one; each further step down waits as long again. Scaling up is immediate.',
   ),
+  SLUICE_FLEET_MAX_AGE: duration(
+    '1m',
+    'Target age of the oldest unprocessed batch: besides what the depth asks for, the fleet wants ceil(running workers × oldest age / this) workers, and while the oldest is older than this never fewer than are active — the rule of a KEDA Prometheus trigger with metricType Value, whose threshold must equal this (deploy/k8s). 0 = scale on depth only.',
+  ),
   SLUICE_FLEET_POLL_INTERVAL: duration('5s', "How often the fleet reads the queue depth and its workers' metrics and decides how many workers to run."),
   SLUICE_FLEET_DRAIN_GRACE: duration(
     '2m',
@@ -201,6 +239,16 @@ export const SETTINGS = {
 
   SLUICE_QUERY_HOST: str('127.0.0.1', 'Address the query API listens on.'),
   SLUICE_QUERY_PORT: port('8081', 'Port of the query API and dashboard.'),
+  SLUICE_QUERY_API_KEYS: secret(
+    queryApiKeys(
+      '',
+      'Read keys of the query API (secret: never shown in errors, logs or `sluice config`). When set, every /v1/* route and the dashboard require Authorization: Bearer <key> (the dashboard: its sign-in form, which keeps the key in an HttpOnly cookie): 401 without a key, 403 for a wrong one; keys are compared in constant time. /healthz, /readyz and /metrics stay open. Metrics count requests per key name, never the key.',
+    ),
+  ),
+  SLUICE_QUERY_KEY_SCOPES: keyScopes(
+    '',
+    'Restricts keys of SLUICE_QUERY_API_KEYS, by name, to entities whose id starts with one of the prefixes: other entities answer 403, /v1/topk holds only their entities and says so (`filtered`). Producer scopes are refused (the series carry no producer).',
+  ),
   SLUICE_OPERATOR_KEYS: secret(
     keyList(
       '',
@@ -281,8 +329,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   for (const [name, f] of Object.entries(SETTINGS) as [SettingName, Field<unknown>][]) {
     const raw = env[name] ?? f.fallback;
     const value = f.parse(raw);
-    if (value === undefined) problems.push(`${name} must be ${f.accepts}, got ${shownRaw(f, raw)}`);
+    const why = value === undefined ? f.explain?.(raw) : undefined;
+    if (value === undefined) problems.push(`${name} must be ${f.accepts}, got ${shownRaw(f, raw)}${why ? `: ${why}` : ''}`);
     else out[name] = value;
+  }
+  if (!problems.length && !out.SLUICE_REDIS_CLUSTER && splitRedisUrls(out.SLUICE_REDIS_URL as string).length > 1) {
+    problems.push(
+      `SLUICE_REDIS_URL holds ${splitRedisUrls(out.SLUICE_REDIS_URL as string).length} comma-separated URLs, a list of seed nodes that only a Redis Cluster takes: set SLUICE_REDIS_CLUSTER=true, or give one URL`,
+    );
+  }
+  if (out.SLUICE_QUERY_KEY_SCOPES && out.SLUICE_QUERY_API_KEYS) {
+    problems.push(...unknownScopedNames(out.SLUICE_QUERY_KEY_SCOPES as KeyScopes, out.SLUICE_QUERY_API_KEYS as Map<string, string>));
   }
   if (!problems.length && (out.SLUICE_FLEET_MIN as number) > (out.SLUICE_FLEET_MAX as number)) {
     problems.push(`SLUICE_FLEET_MIN must not exceed SLUICE_FLEET_MAX, got ${String(out.SLUICE_FLEET_MIN)} > ${String(out.SLUICE_FLEET_MAX)}`);
@@ -325,7 +382,8 @@ export const RESOURCES: Resources = resourcesOf(loadConfig({}));
 /** The configuration table of the README, generated from SETTINGS. */
 export function configMarkdown(): string {
   const cell = (s: string) => s.replaceAll('|', '\\|');
-  const shown = (name: string, f: Field<unknown>) => (name === 'SLUICE_NODE_ID' ? 'host name' : f.fallback || '(empty)');
+  const computed: Record<string, string> = { SLUICE_NODE_ID: 'host name', SLUICE_INGEST_PROCESSES: 'number of CPUs' };
+  const shown = (name: string, f: Field<unknown>) => computed[name] ?? (f.fallback || '(empty)');
   const rows = Object.entries(SETTINGS).map(
     ([name, f]) => `| \`${name}\` | \`${cell(shown(name, f as Field<unknown>))}\` | ${cell((f as Field<unknown>).accepts)} | ${cell(f.doc)} |`,
   );

@@ -1,7 +1,7 @@
 // The Redis layout of all-time totals per (entity, event type), shared by the workers (which add each batch's
 // counts exactly once) and the query API (which answers GET /v1/entities/:id/total from it in one round trip).
 // Two hashes per event type: <prefix>{total:<type>}:count and <prefix>{total:<type>}:sum, field = entity id.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './clients/redis.js';
 
 export function totalKeys(prefix: string, eventType: string): { tag: string; count: string; sum: string } {
   // One hash tag per event type: a batch's increments of one type and their done key share a cluster slot.
@@ -19,14 +19,18 @@ export function totalsCompleteKey(prefix: string): string {
 }
 
 /**
- * The all-time total of one entity, in one round trip. Undefined when the totals are not complete (see
+ * The all-time total of one entity, in one round trip (three commands sent at once, not one pipeline: the marker and
+ * the type's hashes live in different cluster slots). Undefined when the totals are not complete (see
  * totalsCompleteKey) — the caller must then compute it elsewhere; zero when complete and the entity was never seen.
  */
-export async function readEntityTotal(redis: Redis, prefix: string, entityId: string, eventType: string): Promise<{ count: number; sum: number } | undefined> {
+export async function readEntityTotal(
+  redis: RedisClient,
+  prefix: string,
+  entityId: string,
+  eventType: string,
+): Promise<{ count: number; sum: number } | undefined> {
   const k = totalKeys(prefix, eventType);
-  const replies = (await redis.pipeline().exists(totalsCompleteKey(prefix)).hget(k.count, entityId).hget(k.sum, entityId).exec()) ?? [];
-  const [[e0, complete] = [null, 0], [e1, count] = [null, null], [e2, sum] = [null, null]] = replies as [Error | null, unknown][];
-  if (e0 || e1 || e2) throw e0 ?? e1 ?? e2;
+  const [complete, count, sum] = await Promise.all([redis.exists(totalsCompleteKey(prefix)), redis.hget(k.count, entityId), redis.hget(k.sum, entityId)]);
   if (complete !== 1) return undefined;
   return { count: Number(count ?? 0), sum: Number(sum ?? 0) };
 }

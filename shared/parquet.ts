@@ -17,6 +17,14 @@ export interface EngineOptions {
 
 let instance: Promise<DuckDBInstance> | undefined;
 
+/**
+ * The engine's session time zone, whatever the machine's: casts between TIMESTAMP (schema v1/v2 files: UTC
+ * wall-clock values) and TIMESTAMPTZ (v3 instants), day buckets and text forms of instants all use it. The engine's
+ * built-in time-zone support starts from the machine's zone (TZ), so on a machine set to another zone a v1 file
+ * read beside a v3 file would be shifted by its offset.
+ */
+export const ENGINE_TIME_ZONE = 'UTC';
+
 /** Opens (once per process) the embedded engine. */
 export function openEngine(opts: EngineOptions): Promise<DuckDBInstance> {
   if (!instance) {
@@ -25,6 +33,15 @@ export function openEngine(opts: EngineOptions): Promise<DuckDBInstance> {
       temp_directory: opts.tempDir,
       memory_limit: opts.memoryLimit ?? '512MB',
       threads: String(opts.threads ?? 2),
+    }).then(async (db) => {
+      // Not a creation option: the time-zone setting only exists once the engine's ICU support is loaded.
+      const c = await db.connect();
+      try {
+        await c.run(`SET GLOBAL TimeZone = ${sqlString(ENGINE_TIME_ZONE)}`);
+      } finally {
+        c.closeSync();
+      }
+      return db;
     });
   }
   return instance;

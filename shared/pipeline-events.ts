@@ -96,6 +96,10 @@ export interface FleetScaled {
   desired: number;
   visible: number;
   inFlight: number;
+  /** Age of the oldest message the decision saw, in seconds (absent when unknown). */
+  oldestAgeSeconds?: number;
+  /** The signal that drove the decision: queue depth, oldest message age, or the min/max bounds. */
+  signal: 'depth' | 'age' | 'bounds';
   reason: string;
 }
 
@@ -106,6 +110,8 @@ export interface FleetSizeKept {
   desired: number;
   visible: number;
   inFlight: number;
+  oldestAgeSeconds?: number;
+  signal: 'depth' | 'age' | 'bounds';
   reason: string;
 }
 

@@ -1,7 +1,8 @@
 // The stages of one batch, in order: decode manifest + check its source → fetch + verify object → scan Parquet
-// (rows that break the contract set aside) → claim event ids → aggregate → write InfluxDB (narrowed to the points
-// it refuses) → quarantine the set-aside rows → top-K and all-time totals of exactly the points InfluxDB stored →
-// remove temp file. process() resolves only once every effect is durable; the message handler alone then acknowledges
+// (rows that break the contract set aside, each event id counted once within the batch) → aggregate → write InfluxDB
+// (narrowed to the points it refuses) → quarantine the set-aside rows → top-K and all-time totals of exactly the points
+// InfluxDB stored → remove temp file. Across batches, ingest lets an event id into the archive at most once within
+// SLUICE_DEDUP_WINDOW (it reserves each id before its WAL append), so a batch needs no claim on its ids. process() resolves only once every effect is durable; the message handler alone then acknowledges
 // (deletes the message). Every stage is idempotent for the same batch, and the
 // quarantine object fixes which points were refused before any Redis effect, so redelivery at any point gives the
 // same result. One bad row never fails its batch; only a batch that cannot be read at all is dead-lettered.
@@ -13,7 +14,6 @@ import { PermanentError, SluiceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { scanBatch } from './batch-scan.js';
 import type { RejectedPoint } from './batch-scan-types.js';
-import { CLAIM_CHUNK, type EventDedup } from './event-dedup.js';
 import { checkBatchSource, fetchBatch } from './fetch-batch.js';
 import type { InfluxSink } from './influx-sink.js';
 import type { QuarantineSink } from './quarantine-sink.js';
@@ -23,18 +23,7 @@ import { TOPK_BASE_BUCKET_MS, type TopKUpdater } from './topk.js';
 import type { EntityTotalsUpdater } from './entity-totals.js';
 
 /** Points between stages where a fault can be injected (the step has just completed). */
-export const BATCH_STEPS = [
-  'decoded',
-  'fetched',
-  'scanned',
-  'claimed',
-  'aggregated',
-  'written',
-  'quarantined',
-  'topk_updated',
-  'totals_updated',
-  'before_ack',
-] as const;
+export const BATCH_STEPS = ['decoded', 'fetched', 'scanned', 'aggregated', 'written', 'quarantined', 'topk_updated', 'totals_updated', 'before_ack'] as const;
 export type BatchStep = (typeof BATCH_STEPS)[number];
 
 /** Called after each step; a throw there behaves like a failure of that step (used by fault tests). */
@@ -42,7 +31,6 @@ export type StepHook = (step: BatchStep, ctx: { messageId: string; batchKey?: st
 
 export interface BatchProcessorDeps {
   s3: S3Client;
-  dedup: EventDedup;
   sink: InfluxSink;
   /** Points per InfluxDB write request. */
   pointsPerRequest: number;
@@ -78,6 +66,10 @@ export class BatchProcessor {
     checkBatchSource(manifest, this.d.rawBucket);
     const batchKey = batchKeyOf(manifest);
     await step('decoded', batchKey);
+    // Points refused on an earlier delivery stay refused (the quarantine object is the decision of record), so
+    // InfluxDB, top-K and totals all leave out the same points whatever step an earlier attempt reached. Read while the
+    // batch downloads.
+    const earlierRefused = settled(this.d.quarantine.rejectedPoints(manifest.key, signal));
     const fetched = await fetchBatch(this.d.s3, manifest, this.d.tempDir, `${randomUUID()}.parquet`, signal);
     try {
       await step('fetched', batchKey);
@@ -88,18 +80,12 @@ export class BatchProcessor {
       });
       try {
         await step('scanned', batchKey);
-        // Points refused on an earlier delivery stay refused (the quarantine object is the decision of record), so
-        // InfluxDB, top-K and totals all leave out the same points whatever step an earlier attempt reached. Read
-        // while the ids are claimed.
-        const earlierRead = settled(this.d.quarantine.rejectedPoints(manifest.key, signal));
-        const { excluded } = await this.d.dedup.claimChunks(batchKey, await scan.idChunks(CLAIM_CHUNK));
-        await step('claimed', batchKey);
-        await scan.rejectPoints(await earlierRead());
-        const lines = await scan.minuteLines(excluded, { offsetNs: batchOffsetNs(batchKey), linesPerChunk: this.d.pointsPerRequest });
+        await scan.rejectPoints(await earlierRefused());
+        const lines = await scan.minuteLines({ offsetNs: batchOffsetNs(batchKey), linesPerChunk: this.d.pointsPerRequest });
         await step('aggregated', batchKey);
         // The Redis effects' inputs are computed by the engine while InfluxDB is written (engine work beside network
         // I/O); only when InfluxDB refuses points are they computed again without them.
-        const prepareRedis = () => settled(Promise.all([scan.countBuckets(excluded, TOPK_BASE_BUCKET_MS), scan.entityTotals(excluded)]));
+        const prepareRedis = () => settled(Promise.all([scan.countBuckets(TOPK_BASE_BUCKET_MS), scan.entityTotals()]));
         let redisInputs = prepareRedis();
         const refusedLines = await this.d.sink.writeLines(lines.chunks, signal).catch(async (err: unknown) => {
           await redisInputs().catch(() => undefined); // the engine connection is closed only once its queries ended
@@ -115,12 +101,9 @@ export class BatchProcessor {
         }
         await step('written', batchKey);
         const [buckets, totals] = await redisInputs();
-        const quarantined = await scan.quarantineRows(excluded);
+        const quarantined = await scan.quarantineRows();
         if (quarantined.length) {
           const key = await this.d.quarantine.write(manifest.key, quarantined, signal);
-          // Events of refused points were claimed; now that the quarantine holds them, their claims are given back.
-          const claimed = quarantined.filter((r) => r.detail !== undefined).map((r) => `${r.producer}\u001f${r.eventId}`);
-          if (claimed.length) await this.d.dedup.release(batchKey, claimed);
           this.d.log.warn({ messageId, batchKey, events: quarantined.length, refusedPoints: refused.length, quarantine: key }, 'batch rows quarantined');
         }
         await step('quarantined', batchKey);

@@ -1,5 +1,5 @@
-// What a worker's scan of one raw batch answers (workers/batch-scan.ts implements it): dedup ids, per-minute
-// line protocol, top-K buckets, entity totals and the rows set aside for quarantine.
+// What a worker's scan of one raw batch answers (workers/batch-scan.ts implements it): per-minute line protocol,
+// top-K buckets, entity totals and the rows set aside for quarantine, each event id counted once within the batch.
 
 /** Events of one (entity, event type) in one event-time bucket starting at `bucketMs`. */
 export interface BucketCount {
@@ -67,14 +67,15 @@ export interface LineChunks {
   /** Newline-separated line protocol, at most linesPerChunk points each. */
   chunks: string[];
   points: number;
-  /** Events the points count (after dedup and exclusions). */
+  /** Events the points count (after dedup within the batch and rejected points). */
   events: number;
 }
 
 /**
  * One downloaded batch, open in the engine. Every count follows the rules of workers/batch-scan-rules.ts: rows
- * that cannot be stored are left out, each dedup identity counts once (the first row in DEDUP_ORDER_SQL order), and
- * `excluded` identities (claimed by other batches) and rejected points are skipped.
+ * that cannot be stored are left out, each dedup identity counts once within the batch (the first row in
+ * DEDUP_ORDER_SQL order), and rejected points are skipped. Across batches an event id reaches the archive at most
+ * once within SLUICE_DEDUP_WINDOW (ingest reserves it before its WAL append), so the scan never looks beyond its file.
  */
 export interface BatchScan {
   /** Distinct dedup identities (producer, event id) among the storable rows. */
@@ -83,31 +84,25 @@ export interface BatchScan {
   rowCount: number;
   /** Rows that break the event contract and are never counted (see quarantineRows()). */
   unstorableRows: number;
-  /**
-   * The distinct dedup identities (`<producer>\u001f<event id>`) of the storable rows in a stable order, joined by
-   * newlines into chunks of at most `size`, each of one claim shard (workers/event-dedup.ts): ready to send as one argument each (ids hold no control characters),
-   * without one JavaScript string per id.
-   */
-  idChunks(size: number): Promise<string[]>;
   /** Event counts per (entity, event type, `bucketMs`-wide event-time bucket). Used for top-K buckets. */
-  countBuckets(excluded: readonly string[], bucketMs: number): Promise<BucketCount[]>;
+  countBuckets(bucketMs: number): Promise<BucketCount[]>;
   /**
    * The per-minute aggregates as InfluxDB line protocol in the series layout of contracts/influx-series.ts
    * (`events_1m,entity_id=…,event_type=… count=<n>i,sum=…,min=…,max=… <minute ns + offsetNs>`), formatted by the
    * engine in request-sized chunks: the hot path creates no per-point JavaScript objects. Line `j` of chunk `i` is
    * the point pointsAt() returns for `{ chunk: i, line: j }`.
    */
-  minuteLines(excluded: readonly string[], o: LineProtocolOptions): Promise<LineChunks>;
+  minuteLines(o: LineProtocolOptions): Promise<LineChunks>;
   /** The (entity, event type, minute) of points of the last minuteLines() call, by chunk and line, in the order asked. */
   pointsAt(refs: readonly PointRef[]): Promise<PointKey[]>;
   /** Leaves these points out of every later count (InfluxDB refused them); their events go to quarantineRows(). */
   rejectPoints(points: readonly RejectedPoint[]): Promise<void>;
   /** Count and sum per (entity, event type), ordered by entity then type. */
-  entityTotals(excluded: readonly string[]): Promise<EntityTotal[]>;
+  entityTotals(): Promise<EntityTotal[]>;
   /**
    * Every row that is not counted for a reason other than dedup, in file order: rows that break the contract, and
-   * the counted-once rows of rejected points (with `excluded` as for the counts).
+   * the counted-once rows of rejected points.
    */
-  quarantineRows(excluded: readonly string[]): Promise<QuarantineRow[]>;
+  quarantineRows(): Promise<QuarantineRow[]>;
   close(): void;
 }

@@ -1,11 +1,16 @@
 // Opens a downloaded raw batch for a worker: validates that it is Parquet with the event columns, sets aside rows
-// that can never be stored, returns the dedup ids of the rest (for cross-batch claims) and runs the per-minute
-// GROUP BYs in the engine. Counting follows workers/batch-scan-rules.ts; the answers are typed in batch-scan-types.ts.
+// that can never be stored, counts each event id once within the batch, and runs the batch's one GROUP BY in the
+// engine. Counting follows workers/batch-scan-rules.ts; the answers are typed in batch-scan-types.ts.
+//
+// Cost per batch, for the common clean batch (every row storable, no id repeated): one pass over the file that checks
+// the rules and the ids, and one GROUP BY of the file into cells (entity, event type, CELL_MS of event time) read
+// back as numbers (strings as indices into one dictionary); points, top-K buckets and totals are sums of those cells,
+// in JavaScript, without another engine query. Only a batch with unstorable or repeated rows is copied into a table
+// first (and deduplicated there), and only refused points make the cells be computed again.
 import { PermanentError } from '../shared/errors.js';
 import { connect, sqlString, type DuckDBConnection } from '../shared/parquet.js';
-import { lineChunksSql, pointsTableSql } from './batch-scan-lines.js';
+import { CELL_MS, type Cells, cellsSql, dictionarySql, lineChunks, sumCells, totalsOfCells } from './batch-scan-lines.js';
 import { DEDUP_ID_SQL, FIRST_OF_IDENTITY_SQL, UNSTORABLE_REASON_SQL } from './batch-scan-rules.js';
-import { claimShardSql } from './event-dedup.js';
 import type {
   BatchScan,
   BucketCount,
@@ -18,134 +23,115 @@ import type {
   RejectedPoint,
 } from './batch-scan-types.js';
 import { readQuarantineRows } from './batch-scan-quarantine.js';
+import { numberColumns } from './batch-scan-columns.js';
 
-async function readBatchTable(c: DuckDBConnection, file: string): Promise<void> {
+/** The columns every count reads, from the file itself (epoch ms event time as `ts`). */
+const fileRowsSql = (file: string) => `(SELECT entity_id, event_type, epoch_ms(event_time) AS ts, value FROM read_parquet(${sqlString(file)}))`;
+
+/** Rows per rule outcome and distinct ids, in one pass over the file (the id check by a 64-bit hash: see scanBatch). */
+async function checkFile(c: DuckDBConnection, file: string): Promise<{ rows: number; unstorable: number; distinctHashes: number }> {
   try {
-    await c.run(`CREATE TEMP TABLE batch AS SELECT file_row_number AS row_no, ${DEDUP_ID_SQL} AS uid, entity_id, event_type,
-      epoch_ms(event_time) AS ts, value, ${UNSTORABLE_REASON_SQL} AS reason FROM read_parquet(${sqlString(file)}, file_row_number = true)`);
+    const [[rows, unstorable, hashes]] = (
+      await c.runAndReadAll(`SELECT count(*)::DOUBLE, count(reason)::DOUBLE, count(DISTINCT h) FILTER (WHERE reason IS NULL)::DOUBLE
+        FROM (SELECT ${UNSTORABLE_REASON_SQL} AS reason, hash(producer, event_id) AS h FROM read_parquet(${sqlString(file)}))`)
+    ).getRowsJS() as [[number, number, number]];
+    return { rows, unstorable, distinctHashes: hashes };
   } catch (err) {
     throw new PermanentError(`${file} is not a readable Sluice Parquet batch: ${(err as Error).message}`, 'batch_corrupt', { cause: err });
   }
 }
 
-async function loadExcluded(c: DuckDBConnection, excluded: readonly string[]): Promise<void> {
-  await c.run('CREATE OR REPLACE TEMP TABLE excluded (uid VARCHAR)');
-  if (!excluded.length) return;
-  const app = await c.createAppender('excluded', 'main', 'temp'); // temp tables live in catalog temp, schema main
-  for (const id of excluded) {
-    app.appendVarchar(id);
-    app.endRow();
-  }
-  app.closeSync();
-}
-
-/** Rows of `from` whose series and minute InfluxDB refused. */
-const REJECTED_JOIN = 'rejected_points r ON u.entity_id = r.entity_id AND u.event_type = r.event_type AND u.ts // 60000 = r.m';
-
-/** Opens `file` (a downloaded raw batch) in the engine; the caller closes the scan. */
+/**
+ * Opens `file` (a downloaded raw batch) in the engine; the caller closes the scan. When every row is storable and no
+ * two rows share a 64-bit hash of their (producer, event id), no id repeats (equal ids hash alike) and the file itself
+ * is what is counted. Otherwise (a repeated id, an unstorable row, or a hash collision) the storable rows are copied
+ * into a table and each identity's first row kept there (FIRST_OF_IDENTITY_SQL).
+ */
 export async function scanBatch(file: string): Promise<BatchScan> {
   const c = await connect();
   try {
-    await readBatchTable(c, file);
-    const [[rows, bad]] = (await c.runAndReadAll('SELECT count(*)::BIGINT, count(reason)::BIGINT FROM batch')).getRowsJS() as [[bigint, bigint]];
-    const unstorableRows = Number(bad);
-    // The storable rows; a copy only when some row is not (rare), so the hot path reads the batch table itself.
-    let good = 'batch';
-    if (unstorableRows > 0) {
-      await c.run('CREATE TEMP TABLE good AS SELECT * FROM batch WHERE reason IS NULL');
-      good = 'good';
-    }
-    const distinctIds = Number((await c.runAndReadAll(`SELECT count(DISTINCT uid)::BIGINT FROM ${good}`)).getRowsJS()[0]![0]);
-    return new EngineBatchScan(c, file, good, Number(rows), unstorableRows, distinctIds);
+    const check = await checkFile(c, file);
+    if (check.unstorable === 0 && check.distinctHashes === check.rows) return new EngineBatchScan(c, file, fileRowsSql(file), check.rows, 0, check.rows);
+    await c.run(`CREATE TEMP TABLE batch AS SELECT file_row_number AS row_no, ${DEDUP_ID_SQL} AS uid, entity_id, event_type,
+      epoch_ms(event_time) AS ts, value, ${UNSTORABLE_REASON_SQL} AS reason FROM read_parquet(${sqlString(file)}, file_row_number = true)`);
+    await c.run(`CREATE TEMP TABLE unique_events AS SELECT * FROM batch WHERE reason IS NULL ${FIRST_OF_IDENTITY_SQL}`);
+    const [[distinct]] = (await c.runAndReadAll('SELECT count(*)::DOUBLE FROM unique_events')).getRowsJS() as [[number]];
+    return new EngineBatchScan(c, file, 'unique_events', check.rows, check.unstorable, distinct);
   } catch (err) {
     c.closeSync();
     throw err;
   }
 }
 
+/** Rows of `u` whose series and minute InfluxDB refused. */
+const REJECTED_JOIN = 'rejected_points r ON u.entity_id = r.entity_id AND u.event_type = r.event_type AND u.ts // 60000 = r.m';
+
 class EngineBatchScan implements BatchScan {
-  /** The rows counted for the last exclusion set (see uniqueEvents). */
-  private prepared: { excluded: readonly string[]; table: string } | undefined;
+  /** The cells of the counted rows and their dictionaries, for the rejected points at the time (see cells()). */
+  private cached: { rejected: number; cells: Cells; entities: string[]; types: string[] } | undefined;
   /** Points InfluxDB refused: their events are left out of everything counted afterwards. */
   private rejected = 0;
   private linesPerChunk = 1;
+  /** The points of the last minuteLines() call, by point number (chunk · linesPerChunk + line), and their dictionaries. */
+  private lastPoints: { points: Cells; entities: readonly string[]; types: readonly string[] } | undefined;
 
   constructor(
     private readonly c: DuckDBConnection,
     private readonly file: string,
-    /** Table of the storable rows. */
-    private readonly good: string,
+    /** The rows counted once each, before rejected points: the file itself, or the deduplicated table. */
+    private readonly unique: string,
     readonly rowCount: number,
     readonly unstorableRows: number,
     readonly distinctIds: number,
   ) {}
 
-  /**
-   * The rows to count: each id once, minus ids excluded by other batches. Built once per exclusion set and shared
-   * by every count; when the file repeats no id and nothing is excluded it is the storable rows themselves.
-   */
-  private async uniqueEvents(excluded: readonly string[]): Promise<string> {
-    if (this.prepared?.excluded === excluded) return this.prepared.table;
-    let table = this.good;
-    if (excluded.length > 0 || this.distinctIds !== this.rowCount - this.unstorableRows) {
-      await loadExcluded(this.c, excluded);
-      await this.c.run(`CREATE OR REPLACE TEMP TABLE unique_events AS
-        SELECT * FROM ${this.good} ANTI JOIN excluded USING (uid) ${FIRST_OF_IDENTITY_SQL}`);
-      table = 'unique_events';
-    }
-    this.prepared = { excluded, table };
-    return table;
+  /** The rows every count reads: the unique rows minus the events of rejected points. */
+  private counted(): string {
+    return this.rejected === 0 ? this.unique : `(SELECT u.* FROM ${this.unique} u ANTI JOIN ${REJECTED_JOIN})`;
   }
 
-  /** The rows every count reads: uniqueEvents() minus the events of rejected points. */
-  private async counted(excluded: readonly string[]): Promise<string> {
-    const from = await this.uniqueEvents(excluded);
-    return this.rejected === 0 ? from : `(SELECT u.* FROM ${from} u ANTI JOIN ${REJECTED_JOIN})`;
+  /** The cells of the counted rows, computed once, and again only after more points were rejected. */
+  private async cells(): Promise<NonNullable<EngineBatchScan['cached']>> {
+    if (this.cached?.rejected === this.rejected) return this.cached;
+    const from = this.counted();
+    const [entities, types] = (await this.c.runAndReadAll(dictionarySql(from))).getRowsJS()[0] as [string | null, string | null];
+    const [ei, ti, b, n, s, lo, hi] = numberColumns(await this.c.run(cellsSql(from)), ['ei', 'ti', 'b', 'n', 's', 'lo', 'hi']);
+    this.cached = {
+      rejected: this.rejected,
+      cells: { ei, ti, b, n, s, lo, hi },
+      // Ids and types hold no control characters (rows that do are never counted), so a newline separates them.
+      entities: entities ? entities.split('\n') : [],
+      types: types ? types.split('\n') : [],
+    };
+    return this.cached;
   }
 
-  async idChunks(size: number): Promise<string[]> {
-    const n = Math.max(1, Math.floor(size));
-    const [chunks = []] = (
-      await this.c.runAndReadAll(`
-      SELECT string_agg(uid, chr(10) ORDER BY uid) FROM (
-        SELECT uid, s, (row_number() OVER (PARTITION BY s ORDER BY uid) - 1) // ${n} AS k
-        FROM (SELECT uid, ${claimShardSql('uid')} AS s FROM (SELECT DISTINCT uid FROM ${this.good}))
-      ) GROUP BY s, k ORDER BY s, k`)
-    ).getColumnsJS() as [string[]];
-    return chunks;
-  }
-
-  async minuteLines(excluded: readonly string[], o: LineProtocolOptions): Promise<LineChunks> {
+  async minuteLines(o: LineProtocolOptions): Promise<LineChunks> {
     if (o.offsetNs < 0n || o.offsetNs >= 60_000_000_000n) throw new RangeError(`offsetNs must be in [0, 60e9), got ${o.offsetNs}`);
-    const from = await this.counted(excluded);
+    const { cells, entities, types } = await this.cells();
     this.linesPerChunk = Math.max(1, Math.floor(o.linesPerChunk));
-    await this.c.run(pointsTableSql(from));
-    const [bodies = [], points = [], events = []] = (await this.c.runAndReadAll(lineChunksSql(o.offsetNs, this.linesPerChunk))).getColumnsJS() as [
-      string[],
-      number[],
-      number[],
-    ];
-    return { chunks: bodies, points: points.reduce((a, b) => a + b, 0), events: events.reduce((a, b) => a + b, 0) };
+    const points = sumCells(cells, 60_000);
+    this.lastPoints = { points, entities, types };
+    let events = 0;
+    for (const n of points.n) events += n;
+    return { chunks: lineChunks(points, entities, types, o.offsetNs, this.linesPerChunk), points: points.n.length, events };
   }
 
   async pointsAt(refs: readonly PointRef[]): Promise<PointKey[]> {
-    if (!refs.length) return [];
-    const rns = refs.map((r) => r.chunk * this.linesPerChunk + r.line);
-    const [found = [], entities = [], types = [], minutes = []] = (
-      await this.c.runAndReadAll(`SELECT rn::DOUBLE, entity_id, event_type, (m * 60000)::DOUBLE FROM points WHERE rn IN (${rns.join(', ')})`)
-    ).getColumnsJS() as [number[], string[], string[], number[]];
-    const at = new Map(found.map((rn, i) => [rn, { entityId: entities[i]!, eventType: types[i]!, minuteMs: minutes[i]! }]));
-    return rns.map((rn, i) => {
-      const p = at.get(rn);
-      if (!p) throw new RangeError(`no point at chunk ${refs[i]!.chunk}, line ${refs[i]!.line} of the last minuteLines()`);
-      return p;
+    const last = this.lastPoints;
+    return refs.map((r) => {
+      const rn = r.chunk * this.linesPerChunk + r.line;
+      if (!last || !Number.isInteger(rn) || r.line < 0 || r.line >= this.linesPerChunk || rn < 0 || rn >= last.points.n.length)
+        throw new RangeError(`no point at chunk ${r.chunk}, line ${r.line} of the last minuteLines()`);
+      const p = last.points;
+      return { entityId: last.entities[p.ei[rn]!]!, eventType: last.types[p.ti[rn]!]!, minuteMs: p.b[rn]! * 60_000 };
     });
   }
 
   async rejectPoints(points: readonly RejectedPoint[]): Promise<void> {
     if (!points.length) return;
     await this.c.run('CREATE TEMP TABLE IF NOT EXISTS rejected_points (entity_id VARCHAR, event_type VARCHAR, m BIGINT, reason VARCHAR, detail VARCHAR)');
-    const app = await this.c.createAppender('rejected_points', 'main', 'temp');
+    const app = await this.c.createAppender('rejected_points', 'main', 'temp'); // temp tables live in catalog temp, schema main
     for (const p of points) {
       app.appendVarchar(p.entityId);
       app.appendVarchar(p.eventType);
@@ -158,32 +144,44 @@ class EngineBatchScan implements BatchScan {
     this.rejected += points.length;
   }
 
-  async entityTotals(excluded: readonly string[]): Promise<EntityTotal[]> {
-    const from = await this.counted(excluded);
-    const [entities = [], types = [], counts = [], sums = []] = (
-      await this.c.runAndReadAll(`SELECT entity_id, event_type, count(*)::INTEGER, sum(value) FROM ${from} GROUP BY ALL ORDER BY entity_id, event_type`)
-    ).getColumnsJS() as [string[], string[], number[], number[]];
-    return entities.map((entityId, i) => ({ entityId, eventType: types[i]!, count: counts[i]!, sum: sums[i]! }));
+  async entityTotals(): Promise<EntityTotal[]> {
+    const { cells, entities, types } = await this.cells();
+    const t = totalsOfCells(cells);
+    const out = new Array<EntityTotal>(t.n.length);
+    for (let i = 0; i < t.n.length; i++) out[i] = { entityId: entities[t.ei[i]!]!, eventType: types[t.ti[i]!]!, count: t.n[i]!, sum: t.s[i]! };
+    return out;
   }
 
-  async countBuckets(excluded: readonly string[], bucketMs: number): Promise<BucketCount[]> {
+  async countBuckets(bucketMs: number): Promise<BucketCount[]> {
     if (!Number.isInteger(bucketMs) || bucketMs <= 0) throw new RangeError(`bucketMs must be a positive integer, got ${bucketMs}`);
-    const from = await this.counted(excluded);
-    const rows = (
-      await this.c.runAndReadAll(`SELECT entity_id, event_type, (ts // ${bucketMs}) * ${bucketMs} AS bucket, count(*)::BIGINT FROM ${from} GROUP BY ALL`)
-    ).getRowsJS();
-    return rows.map(([entityId, eventType, bucket, count]) => ({
-      entityId: entityId as string,
-      eventType: eventType as string,
-      bucketMs: Number(bucket),
-      count: Number(count),
-    }));
+    if (bucketMs % CELL_MS !== 0) {
+      // Buckets that do not nest in cells (no caller today): from the rows.
+      const [entities = [], types = [], buckets = [], counts = []] = (
+        await this.c.runAndReadAll(
+          `SELECT entity_id, event_type, ((ts // ${bucketMs}) * ${bucketMs})::DOUBLE, count(*)::INTEGER FROM ${this.counted()} GROUP BY ALL ORDER BY ALL`,
+        )
+      ).getColumnsJS() as [string[], string[], number[], number[]];
+      return entities.map((entityId, i) => ({ entityId, eventType: types[i]!, bucketMs: buckets[i]!, count: counts[i]! }));
+    }
+    const { cells, entities, types } = await this.cells();
+    const c = sumCells(cells, bucketMs);
+    const out = new Array<BucketCount>(c.n.length);
+    for (let i = 0; i < c.n.length; i++) out[i] = { entityId: entities[c.ei[i]!]!, eventType: types[c.ti[i]!]!, bucketMs: c.b[i]! * bucketMs, count: c.n[i]! };
+    return out;
   }
 
-  async quarantineRows(excluded: readonly string[]): Promise<QuarantineRow[]> {
+  async quarantineRows(): Promise<QuarantineRow[]> {
     if (this.unstorableRows === 0 && this.rejected === 0) return [];
-    const parts = ['SELECT row_no, reason, NULL AS detail FROM batch WHERE reason IS NOT NULL'];
-    if (this.rejected > 0) parts.push(`SELECT u.row_no, r.reason, r.detail FROM ${await this.uniqueEvents(excluded)} u JOIN ${REJECTED_JOIN}`);
+    const parts: string[] = [];
+    if (this.unstorableRows > 0) parts.push('SELECT row_no, reason, NULL AS detail FROM batch WHERE reason IS NOT NULL');
+    if (this.rejected > 0) {
+      // The clean path counts the file itself, so its rows are numbered here.
+      const unique =
+        this.unique === 'unique_events'
+          ? 'unique_events'
+          : `(SELECT file_row_number AS row_no, entity_id, event_type, epoch_ms(event_time) AS ts FROM read_parquet(${sqlString(this.file)}, file_row_number = true))`;
+      parts.push(`SELECT u.row_no, r.reason, r.detail FROM ${unique} u JOIN ${REJECTED_JOIN}`);
+    }
     return readQuarantineRows(this.c, this.file, parts.join(' UNION ALL '));
   }
 

@@ -1,7 +1,7 @@
 // Adds a batch's per-(entity, event type) counts and sums to the all-time totals in Redis
 // (layout in shared/entity-totals-store.ts), exactly once per batch: each chunk of increments is applied by one
 // Lua script guarded by a "done" key, so a redelivered or concurrently delivered batch never adds twice.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/clients/redis.js';
 import type { EntityTotal } from './batch-scan-types.js';
 import { TransientError, errorMessage } from '../shared/errors.js';
 import { totalKeys, totalsCompleteKey } from '../shared/entity-totals-store.js';
@@ -23,7 +23,7 @@ return 1
 
 export class EntityTotalsUpdater {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 

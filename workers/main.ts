@@ -18,7 +18,6 @@ import { BatchProcessor, type StepHook } from './batch-processor.js';
 import { BatchLedger } from './reconcile/ledger.js';
 import { createConsumers } from './consumers.js';
 import { EntityTotalsUpdater } from './entity-totals.js';
-import { EventDedup } from './event-dedup.js';
 import { InfluxSink } from './influx-sink.js';
 import { MessageHandler } from './message-handler.js';
 import { startOpsServer } from './ops-server.js';
@@ -55,7 +54,6 @@ function createHandler(p: HandlerParts): MessageHandler {
   const { cfg, clients, metrics, log } = p;
   const processor = new BatchProcessor({
     s3: clients.s3,
-    dedup: new EventDedup(clients.redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_DEDUP_WINDOW),
     sink: new InfluxSink({
       writer: new InfluxLineWriter({
         url: cfg.SLUICE_INFLUX_URL,

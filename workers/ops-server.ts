@@ -2,7 +2,7 @@
 // InfluxDB does not answer a ping within 1 s (a worker without its stores would only release batches).
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { InfluxDB } from 'influx';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/clients/redis.js';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../shared/errors.js';
 import { addOpsRoutes } from '../shared/metrics.js';
@@ -20,7 +20,7 @@ function withinPingTimeout<T>(p: Promise<T>): Promise<T> {
 }
 
 /** Why the worker is not ready (undefined when both stores answer). */
-export async function storesUnready(redis: Redis, influx: InfluxDB): Promise<string | undefined> {
+export async function storesUnready(redis: RedisClient, influx: InfluxDB): Promise<string | undefined> {
   try {
     await withinPingTimeout(redis.ping());
   } catch (err) {
@@ -39,7 +39,7 @@ export interface OpsServerOptions {
   host: string;
   port: number;
   registry: Registry;
-  redis: Redis;
+  redis: RedisClient;
   influx: InfluxDB;
   stopping(): boolean;
 }

@@ -4,17 +4,16 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { InfluxDB } from 'influx';
-import type { Redis } from 'ioredis';
 import { createS3, createSqs } from '../shared/clients/aws.js';
 import { createInflux } from '../shared/clients/influx.js';
-import { createRedis } from '../shared/clients/redis.js';
+import { createRedis, type RedisClient } from '../shared/clients/redis.js';
 import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 
 export interface WorkerClients {
   sqs: SQSClient;
   s3: S3Client;
-  redis: Redis;
+  redis: RedisClient;
   influx: InfluxDB;
   close(): Promise<void>;
 }

@@ -1,5 +1,6 @@
-// Benchmark reporting: the machine the numbers were measured on, percentiles, peak RSS of child processes,
-// and writing results as JSON (machine-readable) plus a Markdown summary into bench/results/.
+// Benchmark reporting: the machine the numbers were measured on, percentiles, peak RSS of child processes, the
+// CPU cost model (CPU seconds per million events, cores per 100k events/s), and writing results as JSON
+// (machine-readable) plus a Markdown summary into bench/results/.
 import os from 'node:os';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -32,8 +33,41 @@ export function peakRssMiB(pid: number): number {
   }
 }
 
+/** CPU seconds per million events (NaN without events). */
+export function cpuPerMillion(cpuSeconds: number, events: number): number {
+  return events > 0 && Number.isFinite(cpuSeconds) ? +((cpuSeconds / events) * 1e6).toFixed(3) : NaN;
+}
+
+/** Cores a component keeps busy at 100,000 events/s, given its CPU seconds per million events. */
+export function coresPer100k(cpuSecondsPerMillion: number): number {
+  return +(cpuSecondsPerMillion / 10).toFixed(3);
+}
+
+/** Events/s that one fully busy core gives at `cpuSecondsPerMillion` (NaN when nothing was measured). */
+export function eventsPerCore(cpuSecondsPerMillion: number): number {
+  return cpuSecondsPerMillion > 0 ? Math.round(1e6 / cpuSecondsPerMillion) : NaN;
+}
+
+/** One row of the cost table: a component, its measured cost, and what one instance of it can take (or why not). */
+export interface CostRow {
+  component: string;
+  cpuSecondsPerMillion: number;
+  ceiling: string;
+}
+
+/** The Markdown cost table: component, CPU-s per million events, cores per 100k events/s, ceiling of one instance. */
+export function costTable(rows: readonly CostRow[]): string {
+  const num = (x: number) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: x < 10 ? 2 : 1 }) : 'n/a');
+  return [
+    '| component | CPU-s per million events | cores per 100k events/s | ceiling of one instance |',
+    '|---|---|---|---|',
+    ...rows.map((r) => `| ${r.component} | ${num(r.cpuSecondsPerMillion)} | ${num(coresPer100k(r.cpuSecondsPerMillion))} | ${r.ceiling} |`),
+  ].join('\n');
+}
+
 export function writeResults(name: string, data: Record<string, unknown>, markdown: string): string {
-  const dir = path.join(PROJECT_ROOT, 'bench', 'results');
+  // BENCH_RESULTS_DIR sends a trial run's results elsewhere, leaving the committed ones in bench/results/ untouched.
+  const dir = path.resolve(PROJECT_ROOT, process.env.BENCH_RESULTS_DIR ?? path.join('bench', 'results'));
   mkdirSync(dir, { recursive: true });
   const day = new Date().toISOString().slice(0, 10);
   const json = path.join(dir, `${name}-${day}.json`);

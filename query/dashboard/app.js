@@ -3,6 +3,8 @@
 // estimated in the page. URL parameters: entity, eventType (preselect an entity), refresh (poll period in ms).
 // Operators see internal URLs and error texts after storing their key in this browser:
 // localStorage.setItem('sluice.operatorKey', '<one of SLUICE_OPERATOR_KEYS>').
+// With SLUICE_QUERY_API_KEYS set, the API answers 401 until the browser signs in (/dashboard/login keeps the key in an
+// HttpOnly cookie this script never sees); the header then names the key and offers to sign out.
 'use strict';
 (() => {
   const params = new URLSearchParams(location.search);
@@ -18,6 +20,7 @@
   async function getJson(path, source, headers = {}) {
     try {
       const res = await fetch(path, { cache: 'no-store', headers });
+      if (res.status === 401) location.assign('/dashboard/login'); // signed out, or the key was revoked
       const body = await res.json().catch(() => ({}));
       if (!res.ok) throw new Error(body.error || body.message || `HTTP ${res.status}`);
       errors.delete(source);
@@ -146,6 +149,16 @@
     }
     if (total) $('entity-total').textContent = fmt(total.count);
   }
+
+  // ---- signed-in key (only while the API requires keys; 404 otherwise) ----------------------
+  fetch('/dashboard/session', { cache: 'no-store' })
+    .then((res) => (res.ok ? res.json() : undefined))
+    .then((s) => {
+      if (!s || !s.key) return;
+      $('signed-in').textContent = `key ${s.key}` + (s.entityPrefixes ? ` · entities ${s.entityPrefixes.join(', ')}…` : '');
+      $('signout').hidden = false;
+    })
+    .catch(() => { /* not signed in: the data calls redirect */ });
 
   // ---- wiring ------------------------------------------------------------------------------
   if (params.get('entity')) $('entity-id').value = params.get('entity');

@@ -3,7 +3,7 @@
 // only when Redis has nothing for the entity (or is down) is it computed from InfluxDB and the cold tier,
 // cached briefly, with concurrent misses sharing one computation. The reply is serialised from a schema.
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../shared/clients/redis.js';
 import { readEntityTotal } from '../../shared/entity-totals-store.js';
 import { RECENT_TTL_MS, cacheKey, type QueryCache } from '../cache.js';
 import type { FederatedReader } from '../federated-reader.js';
@@ -12,7 +12,7 @@ import { parseTotalParams } from '../params.js';
 
 export interface EntityTotalRouteDeps {
   /** Redis holding the workers' all-time totals (shared/entity-totals-store.ts). */
-  redis?: Redis;
+  redis?: RedisClient;
   reader: InfluxReader;
   /** Adds daily rollups (hot and cold) so totals survive minute retention; without it totals sum minutes only. */
   federated?: FederatedReader;

@@ -1,26 +1,60 @@
-// GET /v1/topk: the k entities with the most events of one type in the last minute, hour or day, read
-// from the top-K store the workers maintain in Redis (see shared/topk-store.ts for its accuracy).
-import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+// GET /v1/topk: the k entities with the most events of one type in the last minute, hour or day, with bounds on each
+// count and whether the list is certainly the true top-k, read from the Space-Saving summaries the workers keep in
+// Redis (shared/topk-store.ts for the layout and accuracy) through the in-process window cache (query/topk-cache.ts).
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { RedisClient } from '../../shared/clients/redis.js';
 import { classify } from '../../shared/errors.js';
-import { readTopK } from '../../shared/topk-store.js';
-import { parseTopKParams } from '../params.js';
+import { readTopKWindow } from '../../shared/topk-store.js';
+import { answerTopK, type RankedSummary } from '../../shared/topk-summary.js';
+import { EntityScope } from '../auth.js';
+import { parseTopKParams, TOPK_K_MAX } from '../params.js';
+import { TopKWindowCache, type TopKCacheResult } from '../topk-cache.js';
 
 export interface TopKRouteDeps {
-  redis: Redis;
+  redis: RedisClient;
   redisPrefix: string;
   now: () => number;
+  /** Defaults to a cache of its own on `redis`. */
+  cache?: TopKWindowCache;
+  /** The caller's key scope (query/auth.ts): the answer then ranks only its entities and says so. */
+  scopeOf?: (req: FastifyRequest) => EntityScope | undefined;
 }
 
+/** Items every merged window keeps: one more than the largest k, for the (k+1)-th upper bound. */
+const KEEP = TOPK_K_MAX + 1;
+
 export function registerTopKRoute(app: FastifyInstance, deps: TopKRouteDeps): void {
-  app.get('/v1/topk', async (req) => {
+  const cache = deps.cache ?? new TopKWindowCache(deps.redis, deps.redisPrefix, { keep: KEEP });
+  app.get('/v1/topk', async (req, reply) => {
     const r = parseTopKParams(req.query);
-    let items: { entityId: string; count: number }[];
+    const scope = deps.scopeOf?.(req);
+    let ranked: RankedSummary;
+    let result: TopKCacheResult | 'bypass';
     try {
-      items = await readTopK(deps.redis, deps.redisPrefix, r.eventType, r.window, r.k, deps.now());
+      if (scope) {
+        // A key scope's entities may rank anywhere in the window: all of it is merged (uncached) and cut to the scope.
+        ranked = scope.restrictWindow(await readTopKWindow(deps.redis, deps.redisPrefix, r.eventType, r.window, EntityScope.READ_ALL, deps.now()));
+        result = 'bypass';
+      } else if (/\bno-cache\b/i.test(req.headers['cache-control'] ?? '')) {
+        // `Cache-Control: no-cache` merges the window's buckets afresh (audits, benchmarks).
+        ranked = await readTopKWindow(deps.redis, deps.redisPrefix, r.eventType, r.window, KEEP, deps.now());
+        result = 'bypass';
+      } else ({ ranked, result } = await cache.read(r.eventType, r.window, deps.now()));
     } catch (err) {
       throw classify(err, 'Redis top-K read');
     }
-    return { eventType: r.eventType, window: r.window, k: r.k, items: items.map((i) => ({ entityId: i.entityId, count: i.count })) };
+    void reply.header('x-sluice-cache', result);
+    const a = answerTopK(ranked, r.k);
+    const answer = {
+      eventType: r.eventType,
+      window: r.window,
+      k: r.k,
+      items: a.items,
+      guaranteed: a.guaranteed,
+      unlistedUpperBound: a.unlistedUpperBound,
+      maxError: a.maxError,
+      events: a.total,
+    };
+    return scope ? scope.annotate(answer) : answer;
   });
 }

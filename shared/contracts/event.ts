@@ -194,6 +194,11 @@ export function validateEvent(raw: unknown, bounds: ValidationBounds, why?: Reje
  * Parquet writer (ingest/parquet-batch-writer.ts). Short keys keep the WAL small; `it` is ingest time, `p` the producer.
  */
 export interface EventLine {
+  /**
+   * The reservation token of the request that wrote the line (ingest/event-reservations.ts), always first in the line;
+   * absent when dedup is off or in lines written before reservations existed. Never stored in Parquet.
+   */
+  r?: string;
   i: string;
   n: string;
   t: string;
@@ -243,10 +248,10 @@ function epochMs(n: number, field: string): number {
  * validated numbers are concatenated directly, strings are quoted without JSON.stringify unless they hold a
  * quote or a backslash. A non-finite number (never in a validated event) throws rather than write a bad line.
  */
-export function encodeEventLine(e: Event, ingestTimeMs: number, producer: string): string {
-  return `{"i":${quote(e.eventId)},"n":${quote(e.entityId)},"t":${quote(e.eventType)},"ts":${epochMs(e.timestamp, 'timestamp')},"v":${finite(e.value, 'value')},"d":${e.dims === null ? 'null' : dimsJson(e.dims)},"it":${epochMs(ingestTimeMs, 'ingest time')},"p":${quote(producer)}}\n`;
+export function encodeEventLine(e: Event, ingestTimeMs: number, producer: string, reservation?: string): string {
+  return `{${reservation === undefined ? '' : `"r":"${reservation}",`}"i":${quote(e.eventId)},"n":${quote(e.entityId)},"t":${quote(e.eventType)},"ts":${epochMs(e.timestamp, 'timestamp')},"v":${finite(e.value, 'value')},"d":${e.dims === null ? 'null' : dimsJson(e.dims)},"it":${epochMs(ingestTimeMs, 'ingest time')},"p":${quote(producer)}}\n`;
 }
 
 /** DuckDB column types of an EventLine, for read_json. */
 export const EVENT_LINE_COLUMNS =
-  "{i: 'VARCHAR', n: 'VARCHAR', t: 'VARCHAR', ts: 'BIGINT', v: 'DOUBLE', d: 'MAP(VARCHAR, VARCHAR)', it: 'BIGINT', p: 'VARCHAR'}";
+  "{r: 'VARCHAR', i: 'VARCHAR', n: 'VARCHAR', t: 'VARCHAR', ts: 'BIGINT', v: 'DOUBLE', d: 'MAP(VARCHAR, VARCHAR)', it: 'BIGINT', p: 'VARCHAR'}";

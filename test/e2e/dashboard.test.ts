@@ -150,7 +150,7 @@ describe('dashboard', () => {
       20_000,
     );
     const topk = await api<{ items: { entityId: string; count: number }[] }>('/v1/topk?eventType=view&window=1h&k=10');
-    expect(topk.items.slice(0, 3)).toEqual([
+    expect(topk.items.slice(0, 3)).toMatchObject([
       { entityId: HOT, count: sent.get(HOT) },
       { entityId: 'hot-2', count: sent.get('hot-2') },
       { entityId: 'warm-3', count: sent.get('warm-3') },
@@ -159,7 +159,7 @@ describe('dashboard', () => {
       page
         .locator('#topk-table tbody tr')
         .evaluateAll((rows) => rows.map((r) => ({ entityId: r.querySelector('.entity')!.textContent, count: Number(r.querySelector('.count')!.textContent) })));
-    await waitUntil('the top-K table on the page', async () => JSON.stringify(await pageRows()) === JSON.stringify(topk.items), 20_000);
+    await waitUntil('the top-K table on the page', async () => JSON.stringify(await pageRows()) === JSON.stringify(topk.items.map(({ entityId, count }) => ({ entityId, count }))), 20_000);
     expect(await text(page, '#dead-letters')).toBe('0');
     expect(await page.locator('#chart-entity canvas').count()).toBe(1);
     expect(pageErrors).toEqual([]);

@@ -1,7 +1,8 @@
 // A worker process SIGKILLed after each step of a batch (and between two InfluxDB write chunks of a batch split
 // into many) dies without releasing its message; once the visibility timeout lapses a fresh worker takes the batch
-// and InfluxDB, top-K and the all-time totals hold each event exactly once.
-import { afterEach, describe, expect, it } from 'vitest';
+// and InfluxDB, top-K and the all-time totals hold each event exactly once. Every case runs on the shared single
+// Redis and again on a private 3-master Redis Cluster (SLUICE_REDIS_CLUSTER=true).
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis } from '../../shared/clients/redis.js';
 import type { Config } from '../../shared/config.js';
 import type { Event } from '../../shared/contracts/event.js';
@@ -27,6 +28,7 @@ import {
 } from '../support/batches.js';
 import { testConfig } from '../support/config.js';
 import { exitSignal, startEntry, type ChildService } from '../support/processes.js';
+import { startTestRedisCluster, type TestRedisCluster } from '../support/redis-cluster.js';
 
 const log = createLogger('worker-process-crash', process.env.SLUICE_LOG_LEVEL ?? 'warn');
 const running: Service[] = [];
@@ -79,11 +81,27 @@ async function recoverAndCheck(cfg: Config, events: Event[], start: number): Pro
   }
 }
 
-describe('worker process SIGKILL', () => {
+/** The Redis a case runs on: the shared test Redis (no settings to add), or a Redis Cluster started for the file. */
+const REDIS_KINDS: { kind: string; start(): Promise<TestRedisCluster | undefined> }[] = [
+  { kind: 'single Redis', start: async () => undefined },
+  { kind: 'Redis Cluster', start: startTestRedisCluster },
+];
+
+describe.each(REDIS_KINDS)('worker process SIGKILL on $kind', ({ start }) => {
+  let cluster: TestRedisCluster | undefined;
+  let redisEnv: Record<string, string> = {};
+  beforeAll(async () => {
+    cluster = await start();
+    redisEnv = cluster?.env ?? {};
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
   it.each([...BATCH_STEPS])(
     'a worker killed after "%s" loses nothing and counts nothing twice',
     async (step) => {
-      const cfg = await testConfig({ ...FAST_WORKER_ENV, SLUICE_MAX_TRANSIENT_RETRY: '0s' });
+      const cfg = await testConfig({ ...FAST_WORKER_ENV, ...redisEnv, SLUICE_MAX_TRANSIENT_RETRY: '0s' });
       const start = pastHour();
       const events = randomEvents(2_000, { start, minutes: 6, entities: 25 });
       const [batch] = await uploadBatches(cfg, events);
@@ -95,7 +113,7 @@ describe('worker process SIGKILL', () => {
 
   it('a worker killed between InfluxDB write chunks of a large batch loses nothing and counts nothing twice', async () => {
     // 100 points per request (the smallest allowed) and ~2,000 points: a batch of about 20 write requests.
-    const cfg = await testConfig({ ...FAST_WORKER_ENV, SLUICE_MAX_TRANSIENT_RETRY: '0s', SLUICE_INFLUX_BATCH_POINTS: '100' });
+    const cfg = await testConfig({ ...FAST_WORKER_ENV, ...redisEnv, SLUICE_MAX_TRANSIENT_RETRY: '0s', SLUICE_INFLUX_BATCH_POINTS: '100' });
     const start = pastHour();
     const events = randomEvents(8_000, { start, minutes: 10, entities: 100 });
     const points = groundTruth(events).size;

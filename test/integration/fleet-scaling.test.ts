@@ -1,13 +1,26 @@
 // The fleet supervisor as a real process (`sluice fleet`) over real workers, SQS, S3, Redis and InfluxDB: it replaces
 // a crashed worker, scales up to its maximum under a flood of batches, drains back to its minimum one worker per
-// cooldown without flapping or killing anyone, and every event sent is counted exactly once in InfluxDB.
+// cooldown without flapping or killing anyone, and every event sent is counted exactly once in InfluxDB. It also
+// scales up when batches have waited in the queue longer than SLUICE_FLEET_MAX_AGE, although their number alone
+// would not ask for another worker.
 import { afterEach, describe, expect, it } from 'vitest';
 import { MEASUREMENT_1M } from '../../shared/contracts/influx-series.js';
 import { createInflux } from '../../shared/clients/influx.js';
 import type { FleetEvent, FleetWorkerInfo } from '../../workers/fleet/history.js';
 import { testConfig } from '../support/config.js';
 import { startProcess, type ChildService } from '../support/processes.js';
-import { FAST_WORKER_ENV, metricValue, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
+import { sleep } from '../../shared/retry.js';
+import {
+  FAST_WORKER_ENV,
+  metricValue,
+  metricValueOrZero,
+  pastHour,
+  queueDepth,
+  randomEvents,
+  sendManifests,
+  uploadBatches,
+  waitUntil,
+} from '../support/batches.js';
 
 interface FleetStatus {
   desired: number;
@@ -43,6 +56,8 @@ describe('sluice fleet', () => {
       SLUICE_FLEET_MIN: '1',
       SLUICE_FLEET_MAX: String(MAX),
       SLUICE_FLEET_TARGET_PER_WORKER: '2',
+      // The depth alone drives this test; the age of the oldest message has its own below.
+      SLUICE_FLEET_MAX_AGE: '0',
       SLUICE_FLEET_COOLDOWN: `${COOLDOWN_MS}ms`,
       SLUICE_FLEET_POLL_INTERVAL: '300ms',
       SLUICE_FLEET_DRAIN_GRACE: '30s',
@@ -99,6 +114,7 @@ describe('sluice fleet', () => {
     // No flapping: every step up comes before every step down; down goes one worker at a time, a cooldown apart.
     expect(scales.map((e) => e.direction)).toEqual([...ups.map(() => 'up'), ...downs.map(() => 'down')]);
     expect(ups.at(-1)!.to).toBe(MAX);
+    for (const e of ups) expect(e.signal).toBe('depth');
     expect(downs.map((e) => [e.from, e.to])).toEqual([
       [3, 2],
       [2, 1],
@@ -121,5 +137,86 @@ describe('sluice fleet', () => {
     running.splice(0);
     expect(await fleet.kill('SIGTERM')).toBe(0);
     expect(alive(lastPid)).toBe(false);
+  });
+
+  it('scales up when batches are older than SLUICE_FLEET_MAX_AGE although the depth alone would not', async () => {
+    const MAX_AGE_MS = 1_000;
+    const AGED_BATCHES = 12;
+    const cfg = await testConfig({
+      ...FAST_WORKER_ENV,
+      SLUICE_WORKER_CONCURRENCY: '1',
+      SLUICE_FLEET_MIN: '1',
+      SLUICE_FLEET_MAX: String(MAX),
+      // However many batches this test sends, the depth asks for one worker.
+      SLUICE_FLEET_TARGET_PER_WORKER: '1000',
+      SLUICE_FLEET_MAX_AGE: `${MAX_AGE_MS}ms`,
+      SLUICE_FLEET_COOLDOWN: `${COOLDOWN_MS}ms`,
+      SLUICE_FLEET_POLL_INTERVAL: '300ms',
+      SLUICE_FLEET_DRAIN_GRACE: '30s',
+      SLUICE_FLEET_PORT: '0',
+    });
+
+    // The manifests wait in the real queue before any worker runs, so each is older than the target when received.
+    const start = pastHour();
+    const bodies: string[] = [];
+    for (let i = 0; i < AGED_BATCHES; i++) {
+      const [b] = await uploadBatches(cfg, randomEvents(EVENTS_PER_BATCH, { start, minutes: 30, entities: 50, idPrefix: `a${i}` }));
+      bodies.push(b!.body);
+    }
+    await sendManifests(cfg, bodies);
+    await sleep(2 * MAX_AGE_MS);
+
+    const fleet = await startProcess('fleet', cfg.env);
+    running.push(fleet);
+    const status = async (): Promise<FleetStatus> => (await fetch(`${fleet.url}/v1/fleet`)).json() as Promise<FleetStatus>;
+    let maxAgeSeen = 0;
+    let maxWorkers = 0;
+    let maxDepth = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const s = await status();
+        maxWorkers = Math.max(maxWorkers, s.workers.length);
+        maxAgeSeen = Math.max(maxAgeSeen, await metricValueOrZero(fleet.url, 'sluice_queue_oldest_message_age_seconds'));
+        maxDepth = Math.max(maxDepth, await metricValueOrZero(fleet.url, 'sluice_queue_messages', 'queue="batches",state="visible"'));
+        await sleep(150);
+      }
+    })();
+
+    const scaleUps = (s: FleetStatus) => s.events.filter((e): e is Extract<FleetEvent, { kind: 'scale' }> => e.kind === 'scale' && e.direction === 'up');
+    try {
+      await waitUntil('a scale-up on the oldest message age', async () => scaleUps(await status()).length > 0, 30_000);
+      await waitUntil('the queue drained', async () => (await queueDepth(cfg, cfg.SLUICE_QUEUE_NAME)) === 0, 60_000);
+      await waitUntil('the fleet back at its minimum', async () => (await status()).workers.length === 1, 30_000);
+    } finally {
+      sampling = false;
+      // A failed sample leaves the maxima short, which the assertions below report.
+      await sampler.catch(() => undefined);
+    }
+
+    const s = await status();
+    const ups = scaleUps(s);
+    expect(ups.length).toBeGreaterThan(0);
+    for (const e of ups) {
+      expect(e).toMatchObject({ signal: 'age', from: expect.any(Number), to: expect.any(Number) });
+      expect(e.reason).toMatch(/^oldest message [\d.]+s old \(target 1s\) wants \d+ worker\(s\)/);
+    }
+    expect(ups[0]!.from).toBe(1);
+    expect(ups.at(-1)!.to).toBeGreaterThan(1);
+    expect(maxWorkers).toBeLessThanOrEqual(MAX);
+    // Batches were seen waiting, but never more than ceil(12 / 1000) = 1 worker's worth; the age the fleet scaled
+    // on is the one it exports.
+    expect(maxDepth).toBeGreaterThan(0);
+    expect(maxDepth).toBeLessThanOrEqual(AGED_BATCHES);
+    expect(maxAgeSeen).toBeGreaterThan(MAX_AGE_MS / 1000);
+    expect(await metricValue(fleet.url, 'sluice_fleet_scale_events_total', 'direction="up",signal="age"')).toBe(ups.length);
+    expect(await metricValueOrZero(fleet.url, 'sluice_fleet_scale_events_total', 'direction="up",signal="depth"')).toBe(0);
+    // Once the old batches are done the age no longer holds the extra workers: they drain one per cooldown.
+    const downs = s.events.filter((e): e is Extract<FleetEvent, { kind: 'scale' }> => e.kind === 'scale' && e.direction === 'down');
+    expect(downs.map((e) => e.to)).toEqual(downs.map((e) => e.from - 1));
+    expect(downs.at(-1)!.to).toBe(1);
+
+    const [row] = await createInflux(cfg).query<{ sum: number }>(`SELECT sum("count") FROM ${MEASUREMENT_1M}`);
+    expect(row?.sum).toBe(AGED_BATCHES * EVENTS_PER_BATCH);
   });
 });

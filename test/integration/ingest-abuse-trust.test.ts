@@ -36,11 +36,11 @@ describe('bind policy', () => {
     }
   });
 
-  it('refuses the query API on 0.0.0.0 unless SLUICE_ALLOW_ANONYMOUS=true (it has no read keys yet)', async () => {
+  it('refuses the query API on 0.0.0.0 without SLUICE_QUERY_API_KEYS unless SLUICE_ALLOW_ANONYMOUS=true', async () => {
     const err = await startQuery(await testConfig({ SLUICE_QUERY_HOST: '0.0.0.0' }), log).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).toMatch(
-      /query would listen on SLUICE_QUERY_HOST=0\.0\.0\.0.*query has no access keys yet, so set SLUICE_ALLOW_ANONYMOUS=true/,
+      /query would listen on SLUICE_QUERY_HOST=0\.0\.0\.0.*without authentication; set SLUICE_QUERY_API_KEYS .* or set SLUICE_ALLOW_ANONYMOUS=true/,
     );
     const query = await startQuery(await testConfig({ SLUICE_QUERY_HOST: '0.0.0.0', SLUICE_ALLOW_ANONYMOUS: 'true' }), log);
     expect((await fetch(`${query.url}/healthz`)).status).toBe(200);
@@ -71,7 +71,7 @@ describe('secrets in configuration', () => {
       message = (e as Error).message;
     }
     expect(message).toMatch(/SLUICE_API_KEYS must be comma-separated producer:key pairs.*got a value of 29 characters \(not shown: it holds secrets\)/);
-    expect(message).toContain('SLUICE_REDIS_URL must be a URL such as http://127.0.0.1:8086, got "redis://***@cache:notaport"');
+    expect(message).toMatch(/SLUICE_REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL .*, got "redis:\/\/\*\*\*@cache:notaport": it is not a URL/);
     expect(message).toContain('SLUICE_INFLUX_URL must be a URL such as http://127.0.0.1:8086, got "http://***@influx:8086:x"');
     for (const secret of ['s3cr3t', 'hunter2', 'pa55', 'admin']) expect(message).not.toContain(secret);
   });

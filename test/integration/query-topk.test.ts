@@ -1,40 +1,47 @@
-// GET /v1/topk against real Redis holding top-K buckets in the layout of shared/topk-store.ts: the k
-// biggest entities of the requested window and event type, most first, and 400s naming bad parameters.
+// GET /v1/topk against real Redis holding top-K buckets written by the workers' update code: the k biggest entities of
+// the requested window and event type, most first, with their bounds and whether the list is certain; answers from the
+// in-process window cache that are never older than the last merged batch; and 400s naming bad parameters.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
-import { createRedis } from '../../shared/clients/redis.js';
+import { createRedis, type RedisClient } from '../../shared/clients/redis.js';
 import { createLogger } from '../../shared/logger.js';
 import type { Service } from '../../shared/service.js';
-import { TOPK_RESOLUTIONS, topKBucketKey, type TopKWindow } from '../../shared/topk-store.js';
 import { startQuery } from '../../query/main.js';
+import { TopKUpdater } from '../../workers/topk.js';
 import { testConfig } from '../support/config.js';
 
 let service: Service;
-let redis: Redis;
-let prefix: string;
+let redis: RedisClient;
+let exact: TopKUpdater;
+let batchNo = 0;
+const now = Date.now();
 
-/** Adds counts to the bucket of `window` that holds `atMs`. */
-async function add(eventType: string, window: TopKWindow, atMs: number, counts: Record<string, number>): Promise<void> {
-  const res = TOPK_RESOLUTIONS[window];
-  const key = topKBucketKey(prefix, eventType, res, Math.floor(atMs / res.bucketMs) * res.bucketMs);
-  for (const [entity, n] of Object.entries(counts)) await redis.zincrby(key, n, entity);
+/** Merges one batch of `counts` at event time `atMs`, as a worker does. */
+async function add(updater: TopKUpdater, eventType: string, atMs: number, counts: Record<string, number>): Promise<void> {
+  const bucketMs = Math.floor(atMs / 10_000) * 10_000;
+  await updater.apply(
+    `b${batchNo++}.parquet`,
+    Object.entries(counts).map(([entityId, count]) => ({ entityId, eventType, bucketMs, count })),
+  );
 }
 
-async function get(path: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(service.url + path);
-  return { status: res.status, body: await res.json() };
+async function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any; cache: string | null }> {
+  const res = await fetch(service.url + path, { headers });
+  return { status: res.status, body: await res.json(), cache: res.headers.get('x-sluice-cache') };
 }
+
+const exactItem = (entityId: string, count: number) => ({ entityId, count, lowerBound: count, upperBound: count });
 
 beforeAll(async () => {
   const cfg = await testConfig();
-  prefix = cfg.SLUICE_REDIS_PREFIX;
   redis = createRedis(cfg);
-  const now = Date.now();
-  await add('click', '1h', now, { a: 5, b: 3, c: 9 });
-  await add('click', '1h', now - 20 * 60_000, { a: 6, d: 1 });
-  await add('click', '1h', now - 3 * 3_600_000, { b: 1000 }); // outside the hour
-  await add('view', '1h', now, { z: 100 });
-  await add('click', '1m', now, { b: 2, d: 4 });
+  exact = new TopKUpdater(redis, cfg.SLUICE_REDIS_PREFIX, 1000);
+  await add(exact, 'click', now - 5_000, { a: 5, b: 3, c: 9 });
+  await add(exact, 'click', now - 20 * 60_000, { a: 6, d: 1 });
+  await add(exact, 'click', now - 3 * 3_600_000, { b: 1000 }); // outside the hour, inside the day
+  await add(exact, 'view', now - 5_000, { z: 100 });
+  // more entities than a capacity of 2: approximate (the worked example of test/integration/worker-topk.test.ts)
+  const small = new TopKUpdater(redis, cfg.SLUICE_REDIS_PREFIX, 2);
+  for (const counts of [{ a: 5, b: 5 }, { c: 6, d: 6 }, { a: 2 }, { e: 9, f: 8, g: 1 }]) await add(small, 'share', now - 5_000, counts);
   service = await startQuery(cfg, createLogger('query-test', 'warn'));
 });
 
@@ -44,33 +51,68 @@ afterAll(async () => {
 });
 
 describe('GET /v1/topk', () => {
-  it('answers the k biggest entities of the window, summed over its buckets, most first', async () => {
+  it('answers the k biggest entities of the window, summed over its buckets, most first, exact and guaranteed', async () => {
     const { status, body } = await get('/v1/topk?eventType=click&window=1h&k=3');
     expect(status).toBe(200);
     expect(body).toEqual({
       eventType: 'click',
       window: '1h',
       k: 3,
-      items: [
-        { entityId: 'a', count: 11 },
-        { entityId: 'c', count: 9 },
-        { entityId: 'b', count: 3 },
-      ],
+      items: [exactItem('a', 11), exactItem('c', 9), exactItem('b', 3)],
+      guaranteed: true,
+      unlistedUpperBound: 1,
+      maxError: 0,
+      events: 24,
     });
   });
 
   it('defaults k to 10 and keeps windows and event types apart', async () => {
-    expect((await get('/v1/topk?eventType=click&window=1m')).body).toEqual({
-      eventType: 'click',
+    expect((await get('/v1/topk?eventType=click&window=1m')).body).toMatchObject({
       window: '1m',
       k: 10,
-      items: [
-        { entityId: 'd', count: 4 },
-        { entityId: 'b', count: 2 },
-      ],
+      items: [exactItem('c', 9), exactItem('a', 5), exactItem('b', 3)],
+      guaranteed: true,
+      unlistedUpperBound: 0,
+      events: 17,
     });
-    expect((await get('/v1/topk?eventType=view&window=1h&k=1')).body.items).toEqual([{ entityId: 'z', count: 100 }]);
-    expect((await get('/v1/topk?eventType=buy&window=1d')).body.items).toEqual([]);
+    expect((await get('/v1/topk?eventType=click&window=1d&k=2')).body.items).toEqual([exactItem('b', 1003), exactItem('a', 11)]);
+    expect((await get('/v1/topk?eventType=view&window=1h&k=1')).body.items).toEqual([exactItem('z', 100)]);
+    expect((await get('/v1/topk?eventType=buy&window=1d')).body).toMatchObject({ items: [], guaranteed: true, unlistedUpperBound: 0, events: 0 });
+  });
+
+  it('answers bounds, and says whether the list is certain, beyond the capacity', async () => {
+    // true counts: e 9, f 8, a 7, c 6, d 6, b 5, g 1
+    const one = (await get('/v1/topk?eventType=share&window=1m&k=1')).body;
+    expect(one).toMatchObject({ items: [{ entityId: 'e', count: 15, lowerBound: 9, upperBound: 15 }], guaranteed: false, unlistedUpperBound: 14, maxError: 8, events: 42 });
+    // e ≥ 9 and f ≥ 8, and no other entity has more than 8: {e, f} is certainly the top 2
+    const two = (await get('/v1/topk?eventType=share&window=1h&k=2')).body;
+    expect(two).toMatchObject({ items: [{ entityId: 'e', lowerBound: 9 }, { entityId: 'f', lowerBound: 8 }], guaranteed: true, unlistedUpperBound: 8 });
+    expect((await get('/v1/topk?eventType=share&window=1d&k=3')).body).toMatchObject({ guaranteed: false, unlistedUpperBound: 8 });
+  });
+
+  it('serves from its cache until a batch is merged, then shows that batch', async () => {
+    const path = '/v1/topk?eventType=cache&window=1h&k=5';
+    await add(exact, 'cache', now - 5_000, { x: 1 });
+    expect(await get(path)).toMatchObject({ cache: 'miss', body: { items: [exactItem('x', 1)] } });
+    expect(await get(path)).toMatchObject({ cache: 'hit', body: { items: [exactItem('x', 1)] } });
+    // a batch into the newest bucket, then one into a bucket 30 minutes back: each is seen by the next request
+    await add(exact, 'cache', now - 5_000, { x: 2, y: 1 });
+    expect(await get(path)).toMatchObject({ cache: 'miss', body: { items: [exactItem('x', 3), exactItem('y', 1)] } });
+    await add(exact, 'cache', now - 30 * 60_000, { y: 7 });
+    expect(await get(path)).toMatchObject({ cache: 'miss', body: { items: [exactItem('y', 8), exactItem('x', 3)] } });
+    expect(await get(path)).toMatchObject({ cache: 'hit', body: { items: [exactItem('y', 8), exactItem('x', 3)] } });
+    // Cache-Control: no-cache merges the buckets afresh, with the same answer
+    const bypass = await get(path, { 'cache-control': 'no-cache' });
+    expect(bypass.cache).toBe('bypass');
+    expect(bypass.body).toEqual((await get(path)).body);
+  });
+
+  it('merges a window once for concurrent requests', async () => {
+    await add(exact, 'burst', now - 5_000, { p: 3, q: 2 });
+    const answers = await Promise.all(Array.from({ length: 20 }, () => get('/v1/topk?eventType=burst&window=1h&k=2')));
+    expect(answers.filter((a) => a.cache === 'miss')).toHaveLength(1);
+    expect(answers.every((a) => a.cache === 'miss' || a.cache === 'coalesced' || a.cache === 'hit')).toBe(true);
+    for (const a of answers) expect(a.body.items).toEqual([exactItem('p', 3), exactItem('q', 2)]);
   });
 
   it.each([

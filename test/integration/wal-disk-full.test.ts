@@ -6,18 +6,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { createS3 } from '../../shared/clients/aws.js';
 import { createLogger } from '../../shared/logger.js';
 import { PROJECT_ROOT } from '../../shared/config.js';
-import { openEngine, parquetFiles, queryParquet } from '../../shared/parquet.js';
 import { startIngest } from '../../ingest/main.js';
 import { waitUntil } from '../support/batches.js';
+import { archiveEventIdCounts } from '../support/archive.js';
 import { testConfig } from '../support/config.js';
 import { TEST_ENDPOINTS } from '../support/endpoints.js';
 import { startAwsProxy } from '../support/aws-proxy.js';
-import { downloadTo, listKeys } from '../support/sqs.js';
 
-type TestConfig = Awaited<ReturnType<typeof testConfig>>;
 
 let batch = 0;
 /** Posts 100 events; returns the status, Retry-After, error text and the ids sent. */
@@ -29,27 +26,6 @@ async function post(url: string) {
   const r = await fetch(`${url}/v1/events`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
   const json = (await r.json()) as { error?: string };
   return { status: r.status, retryAfter: r.headers.get('retry-after'), error: json.error, ids };
-}
-
-async function archiveCounts(cfg: TestConfig): Promise<Map<string, number>> {
-  const s3 = createS3(cfg);
-  try {
-    const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
-    const dir = path.join(PROJECT_ROOT, '.data', 'tests', `dl-${Date.now()}-${batch}`);
-    mkdirSync(dir, { recursive: true });
-    const files: string[] = [];
-    for (const k of keys) {
-      const f = path.join(dir, k.replaceAll('/', '_'));
-      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
-      files.push(f);
-    }
-    if (!files.length) return new Map();
-    await openEngine({ tempDir: path.join(dir, 'duck') });
-    const rows = await queryParquet(`SELECT event_id, count(*)::INT AS n FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`);
-    return new Map(rows.map((r) => [r.event_id as string, r.n as number]));
-  } finally {
-    s3.destroy();
-  }
 }
 
 /** Acknowledged ids appear once, refused ones never. */
@@ -115,7 +91,7 @@ describe('WAL under disk pressure', () => {
       await node.close();
       await proxy.close();
     }
-    expectExactlyAcknowledged(await archiveCounts({ ...cfg, AWS_ENDPOINT_URL: TEST_ENDPOINTS.awsEndpoint }), acked, refused);
+    expectExactlyAcknowledged(await archiveEventIdCounts({ ...cfg, AWS_ENDPOINT_URL: TEST_ENDPOINTS.awsEndpoint }), acked, refused);
   }, 120_000);
 
   it.skipIf(cannotMount !== undefined)(
@@ -169,7 +145,7 @@ describe('WAL under disk pressure', () => {
         rmSync(filler, { force: true });
         await node.close();
       }
-      expectExactlyAcknowledged(await archiveCounts(base), acked, refused);
+      expectExactlyAcknowledged(await archiveEventIdCounts(base), acked, refused);
     },
     120_000,
   );

@@ -1,4 +1,4 @@
-// A failure injected after each step of a batch (after reading it, after claiming its ids, after writing
+// A failure injected after each step of a batch (after reading it, after aggregating it, before any write, after writing
 // InfluxDB, after updating top-K, just before deleting its message) sends the batch back to SQS; its redelivery
 // leaves InfluxDB and top-K exactly as if the batch had been processed once.
 import { afterEach, describe, expect, it } from 'vitest';
@@ -32,7 +32,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((s) => s.close()));
 });
 
-const CRASH_POINTS: BatchStep[] = ['fetched', 'claimed', 'written', 'topk_updated', 'totals_updated', 'before_ack'];
+const CRASH_POINTS: BatchStep[] = ['fetched', 'aggregated', 'written', 'topk_updated', 'totals_updated', 'before_ack'];
 
 describe('worker crash recovery', () => {
   it.each(CRASH_POINTS)('a failure after "%s" is repaired by redelivery', async (crashAt) => {

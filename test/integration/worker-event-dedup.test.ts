@@ -1,10 +1,15 @@
-// Event-level dedup across batches: an event id carried by two batches is counted once (by the batch that
-// claimed it first), and a batch redelivered after claiming its ids still counts them.
+// What workers guarantee about event ids: within one batch each (producer, event id) counts once, and a redelivered
+// batch counts nothing twice (its points are rewritten, top-K and totals guarded per batch). Across batches workers
+// no longer claim ids: ingest reserves each id before its WAL append and never lets an id into the archive twice
+// within SLUICE_DEDUP_WINDOW (ingest/event-reservations.ts, test/integration/event-reservations.test.ts), so two
+// batches sharing an id cannot come from one pipeline within the window — and if they do (e.g. files written by
+// hand), each batch counts its own copy, as the last test shows.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedis } from '../../shared/clients/redis.js';
+import type { Event } from '../../shared/contracts/event.js';
+import { readEntityTotal } from '../../shared/entity-totals-store.js';
 import { createLogger } from '../../shared/logger.js';
 import type { Service } from '../../shared/service.js';
-import { CLAIM_BUCKET_MS, EventDedup, claimShard, claimTag } from '../../workers/event-dedup.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
 import {
@@ -17,7 +22,6 @@ import {
   pastHour,
   randomEvents,
   sendManifests,
-  testEvent,
   uploadBatches,
   waitUntil,
 } from '../support/batches.js';
@@ -28,75 +32,67 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((s) => s.close()));
 });
 
-describe('worker event dedup', () => {
-  it('counts an event id shared by two batches once', async () => {
+const delivered = (url: string) => metricValueOrZero(url, 'sluice_worker_batches_total', 'outcome="delivered"');
+
+/** The entity total of `entityId` ('view') that `events` give when each event id counts once. */
+const viewTotal = (events: readonly Event[], entityId: string) => {
+  const seen = new Set<string>();
+  let count = 0;
+  for (const e of events)
+    if (e.entityId === entityId && e.eventType === 'view' && !seen.has(e.eventId)) {
+      seen.add(e.eventId);
+      count++;
+    }
+  return count;
+};
+
+describe('worker event ids', () => {
+  it('counts an id repeated within one batch once, and a redelivered batch nothing twice', async () => {
     const cfg = await testConfig(FAST_WORKER_ENV);
     const start = pastHour();
-    const first = randomEvents(3_000, { start, minutes: 5, idPrefix: 'a' });
-    // the second batch repeats 1,000 ids of the first (a producer retry landing in another batch) plus 2,000 new ones
-    const second = [...first.slice(0, 1_000), ...randomEvents(2_000, { start, minutes: 5, idPrefix: 'b' })];
+    const unique = randomEvents(3_000, { start, minutes: 5, entities: 12, idPrefix: 'a' });
+    // 700 events sent again inside the same batch (a producer retry that the same segment caught), exact copies
+    const events = [...unique, ...unique.slice(100, 800).map((e) => ({ ...e }))];
+    const [batch] = await uploadBatches(cfg, events);
+    const w = await startWorker(cfg, log);
+    running.push(w);
+    await sendManifests(cfg, [batch!.body]);
+    await waitUntil('batch delivered', async () => (await delivered(w.url)) === 1);
+    const truth = groundTruth(unique);
+    expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), truth)).toEqual([]);
+    expect(await metricValue(w.url, 'sluice_worker_events_total')).toBe(3_000);
+    expect(await metricValue(w.url, 'sluice_worker_duplicates_dropped_total')).toBe(700);
+
+    // The same manifest again (a redelivery, a reconcile, a replay): the same points are rewritten, nothing is added.
+    await sendManifests(cfg, [batch!.body]);
+    await waitUntil('batch delivered again', async () => (await delivered(w.url)) === 2);
+    expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), truth)).toEqual([]);
+    const redis = createRedis(cfg);
+    try {
+      for (const entity of ['e0', 'e5', 'e11']) {
+        const t = await readEntityTotal(redis, cfg.SLUICE_REDIS_PREFIX, entity, 'view');
+        expect({ entity, count: t?.count }).toEqual({ entity, count: viewTotal(unique, entity) });
+      }
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('counts an id carried by two different batches in each (ingest keeps such batches from existing)', async () => {
+    const cfg = await testConfig(FAST_WORKER_ENV);
+    const start = pastHour();
+    const first = randomEvents(2_000, { start, minutes: 4, idPrefix: 'a' });
+    const second = [...first.slice(0, 500), ...randomEvents(1_000, { start, minutes: 4, idPrefix: 'b' })];
     const [b1] = await uploadBatches(cfg, first);
     const [b2] = await uploadBatches(cfg, second);
     const w = await startWorker(cfg, log);
     running.push(w);
-    await sendManifests(cfg, [b1!.body]);
-    await waitUntil('first batch', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 1);
-    await sendManifests(cfg, [b2!.body]);
-    await waitUntil('second batch', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 2);
-    expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth([...first, ...second]))).toEqual([]);
-    expect(await metricValue(w.url, 'sluice_worker_duplicates_dropped_total')).toBe(1_000);
-    // redelivering the second batch later changes nothing: it still skips the ids the first batch owns
-    await sendManifests(cfg, [b2!.body]);
-    await waitUntil('second batch again', async () => (await metricValueOrZero(w.url, 'sluice_worker_batches_total', 'outcome="delivered"')) === 3);
-    expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth([...first, ...second]))).toEqual([]);
-  });
-
-  it('keeps the ids a batch claimed itself and excludes ids of other batches', async () => {
-    const cfg = await testConfig();
-    const redis = createRedis(cfg);
-    try {
-      const dedup = new EventDedup(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_DEDUP_WINDOW);
-      const ids = Array.from({ length: 12_000 }, (_, i) => `id-${i}`); // more than two Lua chunks
-      expect((await dedup.claim('bucket/a.parquet', ids.slice(0, 7_000))).excluded).toEqual([]);
-      expect((await dedup.claim('bucket/a.parquet', ids.slice(0, 7_000))).excluded).toEqual([]);
-      const b = await dedup.claim('bucket/b.parquet', ids);
-      expect(b.excluded).toEqual(ids.slice(0, 7_000));
-      expect((await dedup.claim('bucket/b.parquet', ids)).excluded).toEqual(ids.slice(0, 7_000));
-      // Claims live in the hash of the current minute, which expires one window after that minute ends.
-      const [current] = dedup.windowKeys(Date.now(), claimShard('id-11999'));
-      expect(await redis.hget(current!, 'id-11999')).toBe(claimTag('bucket/b.parquet'));
-      const ttl = await redis.ttl(current!);
-      expect(ttl).toBeGreaterThan(cfg.SLUICE_DEDUP_WINDOW / 1000 - 10);
-      expect(ttl).toBeLessThanOrEqual((cfg.SLUICE_DEDUP_WINDOW + CLAIM_BUCKET_MS) / 1000);
-    } finally {
-      redis.disconnect();
-    }
-  });
-
-  it('still recognises a claim made in an earlier minute of the window', async () => {
-    const cfg = await testConfig();
-    const redis = createRedis(cfg);
-    try {
-      const dedup = new EventDedup(redis, cfg.SLUICE_REDIS_PREFIX, 10 * 60_000);
-      const t = Math.floor(Date.now() / CLAIM_BUCKET_MS) * CLAIM_BUCKET_MS + 1_000; // aligned: the test does not depend on the clock
-      expect((await dedup.claim('bucket/a.parquet', ['x', 'y'], t - 9 * 60_000)).excluded).toEqual([]);
-      expect((await dedup.claim('bucket/b.parquet', ['x', 'z'], t)).excluded).toEqual(['x']);
-      expect((await dedup.claim('bucket/a.parquet', ['x', 'y'], t)).excluded).toEqual([]); // its own, from 9 minutes ago
-      expect((await dedup.claim('bucket/b.parquet', ['y'], t + 6 * 60_000)).excluded).toEqual([]); // a's claim has left the window
-    } finally {
-      redis.disconnect();
-    }
-  });
-
-  it('reports Redis being down as a transient error', async () => {
-    const cfg = await testConfig({ SLUICE_REDIS_URL: 'redis://127.0.0.1:1' });
-    const redis = createRedis(cfg);
-    redis.on('error', () => undefined);
-    try {
-      const dedup = new EventDedup(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_DEDUP_WINDOW);
-      await expect(dedup.claim('bucket/a.parquet', [testEvent('x', 'e', 0).eventId])).rejects.toMatchObject({ code: 'dedup_unavailable', retryable: true });
-    } finally {
-      redis.disconnect();
-    }
+    await sendManifests(cfg, [b1!.body, b2!.body]);
+    await waitUntil('both batches delivered', async () => (await delivered(w.url)) === 2);
+    // Each batch counts its own copy: the expected aggregates are those of the two batches with distinct ids.
+    const both = [...first, ...second.map((e) => ({ ...e, eventId: `second:${e.eventId}` }))];
+    expect(diffAggregates(await influxAggregates(cfg, start, start + 3_600_000), groundTruth(both))).toEqual([]);
+    expect(await metricValue(w.url, 'sluice_worker_events_total')).toBe(3_500);
+    expect(await metricValueOrZero(w.url, 'sluice_worker_duplicates_dropped_total')).toBe(0);
   });
 });

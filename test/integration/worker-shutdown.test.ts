@@ -93,7 +93,7 @@ describe('worker shutdown', () => {
     let entered = false;
     const w = await startWorker(cfg, log, {
       onStep: async (step, { signal }) => {
-        if (step === 'claimed') {
+        if (step === 'scanned') {
           entered = true;
           await hold(1_500, signal);
         }

@@ -11,7 +11,8 @@ import { ColdStorage } from '../../shared/clients/cold-storage.js';
 import { partitionOf, rawEventsKey } from '../../shared/contracts/parquet-schema.js';
 import { archiveTotals, type ArchiveTotal } from '../../workers/cold/audit-sql.js';
 import { fingerprintEventFiles } from '../../workers/cold/compaction-sql.js';
-import { queryParquet } from '../../shared/parquet.js';
+import { openEngine, parquetFiles, queryParquet } from '../../shared/parquet.js';
+import { downloadTo, listKeys } from './sqs.js';
 import { downloadRaw, resolveDay } from '../../workers/cold/archive.js';
 import type { Event } from '../../shared/contracts/event.js';
 
@@ -108,4 +109,26 @@ export function sameTotals(a: readonly ArchiveTotal[], b: readonly ArchiveTotal[
     const y = b[i]!;
     return x.entityId === y.entityId && x.eventType === y.eventType && x.count === y.count && Math.abs(x.sum - y.sum) <= 1e-9 * Math.max(1, Math.abs(x.sum));
   });
+}
+
+/** How many rows each event id has across every raw object of the run's bucket, read with DuckDB (what an analyst sums). */
+export async function archiveEventIdCounts(cfg: Config): Promise<Map<string, number>> {
+  const s3 = createS3(cfg);
+  try {
+    const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
+    const dir = path.join(cfg.SLUICE_DATA_DIR, 'archive-read', randomBytes(4).toString('hex'));
+    mkdirSync(dir, { recursive: true });
+    const files: string[] = [];
+    for (const k of keys) {
+      const f = path.join(dir, k.replaceAll('/', '_'));
+      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
+      files.push(f);
+    }
+    if (!files.length) return new Map();
+    await openEngine({ tempDir: path.join(dir, 'duck') });
+    const rows = await queryParquet(`SELECT event_id, count(*)::INT AS n FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`);
+    return new Map(rows.map((r) => [r.event_id as string, r.n as number]));
+  } finally {
+    s3.destroy();
+  }
 }

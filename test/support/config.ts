@@ -30,6 +30,8 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
     SLUICE_QUERY_PORT: '0',
     SLUICE_WORKER_PORT: '0',
     SLUICE_FLUSH_MAX_AGE: '500ms',
+    // One process per `sluice ingest` unless a test asks for more (the default is one per CPU).
+    SLUICE_INGEST_PROCESSES: '1',
     ...overrides,
   };
 }

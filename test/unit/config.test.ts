@@ -30,6 +30,25 @@ describe('config', () => {
     expect(loadConfig({ SLUICE_API_KEYS: 'web:k1, app:k2' }).SLUICE_API_KEYS.get('k2')).toBe('app');
     expect(() => loadConfig({ SLUICE_API_KEYS: 'nokey' })).toThrow(/SLUICE_API_KEYS must be comma-separated producer:key pairs/);
   });
+  it('takes a Redis Cluster seed list only with SLUICE_REDIS_CLUSTER, naming a bad entry without its password', () => {
+    const seeds = 'redis://127.0.0.1:7000, redis://127.0.0.1:7001';
+    const cluster = loadConfig({ SLUICE_REDIS_URL: seeds, SLUICE_REDIS_CLUSTER: 'true' });
+    expect([cluster.SLUICE_REDIS_URL, cluster.SLUICE_REDIS_CLUSTER]).toEqual(['redis://127.0.0.1:7000,redis://127.0.0.1:7001', true]);
+    expect(loadConfig({}).SLUICE_REDIS_CLUSTER).toBe(false);
+    expect(() => loadConfig({ SLUICE_REDIS_URL: seeds })).toThrow(
+      'SLUICE_REDIS_URL holds 2 comma-separated URLs, a list of seed nodes that only a Redis Cluster takes: set SLUICE_REDIS_CLUSTER=true, or give one URL',
+    );
+    const bad = (url: string) => () => loadConfig({ SLUICE_REDIS_URL: url, SLUICE_REDIS_CLUSTER: 'true' });
+    expect(bad('redis://127.0.0.1:7000,127.0.0.1:7001')).toThrow(
+      /SLUICE_REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL.*: entry 2 "127.0.0.1:7001" is not a URL$/,
+    );
+    expect(bad('redis://127.0.0.1:7000,,redis://127.0.0.1:7002')).toThrow(/: entry 2 is empty$/);
+    expect(bad('redis://:pw1@127.0.0.1:7000,http://u:pw2@127.0.0.1:7001')).toThrow(
+      /got "redis:\/\/\*\*\*@127.0.0.1:7000,http:\/\/\*\*\*@127.0.0.1:7001": entry 2 "http:\/\/\*\*\*@127.0.0.1:7001" is http:\/\/, not redis:\/\/ or rediss:\/\/$/,
+    );
+    expect(() => loadConfig({ SLUICE_REDIS_URL: 'http://127.0.0.1:6379' })).toThrow(/: it is http:\/\/, not redis:\/\/ or rediss:\/\/$/);
+    expect(() => loadConfig({ SLUICE_REDIS_CLUSTER: 'maybe' })).toThrow('SLUICE_REDIS_CLUSTER must be true or false, got "maybe"');
+  });
   it('documents every setting in the generated table, and the README carries that table', () => {
     const md = configMarkdown();
     for (const name of Object.keys(SETTINGS)) expect(md).toContain(`\`${name}\``);

@@ -1,7 +1,25 @@
 import { describe, expect, it } from 'vitest';
 import { validateEvent, parseTimestamp, encodeEventLine } from '../../shared/contracts/event.js';
 import { decodeManifest, encodeManifest } from '../../shared/contracts/manifest.js';
-import { parseRawEventsKey, partitionOf, rawEventsKey } from '../../shared/contracts/parquet-schema.js';
+import {
+  EVENT_COLUMNS,
+  PARQUET_SCHEMA_VERSION,
+  RAW_PARTITION_COLUMNS,
+  READABLE_SCHEMA_VERSIONS,
+  columnsOf,
+  parseRawEventsKey,
+  partitionOf,
+  rawEventsKey,
+  typeIn,
+} from '../../shared/contracts/parquet-schema.js';
+import {
+  commitPointerKey,
+  decodeCommitPointer,
+  icebergTableLocation,
+  metadataFileKey,
+  parseS3Uri,
+  versionCopyKey,
+} from '../../shared/contracts/iceberg-table.js';
 
 const now = Date.parse('2026-06-01T12:00:00Z');
 const bounds = { nowMs: now, maxAgeMs: 7 * 86_400_000 };
@@ -61,6 +79,70 @@ describe('archive key layout', () => {
   });
 });
 
+describe('Parquet schema contract', () => {
+  it('writes v3 and reads v1, v2 and v3', () => {
+    expect(PARQUET_SCHEMA_VERSION).toBe(3);
+    expect(READABLE_SCHEMA_VERSIONS).toEqual([1, 2, 3]);
+    expect(columnsOf(1).map((c) => c.name)).not.toContain('session_id');
+    expect(columnsOf(3).map((c) => c.name)).toEqual(EVENT_COLUMNS.map((c) => c.name));
+  });
+  it('v3 timestamps are UTC instants (TIMESTAMPTZ, micros); v1/v2 files hold naive milliseconds', () => {
+    for (const name of ['event_time', 'ingest_time']) {
+      const c = EVENT_COLUMNS.find((x) => x.name === name)!;
+      expect(typeIn(c, 3)).toEqual({ duckdbType: 'TIMESTAMPTZ', parquetType: 'INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true)' });
+      for (const v of [1, 2]) expect(typeIn(c, v)).toEqual({ duckdbType: 'TIMESTAMP_MS', parquetType: 'INT64 TIMESTAMP(MILLIS, isAdjustedToUTC=false)' });
+    }
+    const id = EVENT_COLUMNS.find((x) => x.name === 'event_id')!;
+    expect(typeIn(id, 1)).toEqual(typeIn(id, 3));
+  });
+  it('field ids are unique, never reused, and fixed per column (Iceberg resolves columns by them)', () => {
+    const ids = EVENT_COLUMNS.map((c) => [c.name, c.fieldId]);
+    expect(ids).toEqual([
+      ['event_id', 1],
+      ['entity_id', 2],
+      ['event_type', 3],
+      ['event_time', 4],
+      ['value', 5],
+      ['dims', 6],
+      ['ingest_time', 7],
+      ['producer', 8],
+      ['schema_version', 9],
+      ['session_id', 10],
+    ]);
+  });
+  it('the partition columns follow the raw key layout', () => {
+    const key = rawEventsKey({ dt: '2026-01-02', hour: '03' }, 'n', 'u');
+    const folders = key
+      .split('/')
+      .slice(1, -1)
+      .map((s) => s.split('=')[0]);
+    expect(RAW_PARTITION_COLUMNS.map((p) => p.name)).toEqual(folders);
+  });
+});
+
+describe('Iceberg table contract', () => {
+  it('lays the table out under iceberg/events/ of the raw bucket', () => {
+    expect(icebergTableLocation('sluice-raw')).toBe('s3://sluice-raw/iceberg/events');
+    expect(metadataFileKey(12, 'u-1')).toBe('iceberg/events/metadata/00012-u-1.metadata.json');
+    expect(versionCopyKey(12)).toBe('iceberg/events/metadata/v12.metadata.json');
+    expect(commitPointerKey('sluice:')).toBe('sluice:iceberg:{sluice.events}:pointer');
+    expect(parseS3Uri('s3://b/k/x.json')).toEqual({ bucket: 'b', key: 'k/x.json' });
+    expect(parseS3Uri('/local/x.json')).toBeUndefined();
+  });
+  it('decodes the commit pointer, and names a corrupt one', () => {
+    expect(decodeCommitPointer({}, 'k')).toBeUndefined();
+    expect(decodeCommitPointer({ version: '3', location: 's3://b/m.json', committedAt: '5' }, 'k')).toEqual({
+      version: 3,
+      location: 's3://b/m.json',
+      committedAtMs: 5,
+    });
+    expect(() => decodeCommitPointer({ version: 'x', location: 's3://b/m.json', committedAt: '5' }, 'Redis key k')).toThrow(
+      /Redis key k is not an Iceberg commit pointer .*delete it to rebuild it from the metadata in S3/,
+    );
+    expect(() => decodeCommitPointer({ version: '2', location: 'file:///m.json', committedAt: '5' }, 'k')).toThrow(/not an Iceberg commit pointer/);
+  });
+});
+
 describe('batch manifest contract', () => {
   const m = {
     bucket: 'sluice-raw',
@@ -94,7 +176,8 @@ describe('batch manifest contract', () => {
     );
     expect(() => decodeManifest('not json')).toThrow(/manifest is not JSON/);
   });
-  it('rejects an unreadable Parquet schema version', () => {
+  it('rejects an unreadable Parquet schema version, accepts every readable one', () => {
     expect(() => decodeManifest(encodeManifest({ ...m, schemaVersion: 9 }))).toThrow(/schema version 9/);
+    for (const v of [1, 2, 3]) expect(decodeManifest(encodeManifest({ ...m, schemaVersion: v })).schemaVersion).toBe(v);
   });
 });

@@ -1,7 +1,7 @@
 // The Kubernetes manifests, the KEDA ScaledObject and the Prometheus alerts, checked without a cluster: they parse,
 // every pod has probes on a declared port and the settings it needs, ingest keeps a WAL volume and a stable node id,
-// workers outlive the visibility timeout on shutdown, KEDA scales with the fleet's formula and defaults, and every
-// alert reads a metric that Sluice exports.
+// workers outlive the visibility timeout on shutdown, KEDA scales with the fleet's formulas (queue depth, oldest
+// message age) and defaults, and every alert reads a metric that Sluice exports.
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments, parse } from 'yaml';
@@ -95,6 +95,7 @@ describe('Kubernetes manifests', () => {
     expect(so.spec.minReplicaCount).toBe(Number(SETTINGS.SLUICE_FLEET_MIN.fallback));
     expect(so.spec.maxReplicaCount).toBe(Number(SETTINGS.SLUICE_FLEET_MAX.fallback));
     expect(so.spec.pollingInterval).toBe(parseDuration(SETTINGS.SLUICE_FLEET_POLL_INTERVAL.fallback)! / 1000);
+    expect(so.spec.triggers.map((t: Obj) => t.type)).toEqual(['aws-sqs-queue', 'prometheus']);
     const [trigger] = so.spec.triggers;
     expect(trigger.type).toBe('aws-sqs-queue');
     expect(trigger.metadata).toMatchObject({
@@ -110,6 +111,26 @@ describe('Kubernetes manifests', () => {
     expect(behavior.scaleDown.stabilizationWindowSeconds).toBe(cooldown);
     expect(behavior.scaleDown.policies).toEqual([{ type: 'Pods', value: 1, periodSeconds: cooldown }]);
     expect(behavior.scaleUp.stabilizationWindowSeconds).toBe(0);
+  });
+
+  it('scale workers with KEDA on the oldest message age by the same rule and target as `sluice fleet`', () => {
+    const age = find('ScaledObject', 'sluice-worker').spec.triggers.find((t: Obj) => t.type === 'prometheus');
+    expect(age, 'a prometheus trigger on the oldest message age').toBeDefined();
+    // Value, not the default AverageValue: desired = ceil(ready pods × age / threshold), the fleet's rule (ageWants).
+    expect(age.metricType).toBe('Value');
+    // The threshold is SLUICE_FLEET_MAX_AGE in seconds, as the manifests' config gives it (ConfigMap, else default).
+    expect(typeof age.metadata.threshold).toBe('string');
+    expect(Number(age.metadata.threshold)).toBe(seconds('SLUICE_FLEET_MAX_AGE'));
+    expect(seconds('SLUICE_FLEET_MAX_AGE')).toBeGreaterThan(0);
+    // The fleet's own gauge where one runs, else the workers' oldest batch; both are exported by Sluice.
+    const query = String(age.metadata.query);
+    expect(query).toMatch(/\bsluice_queue_oldest_message_age_seconds\b/);
+    expect(query).toMatch(/\bsluice_worker_oldest_message_age_seconds\b/);
+    const sources = ['workers/fleet/fleet-metrics.ts', 'workers/worker-metrics.ts'].map((f) => readFileSync(path.join(PROJECT_ROOT, f), 'utf8')).join('\n');
+    for (const [name] of query.matchAll(/\bsluice_[a-z0-9_]+/g)) expect(sources, `${name} is not defined in the code`).toContain(`name: '${name}'`);
+    // No data (no fleet, no worker scraped yet) reads as 0: the depth alone decides, as in the fleet.
+    expect(age.metadata.ignoreNullValues).toBe('true');
+    expect(age.metadata.serverAddress).toMatch(/^https?:\/\/\S+$/);
   });
 
   it('ship the dashboard files in the image', () => {

@@ -1,5 +1,5 @@
 // The Parquet engine (embedded DuckDB, no services): staged lines → Parquet per event-time hour, sorted and
-// typed as the v1 schema says; batch scans that dedup ids and format InfluxDB line protocol exactly.
+// typed as the v1 schema says; batch scans that dedup ids within the batch and format InfluxDB line protocol exactly.
 import { describe, expect, it, beforeAll } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -9,7 +9,6 @@ import { scanBatch } from '../../workers/batch-scan.js';
 import { archiveTotals } from '../../workers/cold/audit-sql.js';
 import { writeEventBatches } from '../../ingest/parquet-batch-writer.js';
 import { encodeEventLine, type Event } from '../../shared/contracts/event.js';
-import { CLAIM_SHARDS, claimShard } from '../../workers/event-dedup.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'engine-'));
 const t0 = Date.UTC(2026, 0, 31, 12, 0);
@@ -33,16 +32,16 @@ describe('Parquet engine', () => {
     await openEngine({ tempDir: path.join(dir, 'tmp') });
   });
 
-  it('writes one file per event-time hour with the v1 schema, sorted by entity then time', async () => {
+  it('writes one file per event-time hour with the current (v3) schema, sorted by entity then time', async () => {
     const files = await batch([ev('a', 'z', t0 + 5), ev('b', 'a', t0 + 9), ev('c', 'a', t0 + 1), ev('d', 'a', t0 + 3_600_000)], 'hours');
     expect(files.map((f) => path.basename(f))).toEqual(['2026-01-31_12.parquet', '2026-01-31_13.parquet']);
-    const schema = await queryParquet(`SELECT name, converted_type FROM parquet_schema('${files[0]}') WHERE name = 'event_time'`);
-    expect(schema[0]).toMatchObject({ converted_type: 'TIMESTAMP_MILLIS' });
+    const schema = await queryParquet(`SELECT name, converted_type, logical_type FROM parquet_schema('${files[0]}') WHERE name = 'event_time'`);
+    expect(schema[0]).toMatchObject({ converted_type: 'TIMESTAMP_MICROS', logical_type: expect.stringContaining('isAdjustedToUTC=1') });
     const rows = await queryParquet(`SELECT event_id FROM read_parquet('${files[0]}')`);
     expect(rows.map((r) => r.event_id)).toEqual(['c', 'b', 'a']);
   });
 
-  it('formats per-minute line protocol with escaped tags, once per id, minus excluded ids', async () => {
+  it('formats per-minute line protocol with escaped tags, each id once within the batch', async () => {
     const [file] = await batch(
       [
         ev('1', 'a b,c=d', t0 + 1_000, 2),
@@ -57,23 +56,14 @@ describe('Parquet engine', () => {
     try {
       expect(scan.rowCount).toBe(5);
       expect(scan.distinctIds).toBe(4);
-      // dedup identities are producer + U+001F + event id
-      // chunks of at most 3, each of one claim shard (the engine's shard equals claimShard), shards in order
-      const ids = ['p\u001f1', 'p\u001f2', 'p\u001f3', 'p\u001f4'];
-      const expected: string[] = [];
-      for (let shard = 0; shard < CLAIM_SHARDS; shard++) {
-        const of = ids.filter((id) => claimShard(id) === shard);
-        for (let i = 0; i < of.length; i += 3) expected.push(of.slice(i, i + 3).join('\n'));
-      }
-      expect(await scan.idChunks(3)).toEqual(expected);
-      const out = await scan.minuteLines(['p\u001f4'], { offsetNs: 42n, linesPerChunk: 1 });
+      const out = await scan.minuteLines({ offsetNs: 42n, linesPerChunk: 1 });
       expect(out).toEqual({
         chunks: [
-          `events_1m,entity_id=a\\ b\\,c\\=d,event_type=view count=2i,sum=7.0,min=2.0,max=5.0 ${BigInt(t0) * 1_000_000n + 42n}`,
-          `events_1m,entity_id=x,event_type=view count=1i,sum=1.5,min=1.5,max=1.5 ${BigInt(t0 + 60_000) * 1_000_000n + 42n}`,
+          `events_1m,entity_id=a\\ b\\,c\\=d,event_type=view count=2i,sum=7,min=2,max=5 ${BigInt(t0) * 1_000_000n + 42n}`,
+          `events_1m,entity_id=x,event_type=view count=2i,sum=8.5,min=1.5,max=7 ${BigInt(t0 + 60_000) * 1_000_000n + 42n}`,
         ],
         points: 2,
-        events: 3,
+        events: 4,
       });
     } finally {
       scan.close();
@@ -98,7 +88,7 @@ describe('Parquet engine', () => {
     ];
     const scan = await scanBatch(file!);
     try {
-      expect(await scan.entityTotals([])).toEqual(expected);
+      expect(await scan.entityTotals()).toEqual(expected);
     } finally {
       scan.close();
     }

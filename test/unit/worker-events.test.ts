@@ -76,11 +76,11 @@ describe('worker pipeline events', () => {
     const { log, lines } = logSink('info');
     const registry = createRegistry('fleet');
     const events = fleetEvents(log, new FleetMetrics(registry));
-    events.emit({ type: 'FleetScaled', direction: 'up', from: 1, to: 3, desired: 3, visible: 25, inFlight: 2, reason: 'r' });
-    events.emit({ type: 'FleetSizeKept', workers: 3, desired: 2, visible: 12, inFlight: 3, reason: 'cooldown' });
-    expect(await value(registry, 'sluice_fleet_scale_events_total', { direction: 'up' })).toBe(1);
+    events.emit({ type: 'FleetScaled', direction: 'up', from: 1, to: 3, desired: 3, visible: 25, inFlight: 2, signal: 'age', reason: 'r' });
+    events.emit({ type: 'FleetSizeKept', workers: 3, desired: 2, visible: 12, inFlight: 3, signal: 'depth', reason: 'cooldown' });
+    expect(await value(registry, 'sluice_fleet_scale_events_total', { direction: 'up', signal: 'age' })).toBe(1);
     expect(await value(registry, 'sluice_fleet_desired_workers')).toBe(2);
-    expect(lines).toEqual([expect.objectContaining({ level: 30, msg: 'scaling up to 3 worker(s)', from: 1, to: 3, visible: 25 })]);
+    expect(lines).toEqual([expect.objectContaining({ level: 30, msg: 'scaling up to 3 worker(s)', from: 1, to: 3, visible: 25, signal: 'age' })]);
   });
 });
 

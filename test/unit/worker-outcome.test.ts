@@ -25,7 +25,7 @@ describe('batch outcome', () => {
   });
 
   it('releases transient failures with a delay that grows with receives and is capped', () => {
-    const o = failedOutcome(new TransientError('down', 'dedup_unavailable'), 3, 10_000);
+    const o = failedOutcome(new TransientError('down', 'topk_unavailable'), 3, 10_000);
     expect(o.kind).toBe('retry');
     // receive 3: base·2² = 40 s, equal jitter → 20–40 s
     expect(releaseDelaySeconds(3, 10_000, 0)).toBe(20);

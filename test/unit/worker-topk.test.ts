@@ -1,6 +1,10 @@
+// The top-K bucket layout, the batch summaries a worker sends, and the Space-Saving window merge and answer: bounds
+// that always hold the true counts, a guaranteed flag that is never true for a wrong top-k, exact counts under capacity.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TOPK_RESOLUTIONS, topKBucketExpiresAt, topKWindowBuckets } from '../../shared/topk-store.js';
-import { topKIncrements } from '../../workers/topk.js';
+import { decodeTopKBucket, TOPK_RESOLUTIONS, topKBucketExpiresAt, topKWindowBuckets } from '../../shared/topk-store.js';
+import { answerTopK, batchSummary, mergeWindow, type Summary } from '../../shared/topk-summary.js';
+import { topKBatchMerges } from '../../workers/topk.js';
 
 describe('top-K bucket layout', () => {
   it('covers each window with whole buckets', () => {
@@ -28,15 +32,145 @@ describe('top-K bucket layout', () => {
       { entityId: 'a', eventType: 'view', bucketMs: t, count: 3 },
       { entityId: 'a', eventType: 'view', bucketMs: t + 70_000, count: 4 },
     ];
-    const incs = topKIncrements('p:', counts);
-    expect(topKIncrements('p:', [...counts].reverse())).toEqual(incs);
-    const at = (key: string, member: string) => incs.find((x) => x.key === key && x.member === member)?.count;
+    const merges = topKBatchMerges('p:', counts, 1000);
+    expect(topKBatchMerges('p:', [...counts].reverse(), 1000)).toEqual(merges);
+    const at = (key: string, member: string) => merges.find((x) => x.keys.counts === key)?.summary.items.find((i) => i.entityId === member)?.count;
     expect(at(`p:{topk:view:1h}:${t}`, 'a')).toBe(7);
     expect(at(`p:{topk:view:1m}:${t}`, 'a')).toBe(3);
     expect(at(`p:{topk:view:1m}:${t + 60_000}`, 'a')).toBe(4);
     expect(at(`p:{topk:view:10s}:${t + 10_000}`, 'b')).toBe(2);
-    expect(incs).toHaveLength(3 + 3 + 2);
-    const keys = incs.map((x) => `${x.key} ${x.member}`);
+    expect(merges.map((m) => m.summary.items.length)).toEqual([1, 1, 1, 2, 2, 1]); // 10s ×3, 1h, 1m ×2
+    const keys = merges.map((x) => x.keys.counts);
     expect([...keys].sort()).toEqual(keys);
+    expect(merges[0]!.keys).toEqual({ counts: `p:{topk:view:10s}:${t}`, errors: `p:{topk:view:10s}:${t}:err`, meta: `p:{topk:view:10s}:${t}:meta` });
+    expect(merges.every((m) => m.keys.counts.startsWith(m.tag))).toBe(true);
+  });
+});
+
+describe('batch summary', () => {
+  it('is the exact counts, most first, while the batch holds at most `capacity` entities of the bucket', () => {
+    const s = batchSummary(new Map([['b', 2], ['c', 1], ['a', 5], ['d', 2]]), 4);
+    expect(s).toEqual({
+      items: [
+        { entityId: 'a', count: 5, error: 0 },
+        { entityId: 'b', count: 2, error: 0 },
+        { entityId: 'd', count: 2, error: 0 },
+        { entityId: 'c', count: 1, error: 0 },
+      ],
+      missingBound: 0,
+      total: 10,
+    });
+  });
+
+  it('keeps the largest counts and bounds the rest by the largest it left out', () => {
+    const s = batchSummary(new Map([['a', 9], ['b', 4], ['c', 4], ['d', 3], ['e', 1]]), 2);
+    expect(s.items.map((i) => i.entityId)).toEqual(['a', 'b']); // ties: the smaller id is kept
+    expect(s.missingBound).toBe(4);
+    expect(s.total).toBe(21);
+  });
+
+  it('refuses a capacity or a count that is not a non-negative integer, naming it', () => {
+    expect(() => batchSummary(new Map([['a', 1]]), 0)).toThrow('capacity must be a positive integer, got 0');
+    expect(() => batchSummary(new Map([['a', 1.5]]), 10)).toThrow('count of "a" must be a non-negative integer, got 1.5');
+    expect(() => batchSummary(new Map([['a', -1]]), 10)).toThrow('got -1');
+  });
+});
+
+describe('window merge and answer', () => {
+  it('decodes a bucket: stored counts and errors are relative to its offset', () => {
+    const b = decodeTopKBucket('k', ['3', '4', '40'], ['x', '2', 'y', '7'], { x: '-3' });
+    expect(b).toEqual({
+      total: 40,
+      summary: {
+        items: [
+          { entityId: 'x', count: 5, error: 0 },
+          { entityId: 'y', count: 10, error: 3 },
+        ],
+        missingBound: 4,
+        total: 40,
+      },
+    });
+    expect(decodeTopKBucket('k', [null, null, null], [], {}).summary).toEqual({ items: [], missingBound: 0, total: 0 });
+    expect(() => decodeTopKBucket('k', ['x', null, null], [], {})).toThrow('offset of k is not a number: "x"');
+  });
+
+  it('sums the buckets; an entity absent from a bucket gets its missing bound in count and error', () => {
+    const a: Summary = { items: [{ entityId: 'x', count: 10, error: 0 }, { entityId: 'y', count: 6, error: 2 }], missingBound: 3, total: 20 };
+    const b: Summary = { items: [{ entityId: 'x', count: 4, error: 0 }, { entityId: 'z', count: 8, error: 0 }], missingBound: 0, total: 12 };
+    const w = mergeWindow([a, b], 10);
+    expect(w).toEqual({
+      items: [
+        { entityId: 'x', count: 14, error: 0 },
+        { entityId: 'z', count: 11, error: 3 },
+        { entityId: 'y', count: 6, error: 2 },
+      ],
+      missingBound: 3,
+      total: 32,
+      maxError: 3,
+      truncated: false,
+    });
+    const top1 = answerTopK(w, 1);
+    expect(top1).toEqual({ items: [{ entityId: 'x', count: 14, lowerBound: 14, upperBound: 14 }], guaranteed: true, unlistedUpperBound: 11, total: 32, maxError: 3 });
+    // z ∈ [8, 11] is certainly second, y ∈ [4, 6] third (an unlisted entity has at most 3), but a fourth is unknown
+    expect(answerTopK(w, 2)).toMatchObject({ guaranteed: true, unlistedUpperBound: 6 });
+    expect(answerTopK(w, 3)).toMatchObject({ guaranteed: true, unlistedUpperBound: 3 });
+    expect(answerTopK(w, 4)).toMatchObject({ guaranteed: false, unlistedUpperBound: 3 });
+  });
+
+  it('is not guaranteed when a listed lower bound is below an unlisted upper bound', () => {
+    const a: Summary = { items: [{ entityId: 'x', count: 10, error: 5 }, { entityId: 'y', count: 9, error: 0 }], missingBound: 5, total: 30 };
+    const w = mergeWindow([a], 10);
+    expect(answerTopK(w, 1)).toMatchObject({ items: [{ entityId: 'x', lowerBound: 5, upperBound: 10 }], guaranteed: false, unlistedUpperBound: 9 });
+    expect(answerTopK(w, 2)).toMatchObject({ guaranteed: true, unlistedUpperBound: 5 });
+  });
+
+  it('keeps only the largest items, and refuses a k it can no longer answer', () => {
+    const a = batchSummary(new Map(Array.from({ length: 50 }, (_, i) => [`e${String(i).padStart(2, '0')}`, i + 1])), 100);
+    const w = mergeWindow([a], 5);
+    expect(w.items.map((i) => i.count)).toEqual([50, 49, 48, 47, 46]);
+    expect(w.truncated).toBe(true);
+    expect(answerTopK(w, 4)).toMatchObject({ guaranteed: true, unlistedUpperBound: 46 });
+    expect(() => answerTopK(w, 5)).toThrow('k = 5 needs a window merged with keep > 5');
+    expect(() => mergeWindow([a], 0)).toThrow('keep must be a positive integer');
+  });
+
+  it('bounds hold the true counts and the flag never lies, for any buckets of batch summaries (fast-check)', () => {
+    const bucket = fc.array(fc.tuple(fc.integer({ min: 0, max: 14 }), fc.integer({ min: 1, max: 30 })), { maxLength: 25 });
+    fc.assert(
+      fc.property(fc.array(bucket, { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 6 }), (buckets, cap, k) => {
+        const truth = new Map<string, number>();
+        const summaries = buckets.map((pairs) => {
+          const counts = new Map<string, number>();
+          for (const [e, c] of pairs) {
+            counts.set(`e${e}`, (counts.get(`e${e}`) ?? 0) + c);
+            truth.set(`e${e}`, (truth.get(`e${e}`) ?? 0) + c);
+          }
+          return batchSummary(counts, cap);
+        });
+        const answer = answerTopK(mergeWindow(summaries, k + 1), k);
+        const n = [...truth.values()].reduce((x, y) => x + y, 0);
+        expect(answer.total).toBe(n);
+        expect(answer.maxError).toBeLessThanOrEqual(n / cap);
+        for (const it of answer.items) {
+          const t = truth.get(it.entityId) ?? 0;
+          expect(t).toBeGreaterThanOrEqual(it.lowerBound);
+          expect(t).toBeLessThanOrEqual(it.upperBound);
+          expect(it.upperBound - it.lowerBound).toBeLessThanOrEqual(answer.maxError);
+        }
+        const listed = new Set(answer.items.map((i) => i.entityId));
+        const unlisted = [...truth].filter(([e]) => !listed.has(e)).map(([, c]) => c);
+        for (const c of unlisted) expect(c).toBeLessThanOrEqual(answer.unlistedUpperBound);
+        if (answer.guaranteed) {
+          const minListed = Math.min(...answer.items.map((i) => truth.get(i.entityId) ?? 0));
+          expect(Math.max(0, ...unlisted)).toBeLessThanOrEqual(minListed);
+          expect(answer.items.length === k || unlisted.length === 0).toBe(true);
+        }
+        if (buckets.every((pairs) => new Set(pairs.map(([e]) => e)).size <= cap)) {
+          expect(answer.guaranteed).toBe(true);
+          for (const it of answer.items) expect(it.lowerBound).toBe(it.upperBound);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -1,7 +1,8 @@
 // Compaction (`sluice compact`): merges the raw batch files of event-time days older than SLUICE_COMPACT_AFTER
 // into one sorted, zstd file per day and run in the cold bucket. Crash-safe at every step: the compacted file
 // counts only once its manifest exists, the manifest is written only after the uploaded copy was read back
-// and matched the inputs (rows + id checksum), and originals are deleted last; a rerun finishes any step.
+// and matched the inputs (rows + id checksum), the Iceberg table swaps the originals for it (a replace snapshot,
+// workers/iceberg/), and originals are deleted last; a rerun finishes any step.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -21,11 +22,14 @@ import {
 import { PermanentError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { openEngine } from '../../shared/parquet.js';
+import { commitCompaction } from '../iceberg/archive-commits.js';
+import type { IcebergTable } from '../iceberg/iceberg-table.js';
+import { openArchiveTable } from '../iceberg/commit-job.js';
 import { deleteRaw, downloadRaw, rawDays, resolveDay } from './archive.js';
 import { compactEventFiles, fingerprintEventFiles } from './compaction-sql.js';
 
 /** Steps after which a run may stop; a rerun must always complete the day without loss or duplicates. */
-export type CompactionStep = 'uploaded' | 'verified' | 'manifest-written' | 'originals-deleted';
+export type CompactionStep = 'uploaded' | 'verified' | 'manifest-written' | 'table-committed' | 'originals-deleted';
 
 /** Compacted files without a manifest older than this are leftovers of an abandoned run and are removed. */
 export const ORPHAN_AGE_MS = 3_600_000;
@@ -58,11 +62,22 @@ export function dueDays(days: readonly string[], nowMs: number, compactAfterMs: 
   return days.filter((dt) => Date.parse(`${dt}T00:00:00Z`) + DAY_MS <= nowMs - compactAfterMs);
 }
 
-async function compactDay(cfg: Config, s3: S3Client, cold: ColdStorage, dt: string, tmp: string, o: CompactionOptions, nowMs: number): Promise<DayResult> {
+async function compactDay(
+  cfg: Config,
+  s3: S3Client,
+  cold: ColdStorage,
+  table: IcebergTable,
+  dt: string,
+  tmp: string,
+  o: CompactionOptions,
+  nowMs: number,
+): Promise<DayResult> {
   const day = await resolveDay(s3, cfg.SLUICE_RAW_BUCKET, cold, dt);
   const result: DayResult = { dt, inputs: 0, rows: 0, bytesIn: 0, bytesOut: 0, finishedDeletes: 0 };
+  const iceberg = { table, rawBucket: cfg.SLUICE_RAW_BUCKET, log: o.log };
 
-  // 1. Finish what an interrupted run verified but did not delete.
+  // 1. Finish what an interrupted run verified but did not delete (the table first lets go of those files).
+  for (const m of day.manifests) await commitCompaction(iceberg, m);
   if (day.supersededRaw.length) {
     await deleteRaw(
       s3,
@@ -123,6 +138,8 @@ async function compactDay(cfg: Config, s3: S3Client, cold: ColdStorage, dt: stri
   };
   await cold.putText(compactionManifestKey(dt, id), encodeCompactionManifest(manifest));
   await o.onStep?.('manifest-written', { dt, id });
+  await commitCompaction(iceberg, manifest);
+  await o.onStep?.('table-committed', { dt, id });
   await deleteRaw(s3, cfg.SLUICE_RAW_BUCKET, inputs);
   await o.onStep?.('originals-deleted', { dt, id });
   rmSync(dir, { recursive: true, force: true });
@@ -134,6 +151,7 @@ export async function runCompaction(cfg: Config, o: CompactionOptions): Promise<
   const nowMs = o.nowMs ?? Date.now();
   const s3 = createS3(cfg);
   const cold = new ColdStorage(cfg);
+  const archiveTable = openArchiveTable(cfg, o.log);
   const tmp = path.join(cfg.SLUICE_DATA_DIR, 'compaction-tmp', `${process.pid}-${nowMs}`);
   await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp') });
   try {
@@ -141,7 +159,7 @@ export async function runCompaction(cfg: Config, o: CompactionOptions): Promise<
     const out: DayResult[] = [];
     for (const [i, dt] of days.entries()) {
       o.progress?.(`compacting ${dt} (${i + 1}/${days.length})`);
-      const r = await compactDay(cfg, s3, cold, dt, tmp, o, nowMs);
+      const r = await compactDay(cfg, s3, cold, archiveTable.deps.table, dt, tmp, o, nowMs);
       o.log.info(r, r.id ? 'compacted day' : 'nothing to compact');
       out.push(r);
     }
@@ -149,5 +167,6 @@ export async function runCompaction(cfg: Config, o: CompactionOptions): Promise<
   } finally {
     rmSync(tmp, { recursive: true, force: true });
     s3.destroy();
+    archiveTable.close();
   }
 }

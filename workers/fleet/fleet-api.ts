@@ -26,6 +26,7 @@ export function fleetApi(o: FleetApiOptions): FastifyInstance {
     max: o.policy.max,
     targetPerWorker: o.policy.targetPerWorker,
     cooldownMs: o.policy.cooldownMs,
+    maxAgeMs: o.policy.maxAgeMs,
     desired: o.scaler.desired,
     target: o.scaler.target,
     queue: o.scaler.lastQueue ?? null,

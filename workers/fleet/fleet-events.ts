@@ -1,6 +1,6 @@
 // The fleet's scaling decisions as typed pipeline events (shared/pipeline-events.ts): FleetScaled when the intended
-// size changes, FleetSizeKept when a poll leaves it; their log line and metric updates (desired workers, scale
-// events by direction) are derived here, in one place.
+// size changes, FleetSizeKept when a poll leaves it; their log line (with the signal that drove the decision: depth,
+// age or bounds) and metric updates (desired workers, scale events by direction and signal) are derived here.
 import type { Logger } from '../../shared/logger.js';
 import { type EventHandlers, type FleetScalingEvent, PipelineEvents } from '../../shared/pipeline-events.js';
 import type { FleetMetrics } from './fleet-metrics.js';
@@ -11,7 +11,7 @@ const FLEET_HANDLERS: EventHandlers<FleetScalingEvent, FleetMetrics> = {
     message: (e) => `scaling ${e.direction} to ${e.to} worker(s)`,
     record: (e, m) => {
       m.desired.set(e.desired);
-      m.scaleEvents.inc({ direction: e.direction });
+      m.scaleEvents.inc({ direction: e.direction, signal: e.signal });
     },
   },
   FleetSizeKept: { level: 'debug', message: 'fleet size unchanged', record: (e, m) => m.desired.set(e.desired) },

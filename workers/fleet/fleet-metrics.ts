@@ -5,7 +5,7 @@ import { prom } from '../../shared/metrics.js';
 export class FleetMetrics {
   readonly desired: prom.Gauge;
   readonly workers: prom.Gauge<'state'>;
-  readonly scaleEvents: prom.Counter<'direction'>;
+  readonly scaleEvents: prom.Counter<'direction' | 'signal'>;
   readonly restarts: prom.Counter;
   readonly forcedKills: prom.Counter;
   readonly pollErrors: prom.Counter;
@@ -20,7 +20,7 @@ export class FleetMetrics {
     const registers = [registry];
     this.desired = new prom.Gauge({
       name: 'sluice_fleet_desired_workers',
-      help: 'Workers the queue asks for: clamp(ceil((visible + in flight) / SLUICE_FLEET_TARGET_PER_WORKER), min, max).',
+      help: 'Workers the queue asks for: clamp(max(ceil((visible + in flight) / SLUICE_FLEET_TARGET_PER_WORKER), ceil(running × oldest age / SLUICE_FLEET_MAX_AGE)), min, max).',
       registers,
     });
     this.workers = new prom.Gauge({
@@ -31,8 +31,8 @@ export class FleetMetrics {
     });
     this.scaleEvents = new prom.Counter({
       name: 'sluice_fleet_scale_events_total',
-      help: 'Scaling decisions carried out, by direction (up, down).',
-      labelNames: ['direction'],
+      help: 'Scaling decisions carried out, by direction (up, down) and the signal that drove them (depth, age, bounds).',
+      labelNames: ['direction', 'signal'],
       registers,
     });
     this.restarts = new prom.Counter({

@@ -1,6 +1,6 @@
 // The fleet's recent history and the shapes GET /v1/fleet answers with: the last 500 scaling decisions carried out,
 // worker starts and exits, newest last. Bounded, so a fleet that runs for months holds the same memory.
-import type { Direction } from './scaling-policy.js';
+import type { Direction, ScalingSignal } from './scaling-policy.js';
 
 export type WorkerState = 'starting' | 'running' | 'draining';
 
@@ -14,7 +14,7 @@ export interface FleetWorkerInfo {
 
 /** One entry of the fleet's recent history (GET /v1/fleet), newest last. */
 export type FleetEvent =
-  | { at: string; kind: 'scale'; direction: Exclude<Direction, 'none'>; from: number; to: number; reason: string }
+  | { at: string; kind: 'scale'; direction: Exclude<Direction, 'none'>; from: number; to: number; signal: ScalingSignal; reason: string }
   | { at: string; kind: 'started'; worker: number; pid: number | undefined }
   | { at: string; kind: 'exited'; worker: number; pid: number | undefined; drained: boolean; code: number | null; signal: string | null };
 

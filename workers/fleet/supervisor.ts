@@ -1,5 +1,6 @@
 // The fleet supervisor (`sluice fleet`): runs `sluice worker` processes (worker-pool.ts) and sizes the fleet by the
-// batch queue (scaler.ts, with scaling-policy.ts deciding), one poll every SLUICE_FLEET_POLL_INTERVAL. A worker is
+// batch queue's depth and oldest message (scaler.ts, with scaling-policy.ts deciding), one poll every
+// SLUICE_FLEET_POLL_INTERVAL. A worker is
 // stopped only by draining it (SIGTERM, then SIGKILL after SLUICE_FLEET_DRAIN_GRACE) and counts as gone only once it
 // has exited; a worker that dies unasked is replaced. close() stops polling, drains every worker and waits for them.
 import { createSqs } from '../../shared/clients/aws.js';
@@ -53,6 +54,7 @@ export async function startFleet(cfg: Config, log: Logger, opts: FleetOptions = 
     max: cfg.SLUICE_FLEET_MAX,
     targetPerWorker: cfg.SLUICE_FLEET_TARGET_PER_WORKER,
     cooldownMs: cfg.SLUICE_FLEET_COOLDOWN,
+    maxAgeMs: cfg.SLUICE_FLEET_MAX_AGE,
   };
   const registry = createRegistry('fleet');
   const metrics = new FleetMetrics(registry);

@@ -54,6 +54,11 @@ export class WorkerPool {
     return this.all.filter((w) => w.state !== 'draining');
   }
 
+  /** Workers that reported ready and are not draining. */
+  running(): WorkerProc[] {
+    return this.all.filter((w) => w.state === 'running');
+  }
+
   anyDraining(): boolean {
     return this.all.some((w) => w.state === 'draining');
   }

@@ -6,7 +6,7 @@
 // hash tag is the batch key itself, so keys spread over every slot of a Redis Cluster and no command spans two.
 // Cost: one SET per batch (not per event); size: ~150 bytes per batch, e.g. ~20 MB for 14 days of one node
 // flushing every 10 s.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../shared/clients/redis.js';
 import { classify } from '../../shared/errors.js';
 
 /** Keys looked up at once by delivered(): bounds the commands one call keeps in flight. */
@@ -14,7 +14,7 @@ const LOOKUP_CHUNK = 500;
 
 export class BatchLedger {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly retentionMs: number,
   ) {}
