@@ -7,13 +7,13 @@ import { startFauxqs } from 'fauxqs';
 import { startS3Server } from './s3-server.js';
 import { startRouter } from './s3-sqs-router.js';
 
-// fauxqs itself listens on every interface; keep it on loopback.
+// fauxqs itself listens on every interface; keep it on loopback (the router, on SLUICE_EMULATOR_HOST, reaches it there).
 const host = process.env.SLUICE_EMULATOR_HOST ?? '127.0.0.1';
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function patchedListen(this: net.Server, ...args: unknown[]) {
   const opts = args[0];
   if (opts && typeof opts === 'object' && (opts as net.ListenOptions).host === '0.0.0.0') {
-    args[0] = { ...(opts as net.ListenOptions), host };
+    args[0] = { ...(opts as net.ListenOptions), host: '127.0.0.1' };
   }
   return (listen as (...a: unknown[]) => net.Server).apply(this, args);
 } as typeof net.Server.prototype.listen;

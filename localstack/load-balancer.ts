@@ -29,6 +29,11 @@ export interface LoadBalancerOptions {
   requestTimeoutMs: number;
   idleTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /**
+   * Runs haproxy through this command, which executes it in place (e.g. `ip netns exec <ns>`: haproxy then binds an
+   * address of that network namespace); default none.
+   */
+  commandPrefix?: readonly string[];
   /** Called when haproxy exits without stop() (its log is in `dir`). */
   onUnexpectedExit?: (detail: string) => void;
 }
@@ -136,7 +141,7 @@ export async function startLoadBalancer(o: LoadBalancerOptions, log: Logger): Pr
   if (check.error) throw new Error(`cannot run haproxy (${check.error.message}); install it (Debian: apt-get install haproxy)`);
   if (check.status !== 0) throw new Error(`haproxy refuses the configuration ${cfgFile}:\n${check.stderr}${check.stdout}`);
 
-  const child = new SupervisedProcess('haproxy', ['haproxy', '-f', cfgFile, '-db'], { logFile });
+  const child = new SupervisedProcess('haproxy', [...(o.commandPrefix ?? []), 'haproxy', '-f', cfgFile, '-db'], { logFile });
   let stopping = false;
   const url = `http://${o.host === '0.0.0.0' ? '127.0.0.1' : o.host}:${o.port}`;
   const deadline = Date.now() + 15_000;

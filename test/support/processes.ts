@@ -10,8 +10,12 @@ export interface ChildService {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function startProcess(command: string, env: Record<string, string>, logName = command): Promise<ChildService> {
-  const [cmd, ...args] = nodeEntry('cli/sluice.ts');
+/**
+ * Runs `sluice <command>` and resolves once it reports ready. `commandPrefix` runs it through another program that
+ * then executes it in place (the same process, so signals and the IPC channel reach it), e.g. `ip netns exec <ns>`.
+ */
+export function startProcess(command: string, env: Record<string, string>, logName = command, commandPrefix: readonly string[] = []): Promise<ChildService> {
+  const [cmd, ...args] = [...commandPrefix, ...nodeEntry('cli/sluice.ts')];
   const fd = openSync(path.join(env.SLUICE_DATA_DIR ?? '.', `${logName}.log`), 'a');
   const proc = spawn(cmd!, [...args, command], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, 'ipc'] });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
