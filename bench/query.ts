@@ -222,11 +222,31 @@ async function main() {
     }
   }
 
-  // ---- /v1/topk?window=1h: closed loop (uncached = every request merges the 61 buckets), then open loop ----
+  // ---- /v1/topk?window=1h: closed loop (uncached = revalidated: every bucket's N checked), then open loop ------
+  // CPU per request of the query API (its process) and of Redis (INFO cpu): on a shared machine, what a request
+  // costs says more than the req/s the phase reached.
+  const queryCpuS = () => {
+    const f = readFileSync(`/proc/${query.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 10 ms
+  };
+  const redisCpuS = async () => {
+    const info = await topkRedis.info('cpu');
+    return Number(/used_cpu_user:([\d.]+)/.exec(info)![1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)![1]);
+  };
+  const costed = async (run: () => Promise<Phase>): Promise<Phase & { queryCpuUsPerRequest: number; redisCpuUsPerRequest: number }> => {
+    const [q0, r0] = [queryCpuS(), await redisCpuS()];
+    const p = await run();
+    const [q1, r1] = [queryCpuS(), await redisCpuS()];
+    return { ...p, queryCpuUsPerRequest: Math.round(((q1 - q0) * 1e6) / p.requests), redisCpuUsPerRequest: Math.round(((r1 - r0) * 1e6) / p.requests) };
+  };
   const topkPath = (i: number) => `/v1/topk?eventType=view&window=1h&k=${10 + (i % 3) * 5}`;
   progress(`top-K 1h: ${REQUESTS} requests, ${CLIENTS} clients, uncached then cached`);
-  const topkClosed = { uncached: await phase(topkPath, false), cached: await phase(topkPath, true), oneClient: await phase(topkPath, true, 1, 300) };
-  const topkOpen: { rate: number; merging: boolean; result: Phase }[] = [];
+  const topkClosed = {
+    uncached: await costed(() => phase(topkPath, false)),
+    cached: await costed(() => phase(topkPath, true)),
+    oneClient: await costed(() => phase(topkPath, true, 1, 300)),
+  };
+  const topkOpen: { rate: number; merging: boolean; result: Awaited<ReturnType<typeof costed>> }[] = [];
   let merges = 0;
   for (const merging of [false, true]) {
     // while merging: a batch every 1/TOPK_MERGES_PER_SECOND s into the current minute, as a worker fleet does
@@ -243,7 +263,7 @@ async function main() {
       : Promise.resolve();
     for (const rate of TOPK_RATES) {
       progress(`top-K 1h open loop: ${rate} req/s for ${TOPK_SECONDS} s${merging ? `, ${TOPK_MERGES_PER_SECOND} batches/s merged` : ''}`);
-      topkOpen.push({ rate, merging, result: await openLoop('/v1/topk?eventType=view&window=1h&k=10', rate, TOPK_SECONDS) });
+      topkOpen.push({ rate, merging, result: await costed(() => openLoop('/v1/topk?eventType=view&window=1h&k=10', rate, TOPK_SECONDS)) });
     }
     stop = true;
     await writer;
@@ -253,16 +273,22 @@ async function main() {
   const topk = { capacity: cfg.SLUICE_TOPK_CAPACITY, eventsPerMinute: TOPK_EVENTS_PER_BATCH, entities: TOPK_ENTITIES, closed: topkClosed, open: topkOpen };
   const topkMd = [
     `/v1/topk?window=1h over 61 minute buckets of ${cfg.SLUICE_TOPK_CAPACITY} entities each (${TOPK_EVENTS_PER_BATCH} Zipf events per minute over ${TOPK_ENTITIES} entities: every bucket approximate). ` +
-      'uncached = `Cache-Control: no-cache` (every request reads and merges the 61 buckets); cached = the query API\'s window cache (one GET of the tags\' version per request, buckets re-read only when a batch changed them). ' +
+      'revalidated = `Cache-Control: no-cache` (every request checks the N of all 61 buckets, 61 HGETs in one pipeline); cached = the query API\'s window cache (one GET of the tag\'s version per request; after a batch, only the buckets it changed are read again). ' +
       `Open loop: requests sent at a fixed rate for ${TOPK_SECONDS} s whatever the answers, latency from when each was due; "while merging" = ${TOPK_MERGES_PER_SECOND} batches/s merged into the current minute meanwhile.`,
     '',
-    '| top-K 1h | p50 ms | p99 ms | req/s | errors |',
-    '|---|---|---|---|---|',
+    '| top-K 1h | p50 ms | p99 ms | req/s | errors | query API CPU µs/request | Redis CPU µs/request |',
+    '|---|---|---|---|---|---|---|',
     ...(['uncached', 'cached', 'oneClient'] as const).map((k) => {
       const p = topkClosed[k];
-      return `| ${k === 'oneClient' ? 'cached, 1 client' : `${k}, ${CLIENTS} clients`} | ${p.p50Ms} | ${p.p99Ms} | ${p.rps} | ${p.errors} |`;
+      const name = k === 'oneClient' ? 'cached, 1 client' : `${k === 'uncached' ? 'revalidated' : k}, ${CLIENTS} clients`;
+      return `| ${name} | ${p.p50Ms} | ${p.p99Ms} | ${p.rps} | ${p.errors} | ${p.queryCpuUsPerRequest} | ${p.redisCpuUsPerRequest} |`;
     }),
-    ...topkOpen.map((o) => `| open loop ${o.rate} req/s${o.merging ? ', while merging' : ''} | ${o.result.p50Ms} | ${o.result.p99Ms} | ${o.result.rps} | ${o.result.errors} |`),
+    ...topkOpen.map(
+      (o) =>
+        `| open loop ${o.rate} req/s${o.merging ? ', while merging' : ''} | ${o.result.p50Ms} | ${o.result.p99Ms} | ${o.result.rps} | ${o.result.errors} | ${o.result.queryCpuUsPerRequest} | ${o.result.redisCpuUsPerRequest} |`,
+    ),
+    '',
+    'Redis CPU while merging includes the merges themselves.',
   ].join('\n');
   if (ONLY_TOPK) {
     const file = writeResults('query-topk', { setup: { clients: CLIENTS, requestsPerPhase: REQUESTS }, topk }, topkMd);

@@ -1,6 +1,8 @@
 // `npm run bench:worker`: prepared batches (1M events, Zipf entities) in S3 processed into InfluxDB by 1, 2 and
-// 4 worker processes: events/s (read, deduplicated, aggregated, written), peak RSS per process, and the rate as
-// a ratio to DuckDB running the equivalent GROUP BY minute, entity_id, event_type on the same Parquet files.
+// 4 worker processes: events/s (read, checked, aggregated, written), peak RSS per process, CPU seconds per component
+// while measured (workers, InfluxDB, Redis, S3/SQS, the benchmark itself), and the rate as a ratio to DuckDB running
+// the equivalent GROUP BY minute, entity_id, event_type on the same Parquet files. BENCH_NODE_ARGS (e.g.
+// "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the worker processes.
 import path from 'node:path';
 import { PROJECT_ROOT } from '../shared/config.js';
 import { createS3 } from '../shared/clients/aws.js';
@@ -34,7 +36,7 @@ const counter = async (url: string, name: string) => sumOf(await scrapeMetrics(u
 
 async function main() {
   const id = `w${Date.now().toString(36)}`;
-  // Every run (1, 2, 4 processes) reads the same prepared objects with its own queue, database and claims.
+  // Every run (1, 2, 4 processes) reads the same prepared objects with its own queue, database and Redis prefix.
   const envFor = (run: string) =>
     benchEnv(run, {
       SLUICE_RELEASE_BACKOFF: '1s',
@@ -121,7 +123,9 @@ async function main() {
     }
     const secs = (performance.now() - t0) / 1000;
     const cpu = cpuBetween(cpu0, sampleCpu(components), components, ticksPerSecond);
-    const cpuSeconds = Object.fromEntries(Object.entries(cpu).map(([name, c]) => [name, c.cpuSeconds]));
+    const cpuSeconds: Record<string, number> = Object.fromEntries(Object.entries(cpu).map(([name, c]) => [name, c.cpuSeconds]));
+    // The workers' JavaScript threads alone (the rest of their CPU is the engine's threads and Node's own).
+    cpuSeconds.workersMainThread = cpu.workers?.mainThreadCpuSeconds ?? Number.NaN;
     const rss = workers.map((w) => peakRssMiB(w.proc.pid!));
     const points = (await Promise.all(workers.map((w) => counter(w.url, 'sluice_worker_influx_points_total')))).reduce((a, b) => a + b, 0);
     await Promise.all(workers.map((w) => w.stop(STOP_GRACE_MS)));
@@ -171,14 +175,23 @@ async function main() {
   const md = [
     `${EVENTS.toLocaleString()} events in ${batches.length} Parquet batches (${(bytes / 2 ** 20).toFixed(1)} MiB), Zipf (s = 1.1) over ${ENTITIES.toLocaleString()} entities, 3 event types, event times over ${SPREAD_MINUTES} minutes; ${runs[0]?.influxPoints.toLocaleString()} InfluxDB points per run. Each worker process runs SLUICE_WORKER_CONCURRENCY=4 batches at once; every process shares the 2 cores with InfluxDB, Redis and the S3/SQS emulator.`,
     '',
-    '| worker processes | events/s (all) | events/s per process | peak RSS per process |',
-    '|---|---|---|---|',
+    '| worker processes | events/s (all) | events/s per process | peak RSS per process | CPU s while measured: workers (their JavaScript threads), InfluxDB, Redis, S3/SQS, this benchmark |',
+    '|---|---|---|---|---|',
     ...runs.map(
-      (x) => `| ${x.processes} | ${x.eventsPerSec.toLocaleString()} | ${x.eventsPerSecPerProcess.toLocaleString()} | ${x.peakRssMiB.join(', ')} MiB |`,
+      (x) =>
+        `| ${x.processes} | ${x.eventsPerSec.toLocaleString()} | ${x.eventsPerSecPerProcess.toLocaleString()} | ${x.peakRssMiB.join(', ')} MiB | ${[
+          'workers',
+          'influxdb',
+          'redis',
+          's3sqs',
+          'bench',
+        ]
+          .map((k) => (k === 'workers' ? `${x.cpuSeconds[k]} (${x.cpuSeconds.workersMainThread})` : (x.cpuSeconds[k] ?? 'n/a')))
+          .join(', ')} |`,
     ),
     '',
     `DuckDB \`GROUP BY minute, entity_id, event_type\` on the same files: ${duckRate.toLocaleString()} events/s. One worker process / DuckDB: ${result.ratioOneProcessToDuckDB}.`,
-    'A worker does more than the GROUP BY: download + sha256 verification, event-id claims in Redis, InfluxDB writes, top-K and all-time totals.',
+    'A worker does more than the GROUP BY: download + sha256 verification, the contract rules and the id check per row, line protocol, InfluxDB writes, top-K and all-time totals. The CPU seconds say where the 2 cores went while the run was measured (the machine may have run other work besides).',
   ].join('\n');
   await finishRun('worker', result, md, dataDir, services);
 }

@@ -10,6 +10,7 @@ import { closeOnSignals, type Service } from '../shared/service.js';
 import { addRetentionCommands } from './retention-commands.js';
 import { addSchemaCommand } from './schema-command.js';
 import { addIcebergCommands } from './iceberg-command.js';
+import { addDimensionsCommands } from './dimensions-command.js';
 
 function config(): Config {
   try {
@@ -41,7 +42,7 @@ async function serve(name: string, start: (cfg: Config, log: ReturnType<typeof c
   }
   if (closeWhenServing) closeWhenServing(service);
   else closeOnSignals(service, log);
-  if (process.send) process.send({ ready: true, url: service.url });
+  if (process.send && process.connected) process.send({ ready: true, url: service.url });
 }
 
 /**
@@ -81,7 +82,8 @@ function closeOnPrimarySignal(log: ReturnType<typeof createLogger>): (service: S
 /**
  * `sluice ingest` with more than one process: this process is the primary (ingest/processes.ts), which only starts,
  * restarts and stops the processes. The first SIGTERM or SIGINT drains them all, then it exits; later signals are
- * ignored (under `sluice start`, Ctrl-C reaches this process and then its supervisor's SIGTERM does).
+ * ignored (e.g. a service manager's SIGTERM to every process, then its supervisor's). Under a supervisor, the supervisor's
+ * exit (its IPC channel closes) drains them too.
  */
 async function serveIngestProcesses(cfg: Config, processes: number): Promise<void> {
   const log = createLogger('ingest', cfg.SLUICE_LOG_LEVEL);
@@ -118,6 +120,16 @@ async function serveIngestProcesses(cfg: Config, processes: number): Promise<voi
       stop(0);
     });
   }
+  // Under a supervisor (`sluice start`, in a process group of its own): its exit, however it died, is the stop.
+  if (typeof process.send === 'function') {
+    const parentGone = () => {
+      if (stopping) return;
+      log.warn({ processes }, `the supervisor that started this process exited (its IPC channel closed): draining ${processes} ingest processes`);
+      stop(0);
+    };
+    if (process.connected) process.once('disconnect', parentGone);
+    else parentGone();
+  }
   let url: string;
   try {
     url = await primary.start();
@@ -130,7 +142,7 @@ async function serveIngestProcesses(cfg: Config, processes: number): Promise<voi
     throw err;
   }
   log.info({ url, processes, nodes: primary.nodes }, `ingest listening: ${processes} processes on one port`);
-  if (process.send) process.send({ ready: true, url });
+  if (process.send && process.connected) process.send({ ready: true, url });
 }
 
 const program = new Command('sluice').description('Sluice: a micro-batch event pipeline (ingest → Parquet on S3 → SQS → workers → InfluxDB)');
@@ -363,6 +375,7 @@ quarantine
 addRetentionCommands(program, config);
 addSchemaCommand(program, config);
 addIcebergCommands(program, config);
+addDimensionsCommands(program, config);
 
 program
   .command('canary')

@@ -6,12 +6,16 @@
 // its window stops the stack, printing the last lines of its log. Reconcile runs at start and every
 // SLUICE_RECONCILE_INTERVAL (workers/reconcile/), the Iceberg commit at start and every SLUICE_ICEBERG_COMMIT_INTERVAL
 // (workers/iceberg/). Ctrl-C / SIGTERM stops ingest first (it delivers its WAL), lets the workers drain the queue, then
-// stops everything this command started.
+// stops everything this command started. The services run in process groups of their own, so the terminal's Ctrl-C
+// reaches only this process, which stops them in that order; each stops by itself when this process dies (also by
+// SIGKILL: its IPC channel closes). Once stopping, no service is restarted, even one that exits on its own (a signal a
+// service manager sends to every process).
 // (`npm start` runs localstack/start.ts, which first brings up local InfluxDB, Redis and S3+SQS, then this.)
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../shared/config.js';
 import { assertBindAllowed } from '../shared/bind-policy.js';
+import { maskUrl } from '../shared/config-fields.js';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { createInflux, ensureDatabase } from '../shared/clients/influx.js';
@@ -129,6 +133,11 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
           `${e.service} exited unexpectedly (${e.exit.signal ?? `code ${e.exit.code}`}); restarting in ${Math.round(e.delayMs)} ms (restart ${e.restarts}); see ${logDir}/${e.service}.log`,
         );
       },
+      onExitWhileStopping: (service, exit) =>
+        log.info(
+          { service, code: exit.code, signal: exit.signal },
+          `${service} exited while the stack stops (${exit.signal ?? `code ${exit.code}`}); not restarted`,
+        ),
       onCrashLoop: (service, exits, lines) => {
         process.stderr.write(
           `\n${service} crashed ${exits.length} times within ${SERVICE_RESTARTS.windowMs / 1000}s; stopping the stack. Last lines of ${logDir}/${service}.log:\n` +
@@ -180,7 +189,8 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
     queueName: cfg.SLUICE_QUEUE_NAME,
   };
   const reconciling = startReconcileSchedule(reconcileDeps, cfg, createLogger('reconcile', cfg.SLUICE_LOG_LEVEL));
-  // Durable batches and verified compactions are committed to the Iceberg table sluice.events.
+  // Durable batches and verified compactions are committed to the Iceberg table sluice.events, rollup files to
+  // sluice.rollups; each run then expires old snapshots and cleans up both tables' metadata.
   const icebergLog = createLogger('iceberg', cfg.SLUICE_LOG_LEVEL);
   const archiveTable = openArchiveTable(cfg, icebergLog, { redis });
   const committing = startIcebergSchedule(archiveTable.deps, cfg, icebergLog);
@@ -194,7 +204,8 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
       }${cfg.SLUICE_INGEST_PROCESSES} process${cfg.SLUICE_INGEST_PROCESSES > 1 ? 'es' : ''}${front ? ' each' : ''})`,
       `  query API  ${query.url}/v1/stats   (dashboard: ${query.url}/)`,
       `  workers    ${fleet.url}/v1/fleet   (${cfg.SLUICE_FLEET_MIN}–${cfg.SLUICE_FLEET_MAX} processes by queue depth; metrics: ${fleet.url}/metrics)`,
-      `  S3 + SQS   ${cfg.AWS_ENDPOINT_URL}   InfluxDB ${cfg.SLUICE_INFLUX_URL}   Redis ${cfg.SLUICE_REDIS_URL}`,
+      // Passwords in these URLs are masked (redis://***@host:6379).
+      `  S3 + SQS   ${maskUrl(cfg.AWS_ENDPOINT_URL)}   InfluxDB ${maskUrl(cfg.SLUICE_INFLUX_URL)}   Redis ${maskUrl(cfg.SLUICE_REDIS_URL)}`,
       `  logs       ${logDir}/`,
       '',
       'Send events:',
@@ -209,6 +220,8 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
   stop = async (reason?: string) => {
     if (stopping) return;
     stopping = true;
+    // From here an exit of any service is final: the stop below ends each in its turn.
+    for (const service of [...ingestNodes, fleet, query]) service.endRestarts();
     process.stdout.write(`\nStopping${reason ? ` (${reason})` : ''}: ingest delivers its WAL…\n`);
     await reconciling.stop();
     await committing.stop();

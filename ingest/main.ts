@@ -9,7 +9,7 @@ import { prom } from '../shared/metrics.js';
 import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { Service } from '../shared/service.js';
-import { addOpsRoutes, createRegistry } from '../shared/metrics.js';
+import { addOpsRoutes, createRegistry, shareWithClusterPrimary } from '../shared/metrics.js';
 import { createS3, createSqs } from '../shared/clients/aws.js';
 import { createRedis } from '../shared/clients/redis.js';
 import { openEngine } from '../shared/parquet.js';
@@ -43,6 +43,8 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
   const ingestDir = path.resolve(cfg.SLUICE_DATA_DIR, 'ingest');
   const nodeDir = path.join(ingestDir, cfg.SLUICE_NODE_ID);
   const registry = createRegistry('ingest');
+  // A process of `sluice ingest --processes N`: its primary sums every process's registry, /metrics answers with the sum.
+  shareWithClusterPrimary(registry, { service: 'ingest', process: cfg.SLUICE_NODE_ID, log });
   const metrics = createIngestMetrics(registry);
   const events = ingestEvents(log, registry);
   // Before anything in the folder is touched: refused if a live node holds it, waits while another node adopts it.

@@ -56,6 +56,9 @@ function jsonErrorWhere(err: unknown, text: string): string {
 
 /** JSON's insignificant whitespace: space, tab, line feed, carriage return. */
 const JSON_WS = new Set([0x20, 0x09, 0x0a, 0x0d]);
+/** The same as a byte table (1 = whitespace), for the per-byte loop of the event counter. */
+const JSON_WS_BYTE = new Uint8Array(256);
+for (const b of JSON_WS) JSON_WS_BYTE[b] = 1;
 const BOM = [0xef, 0xbb, 0xbf];
 
 const tooManyEvents = (max: number) =>
@@ -126,14 +129,32 @@ export class EventCounter {
     }
   }
 
+  // Hot path (every byte of every JSON array body): a string's bytes are skipped in a tight loop up to its closing
+  // quote or an escape, and inside an element only strings and brackets are looked at.
   private feedArray(buf: Buffer, from: number): void {
     let { depth, inString, escaped, commas, sawElement } = this;
-    for (let i = from; i < buf.length; i++) {
-      const b = buf[i]!;
+    const n = buf.length;
+    let i = from;
+    while (i < n) {
       if (inString) {
-        if (escaped) escaped = false;
-        else if (b === 0x5c) escaped = true;
-        else if (b === 0x22) inString = false;
+        if (escaped) {
+          escaped = false;
+          i++;
+          continue;
+        }
+        let b = buf[i]!;
+        while (b !== 0x22 && b !== 0x5c && ++i < n) b = buf[i]!;
+        if (i === n) break;
+        if (b === 0x5c) escaped = true;
+        else inString = false;
+        i++;
+        continue;
+      }
+      const b = buf[i++]!;
+      if (depth > 1) {
+        if (b === 0x22) inString = true;
+        else if (b === 0x5b || b === 0x7b) depth++;
+        else if (b === 0x5d || b === 0x7d) depth--;
         continue;
       }
       if (b === 0x22) {
@@ -150,10 +171,14 @@ export class EventCounter {
         }
       } else if (depth === 1) {
         if (b === 0x2c) commas++;
-        else if (!JSON_WS.has(b)) sawElement = true;
+        else if (JSON_WS_BYTE[b] === 0) sawElement = true;
       }
     }
-    Object.assign(this, { depth, inString, escaped, commas, sawElement });
+    this.depth = depth;
+    this.inString = inString;
+    this.escaped = escaped;
+    this.commas = commas;
+    this.sawElement = sawElement;
   }
 }
 

@@ -10,10 +10,19 @@
 // with SCHED_NONE (the kernel wakes one of the processes blocked in accept) 228/172 and 215/185, and 4 keep-alive
 // connections of one client once landed all on one process (2000/0 requests). The primary's cost is one accept and
 // one handle transfer per connection, not per request; producers keep their connections alive (ingest/client).
+// A connection handed to a process in the instant it crashes stays unanswered: Node's round-robin neither closes nor
+// passes on a handle whose process died before taking it. The client's timeout ends it; nothing on it was acknowledged.
+//
+// /metrics. Whichever process takes a scrape answers it with the sum over all processes: it asks this primary over
+// IPC, which collects every process's registry (prom-client's AggregatorRegistry, shared/metrics.ts) and sums each
+// metric by its aggregator (counters and histograms summed, gauges as ingest/metrics.ts declares). While a process is
+// (re)starting there is no complete sum: the answering process then gives its own metrics, marked as such
+// (`sluice_metrics_aggregated 0`), rather than a sum that would drop and jump back.
 import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
 import { ConfigError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import { serveClusterMetrics } from '../shared/metrics.js';
 import { BACKOFF, backoffMs } from '../shared/retry.js';
 import type { RestartPolicy } from '../shared/supervised-service.js';
 
@@ -56,6 +65,8 @@ interface Slot {
   restarts: number;
   /** Reported ready at least once: from then on its exits are crashes to restart (before, start() reports them). */
   started: boolean;
+  /** The process that reported ready, while it runs (a restart in progress leaves it undefined). */
+  serving: Worker | undefined;
   restartTimer: NodeJS.Timeout | undefined;
 }
 
@@ -67,6 +78,7 @@ export class IngestProcesses {
   private port: number;
   private stopping = false;
   private fatal = false;
+  private stopMetrics: (() => void) | undefined;
   url = '';
 
   constructor(private readonly o: IngestProcessesOptions) {
@@ -86,6 +98,7 @@ export class IngestProcesses {
       crashes: [],
       restarts: 0,
       started: false,
+      serving: undefined,
       restartTimer: undefined,
     }));
   }
@@ -103,6 +116,7 @@ export class IngestProcesses {
     // Round-robin is Node's default on Linux unless NODE_CLUSTER_SCHED_POLICY says otherwise; see the file header.
     cluster.schedulingPolicy = cluster.SCHED_RR;
     cluster.setupPrimary({ exec: process.argv[1], args: this.o.args, execArgv: process.execArgv });
+    this.stopMetrics ??= serveClusterMetrics({ unavailable: () => this.notSummable() });
     // Every process listens on the same concrete port, also after a restart: the primary keeps one listening handle
     // per address and port, and a restart asking for port 0 would not join the handle of a port chosen earlier.
     if (this.port === 0) this.port = await freePort(this.o.host);
@@ -124,7 +138,10 @@ export class IngestProcesses {
     const worker = cluster.fork({ SLUICE_NODE_ID: slot.node, SLUICE_INGEST_PORT: String(this.port) });
     slot.worker = worker;
     slot.exited = new Promise((resolve) => worker.once('exit', (code) => resolve(code)));
-    worker.once('exit', (code, signal) => this.onExit(slot, worker, code, signal));
+    worker.once('exit', (code, signal) => {
+      if (slot.serving === worker) slot.serving = undefined;
+      this.onExit(slot, worker, code, signal);
+    });
     const timeoutMs = this.o.readyTimeoutMs ?? 60_000;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -149,6 +166,7 @@ export class IngestProcesses {
         if (err) reject(err);
         else {
           slot.started = true;
+          slot.serving = worker;
           this.o.log.info({ node: slot.node, childPid: worker.process.pid, url, restarts: slot.restarts }, `ingest process ${slot.node} started`);
           resolve(url!);
         }
@@ -187,6 +205,13 @@ export class IngestProcesses {
     }, delayMs);
   }
 
+  /** Why the processes' metrics cannot be summed now (one is not serving: it would not answer), or undefined. */
+  private notSummable(): string | undefined {
+    if (this.stopping || this.fatal) return 'the ingest processes are stopping';
+    const missing = this.slots.find((s) => s.serving === undefined || !s.serving.isConnected());
+    return missing ? `ingest process ${missing.node} is not serving (starting or restarting)` : undefined;
+  }
+
   private giveUp(reason: string, exitCode: number): void {
     this.fatal = true;
     this.o.log.error({ reason }, `${reason}; stopping the other ingest processes`);
@@ -205,6 +230,8 @@ export class IngestProcesses {
     });
     for (const s of running) s.worker!.process.kill('SIGTERM');
     const codes = await Promise.all(running.map((s) => s.exited!));
+    this.stopMetrics?.();
+    this.stopMetrics = undefined;
     return codes.every((c) => c === 0);
   }
 }

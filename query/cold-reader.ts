@@ -13,7 +13,19 @@ export const COLD_LISTING_TTL_MS = 60_000;
 /** Downloads in parallel for one answer. */
 const DOWNLOAD_CONCURRENCY = 8;
 
-export class ColdRollupReader {
+/** Where one kind of cold rollup files lives and how its rows of one series are read: the entity rollups by default. */
+export interface ColdRollupLayout<K, R> {
+  prefix(res: RollupResolution): string;
+  parse(key: string): { res: RollupResolution; startMs: number } | undefined;
+  read(files: readonly string[], q: K & { fromMs: number; toMs: number }): Promise<R[]>;
+}
+
+type EntityQuery = { entityId: string; eventType: string };
+
+/** The entity rollups (contracts/cold-layout.ts). */
+export const ENTITY_ROLLUPS: ColdRollupLayout<EntityQuery, RollupRow> = { prefix: rollupPrefix, parse: parseRollupKey, read: readRollups };
+
+export class ColdRollupReader<K = EntityQuery, R = RollupRow> {
   private readonly listings = new Map<RollupResolution, { at: number; objects: Promise<ColdObject[]> }>();
   /** key → local file of the version with that etag. */
   private readonly local = new Map<string, { etag: string; file: Promise<string> }>();
@@ -23,6 +35,7 @@ export class ColdRollupReader {
     private readonly cold: ColdStorage,
     private readonly cacheDir: string,
     private readonly now: () => number = Date.now,
+    private readonly layout: ColdRollupLayout<K, R> = ENTITY_ROLLUPS as unknown as ColdRollupLayout<K, R>,
   ) {
     mkdirSync(cacheDir, { recursive: true });
   }
@@ -30,7 +43,7 @@ export class ColdRollupReader {
   private listing(res: RollupResolution): Promise<ColdObject[]> {
     const cached = this.listings.get(res);
     if (cached && this.now() - cached.at < COLD_LISTING_TTL_MS) return cached.objects;
-    const objects = this.cold.list(rollupPrefix(res));
+    const objects = this.cold.list(this.layout.prefix(res));
     objects.catch(() => this.listings.delete(res));
     this.listings.set(res, { at: this.now(), objects });
     return objects;
@@ -54,11 +67,11 @@ export class ColdRollupReader {
   }
 
   /** Rollup rows of one series whose period starts in [fromMs, toMs). */
-  async rows(res: RollupResolution, q: { entityId: string; eventType: string; fromMs: number; toMs: number }): Promise<RollupRow[]> {
+  async rows(res: RollupResolution, q: K & { fromMs: number; toMs: number }): Promise<R[]> {
     if (q.toMs <= q.fromMs) return [];
     const first = coldFileStart(res, q.fromMs);
     const wanted = (await this.listing(res)).filter((o) => {
-      const k = parseRollupKey(o.key);
+      const k = this.layout.parse(o.key);
       return k !== undefined && k.res === res && k.startMs >= first && k.startMs < q.toMs;
     });
     if (!wanted.length) return [];
@@ -68,6 +81,6 @@ export class ColdRollupReader {
     for (let i = 0; i < wanted.length; i += DOWNLOAD_CONCURRENCY) {
       files.push(...(await Promise.all(wanted.slice(i, i + DOWNLOAD_CONCURRENCY).map((o) => this.fetch(o)))));
     }
-    return readRollups(files, q);
+    return this.layout.read(files, q);
   }
 }

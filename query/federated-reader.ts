@@ -14,17 +14,16 @@ import {
 } from '../shared/contracts/influx-series.js';
 import { DAY_MS, HOUR_MS, type RollupResolution, type RollupRow } from '../shared/contracts/cold-layout.js';
 import type { Bucket } from './buckets.js';
-import type { ColdRollupReader } from './cold-reader.js';
 import type { InfluxReader } from './influx-reader.js';
 import type { InfluxQueryKind } from './metrics.js';
-import { foldedQuery } from './influxql.js';
-import type { StatsRequest, TotalRequest } from './params.js';
+import { foldedQueryWhere } from './influxql.js';
+import type { StatsRequest } from './params.js';
 import { bucketMap, foldInto, stitch } from './resolution-ladder.js';
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 const toBuckets = (rows: Record<string, unknown>[]): Bucket[] => rows.map((r) => [num(r.time), num(r.count), num(r.sum), numOrNull(r.min), numOrNull(r.max)]);
-const fromRollups = (rows: RollupRow[]): Map<number, Bucket> => bucketMap(rows.map((r) => [r.periodMs, r.count, r.sum, r.min, r.max] as Bucket));
+const fromRollups = (rows: Pick<RollupRow, 'periodMs' | 'count' | 'sum' | 'min' | 'max'>[]): Map<number, Bucket> => bucketMap(rows.map((r) => [r.periodMs, r.count, r.sum, r.min, r.max] as Bucket));
 
 /** Events stamped up to this far in the future are accepted by ingest; totals include them. */
 const FUTURE_MS = DAY_MS;
@@ -32,12 +31,34 @@ const POLICY_RECHECK_MS = 60_000;
 /** Recent days stitched from hours and minutes (totals, 1d steps) when minutes are kept forever. */
 const RECENT_WINDOW_MS = 7 * DAY_MS;
 
-export class FederatedReader {
+/** The key of an entity series. */
+export type EntityKey = Pick<StatsRequest, 'entityId' | 'eventType'>;
+
+/** Which series a reader folds: their measurement per resolution (1h/1d in RP_1H/RP_1D) and the condition of one. */
+export interface FederatedSeries<K> {
+  measurements: Readonly<Record<'1m' | '1h' | '1d', string>>;
+  where(key: K): string;
+}
+
+/** The entity series (contracts/influx-series.ts). */
+export const ENTITY_SERIES: FederatedSeries<EntityKey> = {
+  measurements: { '1m': MEASUREMENT_1M, '1h': MEASUREMENT_1H, '1d': MEASUREMENT_1D },
+  where: (k) => seriesIs(k.entityId, k.eventType),
+};
+
+/** Cold rollup rows of one series (query/cold-reader.ts). */
+export interface ColdRollups<K> {
+  rows(res: RollupResolution, q: K & { fromMs: number; toMs: number }): Promise<Pick<RollupRow, 'periodMs' | 'count' | 'sum' | 'min' | 'max'>[]>;
+}
+
+/** Reads the entity series by default; another series layout with the same fields (the attribute series) through `series`. */
+export class FederatedReader<K extends { eventType: string } = EntityKey> {
   constructor(
     private readonly influx: InfluxReader,
-    private readonly cold: ColdRollupReader | undefined,
+    private readonly cold: ColdRollups<K> | undefined,
     private readonly cfg: Pick<Config, 'SLUICE_INFLUX_DB' | 'SLUICE_RETENTION_1M' | 'SLUICE_RETENTION_1H' | 'SLUICE_RETENTION_1D'>,
     private readonly now: () => number = Date.now,
+    private readonly series: FederatedSeries<K> = ENTITY_SERIES as unknown as FederatedSeries<K>,
   ) {}
 
   private policies: { at: number; names: Promise<Set<string>> } | undefined;
@@ -61,14 +82,14 @@ export class FederatedReader {
 
   private async coldBuckets(
     res: RollupResolution,
-    req: Pick<StatsRequest, 'entityId' | 'eventType'>,
+    req: K,
     fromMs: number,
     toMs: number,
     retentionMs: number,
   ): Promise<Map<number, Bucket>> {
     const hotFrom = this.hotFrom(retentionMs, res === '1h' ? HOUR_MS : DAY_MS);
     if (!this.cold || fromMs >= hotFrom) return new Map();
-    return fromRollups(await this.cold.rows(res, { entityId: req.entityId, eventType: req.eventType, fromMs, toMs: Math.min(toMs, hotFrom) }));
+    return fromRollups(await this.cold.rows(res, { ...req, fromMs, toMs: Math.min(toMs, hotFrom) }));
   }
 
   /**
@@ -78,7 +99,7 @@ export class FederatedReader {
    */
   private async hotRows(
     kind: InfluxQueryKind,
-    req: Pick<StatsRequest, 'entityId' | 'eventType'>,
+    req: K,
     hourRanges: readonly [number, number][],
     days: [number, number] | undefined,
     extra: string[] = [],
@@ -90,11 +111,13 @@ export class FederatedReader {
     const db = this.cfg.SLUICE_INFLUX_DB;
     const [h, d] = await Promise.all([this.hasPolicy(RP_1H), days ? this.hasPolicy(RP_1D) : Promise.resolve(false)]);
     const statements: string[] = [];
+    const m = this.series.measurements;
+    const where = this.series.where(req);
     for (const [a, b] of hourRanges) {
-      statements.push(foldedQuery({ measurement: MEASUREMENT_1M }, req, a, b, '1h'));
-      if (h) statements.push(foldedQuery({ database: db, retentionPolicy: RP_1H, measurement: MEASUREMENT_1H }, req, a, b, '1h'));
+      statements.push(foldedQueryWhere({ measurement: m['1m'] }, where, a, b, '1h'));
+      if (h) statements.push(foldedQueryWhere({ database: db, retentionPolicy: RP_1H, measurement: m['1h'] }, where, a, b, '1h'));
     }
-    if (d && days) statements.push(foldedQuery({ database: db, retentionPolicy: RP_1D, measurement: MEASUREMENT_1D }, req, days[0], days[1], '1d'), ...extra);
+    if (d && days) statements.push(foldedQueryWhere({ database: db, retentionPolicy: RP_1D, measurement: m['1d'] }, where, days[0], days[1], '1d'), ...extra);
     const rows = await this.influx.runMany(kind, statements);
     const per = h ? 2 : 1;
     const dayIndex = hourRanges.length * per;
@@ -106,8 +129,9 @@ export class FederatedReader {
   }
 
   /** Buckets of a 1h or 1d request (1m requests stay on InfluxReader.stats). */
-  async stats(req: StatsRequest): Promise<Bucket[]> {
-    if (req.step === '1m') return this.influx.stats(req);
+  async stats(req: K & Pick<StatsRequest, 'fromMs' | 'toMs' | 'step'>): Promise<Bucket[]> {
+    if (req.step === '1m')
+      return toBuckets((await this.influx.runMany('stats', [foldedQueryWhere({ measurement: this.series.measurements['1m'] }, this.series.where(req), req.fromMs, req.toMs, '1m')]))[0] ?? []);
     return (await this.buckets(req, req.fromMs, req.toMs, req.step)).buckets;
   }
 
@@ -118,7 +142,7 @@ export class FederatedReader {
   }
 
   private async buckets(
-    req: Pick<StatsRequest, 'entityId' | 'eventType'>,
+    req: K,
     fromMs: number,
     toMs: number,
     step: '1h' | '1d',
@@ -156,15 +180,15 @@ export class FederatedReader {
    * from daily rollups, hourly rollups and minutes. Days before the window lacking a daily rollup (the rollup
    * job stopped for longer than the window) are missing from totals until it runs again; audits show them.
    */
-  async total(req: TotalRequest): Promise<{ count: number; sum: number }> {
+  async total(req: K): Promise<{ count: number; sum: number }> {
     const nowMs = this.now();
     const toMs = Math.floor((nowMs + FUTURE_MS) / DAY_MS) * DAY_MS + DAY_MS;
     const windowFrom = this.recentDaysFrom();
     // Days before this come from the cold tier only (InfluxDB may have dropped them), after it from InfluxDB only.
     const coldUntil = Math.min(this.hotFrom(this.cfg.SLUICE_RETENTION_1D, DAY_MS), windowFrom);
     const before =
-      `SELECT ${TOTAL_SELECT} FROM ${qualifiedMeasurement(this.cfg.SLUICE_INFLUX_DB, RP_1D, MEASUREMENT_1D)} ` +
-      `WHERE ${seriesIs(req.entityId, req.eventType)}${Number.isFinite(coldUntil) ? ` AND time >= ${coldUntil}ms` : ''} AND time < ${windowFrom}ms`;
+      `SELECT ${TOTAL_SELECT} FROM ${qualifiedMeasurement(this.cfg.SLUICE_INFLUX_DB, RP_1D, this.series.measurements['1d'])} ` +
+      `WHERE ${this.series.where(req)}${Number.isFinite(coldUntil) ? ` AND time >= ${coldUntil}ms` : ''} AND time < ${windowFrom}ms`;
     const [recent, cold] = await Promise.all([
       this.buckets(req, windowFrom, toMs, '1d', 'total', [before]),
       this.coldBuckets('1d', req, 0, windowFrom, this.cfg.SLUICE_RETENTION_1D),

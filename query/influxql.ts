@@ -28,9 +28,17 @@ export function foldedQuery(
   toMs: number,
   step: string,
 ): string {
+  return foldedQueryWhere(from, seriesIs(req.entityId, req.eventType), fromMs, toMs, step);
+}
+
+/** The foldedQuery shape for any series condition (`where`, e.g. an attribute series of influx-series.ts). */
+export function foldedQueryWhere(
+  from: { database?: string; retentionPolicy?: string; measurement: string },
+  where: string,
+  fromMs: number,
+  toMs: number,
+  step: string,
+): string {
   const source = from.retentionPolicy ? qualifiedMeasurement(from.database ?? '', from.retentionPolicy, from.measurement) : ident(from.measurement);
-  return (
-    `SELECT ${FOLD_SELECT} FROM ${source} WHERE ${seriesIs(req.entityId, req.eventType)} ` +
-    `AND time >= ${Math.trunc(fromMs)}ms AND time < ${Math.trunc(toMs)}ms GROUP BY time(${step}) fill(none)`
-  );
+  return `SELECT ${FOLD_SELECT} FROM ${source} WHERE ${where} AND time >= ${Math.trunc(fromMs)}ms AND time < ${Math.trunc(toMs)}ms GROUP BY time(${step}) fill(none)`;
 }

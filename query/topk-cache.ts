@@ -1,10 +1,12 @@
-// The query API's in-process cache of merged top-K windows: a request costs one GET of the tag's version while no batch
-// was merged since the window was last merged, and re-reads only the buckets a batch changed when one was. Answers are
-// never staler than the last batch merged before the request began (the version is read first).
+// The query API's in-process cache of merged top-K windows. A request costs one GET of the tag's version while no
+// batch was merged since the window was last merged; after a batch, only the buckets whose N changed are read again
+// and swapped in the window's running sum (shared/topk-summary.ts WindowAccumulator), so a refresh costs O(changed
+// buckets' items) plus ranking, not a merge of the whole window. Answers are never older than the last batch merged
+// before the request began (the version is read first).
 //
-// Cost per request: hit — 1 Redis GET and a slice of a ranked list; miss — the GET, one HGET per bucket of the window
-// (pipelined), one MULTI reading the changed buckets whole, and a merge in O(items of the window's buckets).
-// Concurrent misses of one window and version share one computation.
+// Cost per request: hit — 1 Redis GET; refresh — the GET, one HGET per bucket of the window (one pipeline), one MULTI
+// reading the changed buckets whole, O(their items) to swap them and O(entities of the window) to rank. Refreshes of
+// one window run one at a time; concurrent requests wait for the running one.
 import type { RedisClient } from '../shared/clients/redis.js';
 import {
   readTopKBucketTotals,
@@ -15,23 +17,28 @@ import {
   topKWindowBuckets,
   type TopKWindow,
 } from '../shared/topk-store.js';
-import { mergeWindow, type RankedSummary, type Summary } from '../shared/topk-summary.js';
+import { type RankedSummary, WindowAccumulator } from '../shared/topk-summary.js';
 
 /** Longest a merged window is served without re-checking its buckets (bounds the effect of a lost version key). */
 export const TOPK_CACHE_MAX_AGE_MS = 10_000;
-/** Bucket items kept in memory across windows (≈ 100 bytes each); the least recently used buckets go first. */
-export const TOPK_CACHE_MAX_ITEMS = 500_000;
-/** Windows (event type × window) kept. */
-export const TOPK_CACHE_MAX_WINDOWS = 1_000;
+/** Bucket items and window entities kept in memory over all windows (≈ 100 bytes each); least recently used go first. */
+export const TOPK_CACHE_MAX_ITEMS = 1_000_000;
 
-export type TopKCacheResult = 'hit' | 'miss' | 'coalesced';
+/** hit: no batch since the last refresh; miss: this request refreshed; coalesced: it waited for another's refresh;
+ * revalidated: `Cache-Control: no-cache` made it check every bucket. */
+export type TopKCacheResult = 'hit' | 'miss' | 'coalesced' | 'revalidated';
 
 interface WindowEntry {
   /** First and last bucket start: the window slid when they change. */
   span: string;
   version: string;
   atMs: number;
+  acc: WindowAccumulator;
+  /** The buckets summed in `acc`, by start, as they were read. */
+  parts: Map<number, TopKBucket>;
   ranked: RankedSummary;
+  /** Items held (bucket items + window entities), for the memory budget. */
+  items: number;
 }
 
 export interface TopKCacheOptions {
@@ -39,20 +46,17 @@ export interface TopKCacheOptions {
   keep: number;
   maxAgeMs?: number;
   maxItems?: number;
-  maxWindows?: number;
   /** Monotonic clock for ages (tests). */
   clock?: () => number;
 }
 
 export class TopKWindowCache {
   private readonly windows = new Map<string, WindowEntry>();
-  private readonly buckets = new Map<string, TopKBucket>();
-  private bucketItems = 0;
-  private readonly inflight = new Map<string, Promise<RankedSummary>>();
+  private readonly refreshing = new Map<string, Promise<WindowEntry>>();
+  private items = 0;
   private readonly keep: number;
   private readonly maxAgeMs: number;
   private readonly maxItems: number;
-  private readonly maxWindows: number;
   private readonly clock: () => number;
 
   constructor(
@@ -63,71 +67,78 @@ export class TopKWindowCache {
     this.keep = opts.keep;
     this.maxAgeMs = opts.maxAgeMs ?? TOPK_CACHE_MAX_AGE_MS;
     this.maxItems = opts.maxItems ?? TOPK_CACHE_MAX_ITEMS;
-    this.maxWindows = opts.maxWindows ?? TOPK_CACHE_MAX_WINDOWS;
     this.clock = opts.clock ?? (() => performance.now());
   }
 
-  /** The window of `eventType` ending at `nowMs`, merged, with its `keep` largest items. */
-  async read(eventType: string, window: TopKWindow, nowMs: number): Promise<{ ranked: RankedSummary; result: TopKCacheResult }> {
+  /**
+   * The window of `eventType` ending at `nowMs`, merged, with its `keep` largest items. `revalidate` checks every
+   * bucket of the window whatever the version says (what `Cache-Control: no-cache` asks for).
+   */
+  async read(eventType: string, window: TopKWindow, nowMs: number, revalidate = false): Promise<{ ranked: RankedSummary; result: TopKCacheResult }> {
     const starts = topKWindowBuckets(TOPK_RESOLUTIONS[window], nowMs);
     const span = `${starts[0]}-${starts[starts.length - 1]}`;
-    const windowKey = `${eventType}\u0000${window}`;
+    const key = `${eventType}\u0000${window}`;
     const version = await readTopKVersion(this.redis, this.prefix, eventType, window);
-    const cached = this.windows.get(windowKey);
-    if (cached && cached.span === span && cached.version === version && this.clock() - cached.atMs < this.maxAgeMs) {
-      return { ranked: cached.ranked, result: 'hit' };
+    let waited = false;
+    for (;;) {
+      const running = this.refreshing.get(key);
+      if (running) {
+        // One refresh per window at a time: it may have read the buckets before this request's version, so check again.
+        waited = true;
+        await running.catch(() => undefined);
+        continue;
+      }
+      const e = this.windows.get(key);
+      if (!revalidate && e && e.span === span && Number(e.version) >= Number(version) && this.clock() - e.atMs < this.maxAgeMs) {
+        return { ranked: e.ranked, result: waited ? 'coalesced' : 'hit' };
+      }
+      const p = this.refresh(key, eventType, window, starts, span, version);
+      this.refreshing.set(key, p);
+      try {
+        return { ranked: (await p).ranked, result: revalidate ? 'revalidated' : 'miss' };
+      } finally {
+        this.refreshing.delete(key);
+      }
     }
-    const flightKey = `${windowKey}\u0000${span}\u0000${version}`;
-    const running = this.inflight.get(flightKey);
-    if (running) return { ranked: await running, result: 'coalesced' };
+  }
+
+  private async refresh(key: string, eventType: string, window: TopKWindow, starts: readonly number[], span: string, version: string): Promise<WindowEntry> {
     const atMs = this.clock();
-    const p = this.merge(eventType, window, starts);
-    this.inflight.set(flightKey, p);
-    try {
-      const ranked = await p;
-      this.windows.delete(windowKey);
-      this.windows.set(windowKey, { span, version, atMs, ranked });
-      if (this.windows.size > this.maxWindows) this.windows.delete(this.windows.keys().next().value!);
-      return { ranked, result: 'miss' };
-    } finally {
-      this.inflight.delete(flightKey);
-    }
-  }
-
-  private async merge(eventType: string, window: TopKWindow, starts: readonly number[]): Promise<RankedSummary> {
+    const e = this.windows.get(key) ?? { span, version, atMs, acc: new WindowAccumulator(), parts: new Map(), ranked: new WindowAccumulator().ranked(this.keep), items: 0 };
     const totals = await readTopKBucketTotals(this.redis, this.prefix, eventType, window, starts);
-    const keyOf = (s: number) => `${eventType}\u0000${window}\u0000${s}`;
-    const summaries: Summary[] = [];
-    const stale: number[] = [];
-    starts.forEach((s, i) => {
-      if (totals[i] === 0) return; // no such bucket
-      const key = keyOf(s);
-      const cached = this.buckets.get(key);
-      // N grows with every batch merged into a bucket: a bucket whose N is unchanged is the bucket as cached.
-      if (cached && cached.total === totals[i]) {
-        this.buckets.delete(key);
-        this.buckets.set(key, cached);
-        summaries.push(cached.summary);
-      } else stale.push(s);
-    });
+    const wanted = new Map(starts.map((s, i) => [s, totals[i]!]));
+    // N grows with every batch merged into a bucket: a bucket whose N is unchanged is the bucket as summed.
+    const stale = starts.filter((s) => wanted.get(s)! > 0 && e.parts.get(s)?.total !== wanted.get(s));
     const fresh = await readTopKBuckets(this.redis, this.prefix, eventType, window, stale);
-    fresh.forEach((b, j) => {
-      this.remember(keyOf(stale[j]!), b);
-      summaries.push(b.summary);
-    });
-    return mergeWindow(summaries, this.keep);
-  }
-
-  private remember(key: string, b: TopKBucket): void {
-    const old = this.buckets.get(key);
-    if (old) this.bucketItems -= old.summary.items.length;
-    this.buckets.delete(key);
-    this.buckets.set(key, b);
-    this.bucketItems += b.summary.items.length;
-    while (this.bucketItems > this.maxItems && this.buckets.size > 1) {
-      const [oldest, ob] = this.buckets.entries().next().value!;
-      this.buckets.delete(oldest);
-      this.bucketItems -= ob.summary.items.length;
+    // No await from here on: a failed read above leaves the entry as it was.
+    this.items -= this.windows.has(key) ? e.items : 0;
+    let changed = stale.length > 0 || !this.windows.has(key);
+    for (const [s, b] of e.parts) {
+      if ((wanted.get(s) ?? 0) > 0) continue; // still in the window
+      e.acc.remove(b.summary);
+      e.parts.delete(s);
+      changed = true;
     }
+    stale.forEach((s, i) => {
+      const old = e.parts.get(s);
+      if (old) e.acc.remove(old.summary);
+      e.acc.add(fresh[i]!.summary);
+      e.parts.set(s, fresh[i]!);
+    });
+    e.span = span;
+    e.version = version;
+    e.atMs = atMs;
+    if (changed) e.ranked = e.acc.ranked(this.keep);
+    e.items = e.acc.size;
+    for (const b of e.parts.values()) e.items += b.summary.items.length;
+    this.windows.delete(key);
+    this.windows.set(key, e);
+    this.items += e.items;
+    for (const [k, old] of this.windows) {
+      if (this.items <= this.maxItems || k === key) break;
+      this.windows.delete(k);
+      this.items -= old.items;
+    }
+    return e;
   }
 }

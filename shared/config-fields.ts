@@ -155,9 +155,10 @@ const namedKeys =
       return 'problem' in r ? r.problem : undefined;
     },
   });
-/** "producer:key,other:key2" → Map(key → producer). */
+/** "producer:key,other:key2" → Map(key → producer); a key may be listed once (it names the producer of its events). */
 export const apiKeys = namedKeys(
-  'comma-separated producer:key pairs, producer names of letters, digits, _ . - (at most 64), e.g. web:s3cret,app:t0ken (empty = no authentication)',
+  'comma-separated producer:key pairs, producer names of letters, digits, _ . - (at most 64), each key listed once, e.g. web:s3cret,app:t0ken (empty = no authentication)',
+  { uniqueKeys: true },
 );
 /** "analyst:key,ops:key2" → Map(key → key name); a key may be listed once (its name decides its scope). */
 export const queryApiKeys = namedKeys(

@@ -13,6 +13,7 @@ import {
   bool,
   duration,
   durationBetween,
+  field,
   int,
   keyList,
   maskUrl,
@@ -31,6 +32,16 @@ import {
   url,
 } from './config-fields.js';
 import { keyScopes, unknownScopedNames, type KeyScopes } from './key-scopes.js';
+import { ATTRIBUTE_NAME_ACCEPTS, ATTRIBUTE_NAME_PATTERN, MAX_ATTRIBUTES, TABLE_NAME_ACCEPTS, TABLE_NAME_PATTERN } from './contracts/dimensions.js';
+
+/** "channel,category" → the attribute names, each listed once (empty = none). */
+const attributeList = field(`comma-separated attribute names (at most ${MAX_ATTRIBUTES}, each ${ATTRIBUTE_NAME_ACCEPTS}, listed once; empty = none)`, (r) => {
+  const names = r
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  return names.length <= MAX_ATTRIBUTES && new Set(names).size === names.length && names.every((n) => ATTRIBUTE_NAME_PATTERN.test(n)) ? names : undefined;
+});
 
 function findRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -194,6 +205,18 @@ export const SETTINGS = {
     'Delay before a batch released after transient faults becomes visible again; doubles with each receive, up to 15 minutes.',
   ),
   SLUICE_WORKER_SHUTDOWN_GRACE: duration('10s', 'On SIGTERM, how long in-flight batches may run to completion before they are released to other workers.'),
+  SLUICE_DIMENSIONS: attributeList(
+    '',
+    'Attributes of the dimension table (SLUICE_DIMENSIONS_TABLE) that workers count by: per batch, per-minute aggregates of each as its own InfluxDB series (events_1m_by_<attribute>, tags value and event_type), answered by GET /v1/stats?dimension=… and /v1/topk?dimension=… (empty = no enrichment: no join, no extra query).',
+  ),
+  SLUICE_DIMENSIONS_TABLE: field(TABLE_NAME_ACCEPTS, (r) => (TABLE_NAME_PATTERN.test(r.trim()) ? r.trim() : undefined))(
+    'entities',
+    'The dimension table (`sluice dimensions load FILE --name NAME`, stored under dimensions/<name>/ in SLUICE_RAW_BUCKET) whose current version workers and the query API enrich entities with.',
+  ),
+  SLUICE_DIMENSIONS_POLL: durationBetween(1_000, 86_400_000)(
+    '30s',
+    "How often workers and the query API read the dimension table's pointer; a new version is downloaded, built into a local database under SLUICE_DATA_DIR and swapped in without a restart (batches already running keep the version they started with).",
+  ),
 
   SLUICE_LEDGER_RETENTION: duration(
     '14d',
@@ -213,7 +236,16 @@ export const SETTINGS = {
   ),
   SLUICE_ICEBERG_COMMIT_INTERVAL: duration(
     '5m',
-    'How often `sluice start` commits new archive batches to the Iceberg table sluice.events (batches delivered or older than SLUICE_RECONCILE_GRACE); also once at start (0 = never; `sluice iceberg commit` runs it by hand, e.g. from a CronJob).',
+    'How often `sluice start` commits new archive batches to the Iceberg table sluice.events (batches delivered or older than SLUICE_RECONCILE_GRACE) and new rollup files to sluice.rollups, then expires old snapshots; also once at start (0 = never; `sluice iceberg commit` runs it by hand, e.g. from a CronJob).',
+  ),
+  SLUICE_ICEBERG_SNAPSHOT_RETENTION: retention(
+    '120h',
+    "Snapshots of the Iceberg tables older than this are expired after each commit run: dropped from the metadata, with the manifest lists and manifests only they used, so time travel reaches back this far (inf = keep every snapshot). S3 Tables' default.",
+  ),
+  SLUICE_ICEBERG_MIN_SNAPSHOTS: int(1, 100_000)('1', "Snapshots of each Iceberg table's history kept whatever their age (the current one always counts)."),
+  SLUICE_ICEBERG_ORPHAN_GRACE: retention(
+    '3d',
+    "Files in an Iceberg table's metadata folder that no kept version references (lost commit attempts, leftovers of an interrupted expiry) are deleted once this much older than the oldest kept snapshot; data files are never touched (inf = never delete). S3 Tables' default.",
   ),
 
   SLUICE_FLEET_MIN: int(0, 1000)('1', 'Fewest worker processes `sluice fleet` keeps running, even when the queue is empty.'),

@@ -1,5 +1,12 @@
 // Runs one service as a child process and stops it: spawn a command (see shared/process-commands.ts), wait for its
 // ready message, stop it with SIGTERM and SIGKILL only after a grace. A stop resolves once it exited.
+//
+// A child with an IPC channel runs in a process group of its own. Ctrl-C in a terminal sends SIGINT to every process
+// of the foreground group: were the children in ours, each would start stopping on its own, at once and out of order
+// (a supervisor restarting a service that exited, a worker seeing its supervisor's SIGTERM as a second signal). In
+// their own group only this process gets it and stops them in its order. Such a child watches its IPC channel instead:
+// when this process exits, however (also SIGKILL), the channel closes and the child stops as on SIGTERM
+// (shared/service.ts). A child without IPC (a database, a proxy) could not notice, and stays in our group.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { sluiceCommand } from './process-commands.js';
@@ -22,6 +29,11 @@ export interface ChildOptions {
   logFile?: string;
   /** Open an IPC channel (needed for the ready message). */
   ipc?: boolean;
+  /**
+   * Run the child in a process group of its own, out of reach of the terminal's Ctrl-C (see the file header).
+   * Default: when it has an IPC channel, by which it notices this process's exit.
+   */
+  ownProcessGroup?: boolean;
 }
 
 /** A running child process and its one exit. */
@@ -31,6 +43,8 @@ export class SupervisedProcess {
   readonly exited: Promise<Exit>;
   /** Where its output goes, when not inherited. */
   readonly logFile: string | undefined;
+  /** It leads a process group of its own (its pid is the group's id). */
+  readonly ownProcessGroup: boolean;
   private killTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -39,10 +53,11 @@ export class SupervisedProcess {
     opts: ChildOptions = {},
   ) {
     this.logFile = opts.logFile;
+    this.ownProcessGroup = opts.ownProcessGroup ?? opts.ipc === true;
     const out = opts.logFile ? openSync(opts.logFile, 'a') : 'inherit';
     const stdio: StdioOptions = ['ignore', out, out, ...(opts.ipc ? (['ipc'] as const) : [])];
     try {
-      this.proc = spawn(command[0]!, command.slice(1), { env: opts.env ?? process.env, stdio });
+      this.proc = spawn(command[0]!, command.slice(1), { env: opts.env ?? process.env, stdio, detached: this.ownProcessGroup });
     } finally {
       if (typeof out === 'number') closeSync(out); // the child holds its own copy
     }
@@ -112,17 +127,32 @@ export class SupervisedProcess {
 
   /**
    * SIGTERM now, SIGKILL when it is still running `graceMs` later (`onForcedKill` is told first); resolves on exit.
-   * Calling it again does not restart the grace.
+   * Calling it again does not restart the grace. SIGTERM goes to the child alone, which stops its own children in
+   * its order; SIGKILL to its whole process group, so none of them outlives it.
    */
   stop(graceMs: number, onForcedKill?: () => void): Promise<Exit> {
     if (this.running && this.killTimer === undefined) {
       this.proc.kill('SIGTERM');
       this.killTimer = setTimeout(() => {
         onForcedKill?.();
-        this.proc.kill('SIGKILL');
+        this.killGroup();
       }, graceMs);
     }
     return this.exited;
+  }
+
+  /** SIGKILL to the child's process group (to the child alone when it shares ours). */
+  private killGroup(): void {
+    if (!this.running) return;
+    if (this.ownProcessGroup && this.proc.pid !== undefined) {
+      try {
+        process.kill(-this.proc.pid, 'SIGKILL');
+        return;
+      } catch {
+        // the group is gone already; the child itself is handled below
+      }
+    }
+    this.proc.kill('SIGKILL');
   }
 
   private logFileHint(): string {

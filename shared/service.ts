@@ -1,5 +1,6 @@
 // The lifecycle every Sluice process shares: a started service exposes its URL and a close() that
-// finishes in-flight work; SIGTERM/SIGINT trigger close() once, a second signal exits at once.
+// finishes in-flight work; SIGTERM/SIGINT trigger close() once, a second signal exits at once. A child of a
+// supervisor (an IPC channel to it) also closes when that channel closes: its supervisor exited, however it died.
 import type { Logger } from './logger.js';
 
 export interface Service {
@@ -25,4 +26,15 @@ export function closeOnSignals(service: Service, log: Logger, onClosed: () => vo
   };
   process.on('SIGTERM', handler);
   process.on('SIGINT', handler);
+  // The supervisor runs its children in their own process groups (shared/process-supervisor.ts): no terminal or group
+  // signal reaches them, so its exit is their stop. Already closing, it changes nothing (it is not a second signal).
+  if (typeof process.send === 'function') {
+    const parentGone = () => {
+      if (closing) return;
+      log.warn('the supervisor that started this process exited (its IPC channel closed): shutting down');
+      handler('SIGTERM');
+    };
+    if (process.connected) process.once('disconnect', parentGone);
+    else parentGone();
+  }
 }

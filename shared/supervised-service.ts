@@ -1,5 +1,7 @@
 // Keeps one `sluice` sub-command running: restarted with backoff (on the same port) after every unexpected exit,
 // given up and reported with its last log lines once it crashes `maxCrashes` times within the policy's window.
+// Once its stack is stopping (endRestarts(), stop()) an exit is final: a service that stops on its own then (a
+// signal sent to every process, e.g. by a service manager) is not started again in the middle of the shutdown.
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { backoffMs, type Backoff } from './retry.js';
 import { type ChildOptions, type Exit, type SupervisedProcess, startService } from './process-supervisor.js';
@@ -30,6 +32,8 @@ export interface SupervisedServiceOptions extends Omit<ChildOptions, 'ipc'> {
   onRestarting?(e: RestartEvent): void;
   /** Called once, instead of a restart, when the service crashed `maxCrashes` times within `windowMs`. */
   onCrashLoop?(service: string, exits: Exit[], lastLogLines: string[]): void;
+  /** Called when the service exits after endRestarts() and before stop() (it is not restarted). */
+  onExitWhileStopping?(service: string, exit: Exit): void;
 }
 
 /** The last `n` lines of a log file ('' lines dropped); [] when it cannot be read. */
@@ -57,7 +61,9 @@ export function tailLines(file: string | undefined, n = 20, maxBytes = 64 * 1024
  */
 export class SupervisedService {
   private child!: SupervisedProcess & { url: string };
+  /** No more restarts: the stack is stopping (endRestarts) or this service is (stop). */
   private stopping = false;
+  private stopCalled = false;
   private crashes: { at: number; exit: Exit }[] = [];
   private restartTimer: NodeJS.Timeout | undefined;
   private restarting: Promise<void> | undefined;
@@ -96,7 +102,11 @@ export class SupervisedService {
   }
 
   private onExit(child: SupervisedProcess, exit: Exit): void {
-    if (this.stopping || child !== this.child) return;
+    if (child !== this.child) return;
+    if (this.stopping) {
+      if (!this.stopCalled) this.o.onExitWhileStopping?.(this.name, exit);
+      return;
+    }
     const now = Date.now();
     this.crashes = [...this.crashes.filter((c) => now - c.at < this.o.policy.windowMs), { at: now, exit }];
     if (this.crashes.length >= this.o.policy.maxCrashes) {
@@ -131,10 +141,19 @@ export class SupervisedService {
     }
   }
 
-  /** Stops the service (SIGTERM, SIGKILL after `graceMs`) and any restart that is pending. */
-  async stop(graceMs: number): Promise<Exit> {
+  /**
+   * From now on an exit of the service is final: it is not restarted (a pending restart is cancelled). Its stack
+   * calls it on every service when it starts stopping, before it stops them one after another.
+   */
+  endRestarts(): void {
     this.stopping = true;
     clearTimeout(this.restartTimer);
+  }
+
+  /** Stops the service (SIGTERM, SIGKILL after `graceMs`) and any restart that is pending. */
+  async stop(graceMs: number): Promise<Exit> {
+    this.endRestarts();
+    this.stopCalled = true;
     await this.restarting?.catch(() => undefined);
     return this.child.stop(graceMs);
   }

@@ -87,40 +87,81 @@ export function batchSummary(counts: ReadonlyMap<string, number>, capacity: numb
 }
 
 /**
- * Merges the bucket summaries of a window (no entity is dropped by the merge itself) and keeps its `keep` largest
- * items: enough to answer any k < keep and to know the (k+1)-th upper bound. O(items of all buckets).
+ * The sum of a window's bucket summaries, kept so that a bucket can be taken out again (the window merge adds, it never
+ * drops an entity): a bucket that changed or left the window costs O(its items), not a merge of the whole window.
+ * Every entity is credited each bucket's missingBound (added when ranking), and a bucket that holds it adds
+ * (count − missingBound) and (error − missingBound) instead.
  */
-export function mergeWindow(buckets: readonly Summary[], keep: number): RankedSummary {
-  // Every entity is credited each bucket's missingBound up front (added at the end), and a bucket that holds it adds
-  // (count − missingBound) and (error − missingBound) instead: one pass, whatever the number of buckets.
-  const acc = new Map<string, SummaryItem>();
-  let missingBound = 0;
-  let total = 0;
-  for (const b of buckets) {
-    missingBound += b.missingBound;
-    total += b.total;
+export class WindowAccumulator {
+  private readonly acc = new Map<string, { count: number; error: number; buckets: number }>();
+  private missingBound = 0;
+  private total = 0;
+
+  /** Entities held (for memory budgets). */
+  get size(): number {
+    return this.acc.size;
+  }
+
+  add(bucket: Summary): void {
+    this.apply(bucket, 1);
+  }
+
+  /** Takes out a bucket added before (the same summary). */
+  remove(bucket: Summary): void {
+    this.apply(bucket, -1);
+  }
+
+  private apply(b: Summary, sign: 1 | -1): void {
+    this.missingBound += sign * b.missingBound;
+    this.total += sign * b.total;
     for (const it of b.items) {
-      const cur = acc.get(it.entityId);
-      if (cur) {
-        cur.count += it.count - b.missingBound;
-        cur.error += it.error - b.missingBound;
-      } else acc.set(it.entityId, { entityId: it.entityId, count: it.count - b.missingBound, error: it.error - b.missingBound });
+      let a = this.acc.get(it.entityId);
+      if (!a) {
+        a = { count: 0, error: 0, buckets: 0 };
+        this.acc.set(it.entityId, a);
+      }
+      a.count += sign * (it.count - b.missingBound);
+      a.error += sign * (it.error - b.missingBound);
+      a.buckets += sign;
+      if (a.buckets === 0) this.acc.delete(it.entityId);
     }
   }
-  let items = [...acc.values()];
-  for (const it of items) {
-    it.count += missingBound;
-    it.error += missingBound;
+
+  /** The `keep` largest items, most first (ties by id): enough to answer any k < keep and know the (k+1)-th bound. */
+  ranked(keep: number): RankedSummary {
+    if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`keep must be a positive integer, got ${keep}`);
+    const m = this.missingBound;
+    let threshold = -Infinity;
+    if (this.acc.size > keep) {
+      // The keep-th largest count, from a numeric sort (cheap), leaves only the candidates for the comparator sort.
+      const counts = new Float64Array(this.acc.size);
+      let i = 0;
+      for (const a of this.acc.values()) counts[i++] = a.count;
+      counts.sort();
+      threshold = counts[counts.length - keep]!;
+    }
+    const items: SummaryItem[] = [];
+    for (const [entityId, a] of this.acc) if (a.count >= threshold) items.push({ entityId, count: a.count + m, error: a.error + m });
+    items.sort(byCountThenId);
+    return { items: items.slice(0, keep), missingBound: m, total: this.total, maxError: m, truncated: this.acc.size > keep };
   }
-  if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`keep must be a positive integer, got ${keep}`);
-  if (items.length > keep) {
-    // The keep-th largest count, from a numeric sort (cheap), leaves only the candidates for the comparator sort.
-    const counts = Float64Array.from(items, (it) => it.count).sort();
-    const threshold = counts[counts.length - keep]!;
-    items = items.filter((it) => it.count >= threshold);
-  }
-  items.sort(byCountThenId);
-  return { items: items.slice(0, keep), missingBound, total, maxError: missingBound, truncated: acc.size > keep };
+}
+
+/** Merges the bucket summaries of a window and keeps its `keep` largest items. O(items of all buckets). */
+export function mergeWindow(buckets: readonly Summary[], keep: number): RankedSummary {
+  const acc = new WindowAccumulator();
+  for (const b of buckets) acc.add(b);
+  return acc.ranked(keep);
+}
+
+/**
+ * A window restricted to the entities `allows` accepts (a key's scope), answerable for any k: an entity beyond the
+ * kept items has at most the last kept count, so once items are cut that count bounds every entity not listed.
+ */
+export function restrictRanked(window: RankedSummary, allows: (entityId: string) => boolean): RankedSummary {
+  const last = window.items[window.items.length - 1];
+  const missingBound = window.truncated && last ? Math.max(window.missingBound, last.count) : window.missingBound;
+  return { ...window, items: window.items.filter((i) => allows(i.entityId)), missingBound, truncated: false };
 }
 
 /** The answer for k from a window's ranked summary (which must hold more than k items, or all of them). */

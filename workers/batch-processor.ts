@@ -21,6 +21,7 @@ import type { BatchStats, DurableBatch } from './outcome.js';
 import { batchKeyOf, batchOffsetNs } from './point-offset.js';
 import { TOPK_BASE_BUCKET_MS, type TopKUpdater } from './topk.js';
 import type { EntityTotalsUpdater } from './entity-totals.js';
+import type { BatchEnrichment } from './dimensions/batch-enrichment.js';
 
 /** Points between stages where a fault can be injected (the step has just completed). */
 export const BATCH_STEPS = ['decoded', 'fetched', 'scanned', 'aggregated', 'written', 'quarantined', 'topk_updated', 'totals_updated', 'before_ack'] as const;
@@ -36,6 +37,8 @@ export interface BatchProcessorDeps {
   pointsPerRequest: number;
   topk: TopKUpdater;
   totals: EntityTotalsUpdater;
+  /** With SLUICE_DIMENSIONS set: writes the batch's per-attribute series once its entity points are stored (workers/dimensions/). */
+  enrichment?: BatchEnrichment;
   quarantine: QuarantineSink;
   /** SLUICE_RAW_BUCKET: the only bucket a manifest may name. */
   rawBucket: string;
@@ -101,6 +104,7 @@ export class BatchProcessor {
         }
         await step('written', batchKey);
         const [buckets, totals] = await redisInputs();
+        if (this.d.enrichment) await this.d.enrichment.apply(scan, batchKey, signal);
         const quarantined = await scan.quarantineRows();
         if (quarantined.length) {
           const key = await this.d.quarantine.write(manifest.key, quarantined, signal);

@@ -1,5 +1,6 @@
 // What a worker's scan of one raw batch answers (workers/batch-scan.ts implements it): per-minute line protocol,
 // top-K buckets, entity totals and the rows set aside for quarantine, each event id counted once within the batch.
+import type { DuckDBConnection } from '../shared/parquet.js';
 
 /** Events of one (entity, event type) in one event-time bucket starting at `bucketMs`. */
 export interface BucketCount {
@@ -104,5 +105,11 @@ export interface BatchScan {
    * the counted-once rows of rejected points.
    */
   quarantineRows(): Promise<QuarantineRow[]>;
+  /**
+   * Runs `fn` on the scan's engine connection with the counted rows (an SQL FROM item with columns entity_id,
+   * event_type, ts, value: after dedup and rejected points), for stages that query the batch in the engine — the
+   * dimension enrichment (workers/dimensions/). Call it only while no other query of the scan runs.
+   */
+  withCountedRows<T>(fn: (c: DuckDBConnection, rows: string) => Promise<T>): Promise<T>;
   close(): void;
 }

@@ -185,6 +185,10 @@ class EngineBatchScan implements BatchScan {
     return readQuarantineRows(this.c, this.file, parts.join(' UNION ALL '));
   }
 
+  withCountedRows<T>(fn: (c: DuckDBConnection, rows: string) => Promise<T>): Promise<T> {
+    return fn(this.c, this.counted());
+  }
+
   close(): void {
     this.c.closeSync();
   }

@@ -27,6 +27,8 @@ import { checkTotalsComplete } from './totals-check.js';
 import { createWorkerClients, type WorkerClients } from './worker-clients.js';
 import { WorkerMetrics } from './worker-metrics.js';
 import { closeWorker } from './worker-shutdown.js';
+import { startWorkerDimensions } from './dimensions/worker-dimensions.js';
+import type { BatchEnrichment } from './dimensions/batch-enrichment.js';
 
 export interface WorkerOptions {
   /** Fault injection between batch steps (tests of crash recovery). */
@@ -44,6 +46,7 @@ interface HandlerParts {
   workerId: string;
   queueUrls: { main: string; dlq: string };
   totals: EntityTotalsUpdater;
+  enrichment?: BatchEnrichment;
   draining(): boolean;
   stopSignal: AbortSignal;
   onStep?: StepHook;
@@ -65,6 +68,7 @@ function createHandler(p: HandlerParts): MessageHandler {
     pointsPerRequest: cfg.SLUICE_INFLUX_BATCH_POINTS,
     topk: new TopKUpdater(clients.redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_TOPK_CAPACITY),
     totals: p.totals,
+    enrichment: p.enrichment,
     quarantine: new QuarantineSink(clients.s3, cfg.SLUICE_RAW_BUCKET),
     rawBucket: cfg.SLUICE_RAW_BUCKET,
     tempDir: path.join(cfg.SLUICE_DATA_DIR, 'worker-tmp'),
@@ -114,9 +118,11 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
   let handler: MessageHandler;
   let consumers: Consumer[];
   let ops: Awaited<ReturnType<typeof startOpsServer>>;
+  let dimensions: Awaited<ReturnType<typeof startWorkerDimensions>>;
   try {
     const totals = new EntityTotalsUpdater(clients.redis, cfg.SLUICE_REDIS_PREFIX);
     const queueUrls = await prepare(cfg, clients, totals, wlog);
+    dimensions = await startWorkerDimensions(cfg, clients, wlog, (s) => metrics.influxWriteSeconds.observe(s));
     handler = createHandler({
       cfg,
       clients,
@@ -125,6 +131,7 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
       workerId,
       queueUrls,
       totals,
+      enrichment: dimensions?.enrichment,
       draining: () => stopping,
       stopSignal: stop.signal,
       onStep: opts.onStep,
@@ -139,6 +146,7 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
       stopping: () => stopping,
     });
   } catch (err) {
+    await dimensions?.close();
     await clients.close();
     throw err;
   }
@@ -160,5 +168,5 @@ export async function startWorker(cfg: Config, log: Logger, opts: WorkerOptions 
       releaseInFlight: () => stop.abort(),
       log: wlog,
     });
-  return { url: ops.url, close: () => (closing ??= close()) };
+  return { url: ops.url, close: () => (closing ??= close().finally(() => dimensions?.close())) };
 }

@@ -1,14 +1,15 @@
-// The read side of the Iceberg REST catalog protocol for the one table Sluice keeps, `sluice.events`, under
-// /iceberg/v1 (clients use http://<query API>/iceberg as their catalog URI): config, namespaces, tables, and the
-// LoadTableResult (metadata location + metadata) of the current version. Engines then read the manifests and data
-// files from S3 themselves, with their own credentials. Writes are not offered: the table is committed only by
-// Sluice (workers/iceberg/). With SLUICE_QUERY_API_KEYS set, these routes need a key like every other (query/auth.ts);
-// a key limited to some entities is refused, since the table holds every entity. Errors use the protocol's shape.
+// The read side of the Iceberg REST catalog protocol for the tables Sluice keeps, `sluice.events` (the archive) and
+// `sluice.rollups` (hourly and daily aggregates), under /iceberg/v1 (clients use http://<query API>/iceberg as their
+// catalog URI): config, namespaces, tables, and the LoadTableResult (metadata location + metadata) of a table's
+// current version. Engines then read the manifests and data files from S3 themselves, with their own credentials.
+// Writes are not offered: the tables are committed only by Sluice (workers/iceberg/). With SLUICE_QUERY_API_KEYS
+// set, these routes need a key like every other (query/auth.ts); a key limited to some entities is refused, since
+// the tables hold every entity. Errors use the protocol's shape.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../../shared/config.js';
 import { createS3 } from '../../shared/clients/aws.js';
 import type { RedisClient } from '../../shared/clients/redis.js';
-import { ICEBERG_NAMESPACE, ICEBERG_TABLE } from '../../shared/contracts/iceberg-table.js';
+import { ICEBERG_NAMESPACE, ICEBERG_TABLES, isIcebergTableName, type IcebergTableName } from '../../shared/contracts/iceberg-table.js';
 import { SluiceError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { TableReader } from './table-reader.js';
@@ -52,7 +53,13 @@ function fileIoConfig(cfg: CatalogRouteDeps['cfg']): Record<string, string> {
 export function registerIcebergCatalogRoutes(app: FastifyInstance, deps: CatalogRouteDeps): void {
   const s3 = createS3(deps.cfg);
   app.addHook('onClose', async () => s3.destroy());
-  const reader = new TableReader({ s3, redis: deps.redis, rawBucket: deps.cfg.SLUICE_RAW_BUCKET, redisPrefix: deps.cfg.SLUICE_REDIS_PREFIX, log: deps.log });
+  const readers = Object.fromEntries(
+    ICEBERG_TABLES.map((table) => [
+      table,
+      new TableReader({ s3, redis: deps.redis, rawBucket: deps.cfg.SLUICE_RAW_BUCKET, redisPrefix: deps.cfg.SLUICE_REDIS_PREFIX, log: deps.log, table }),
+    ]),
+  ) as Record<IcebergTableName, TableReader>;
+  const tableList = ICEBERG_TABLES.map((t) => `${ICEBERG_NAMESPACE}.${t}`).join(' and ');
   const noNamespace = (reply: FastifyReply, ns: string) =>
     fail(reply, 404, 'NoSuchNamespaceException', `Namespace does not exist: ${ns}; this catalog holds the namespace ${ICEBERG_NAMESPACE}`);
 
@@ -88,8 +95,8 @@ export function registerIcebergCatalogRoutes(app: FastifyInstance, deps: Catalog
 
       scope.get<{ Params: { ns: string } }>('/namespaces/:ns/tables', async (req, reply) => {
         if (!isOurNamespace(req.params.ns)) return noNamespace(reply, req.params.ns);
-        const table = await reader.load();
-        return { identifiers: table ? [{ namespace: [ICEBERG_NAMESPACE], name: ICEBERG_TABLE }] : [] };
+        const loaded = await Promise.all(ICEBERG_TABLES.map((t) => readers[t].load()));
+        return { identifiers: ICEBERG_TABLES.filter((_, i) => loaded[i]).map((name) => ({ namespace: [ICEBERG_NAMESPACE], name })) };
       });
 
       scope.route<{ Params: { ns: string; table: string } }>({
@@ -98,15 +105,15 @@ export function registerIcebergCatalogRoutes(app: FastifyInstance, deps: Catalog
         handler: async (req, reply) => {
           const { ns, table } = req.params;
           if (!isOurNamespace(ns)) return noNamespace(reply, ns);
-          const loaded = table === ICEBERG_TABLE ? await reader.load() : undefined;
+          const loaded = isIcebergTableName(table) ? await readers[table].load() : undefined;
           if (!loaded)
             return fail(
               reply,
               404,
               'NoSuchTableException',
-              table === ICEBERG_TABLE
+              isIcebergTableName(table)
                 ? `Table does not exist: ${ICEBERG_NAMESPACE}.${table} (nothing committed yet: run sluice iceberg commit)`
-                : `Table does not exist: ${ns}.${table}; this catalog holds ${ICEBERG_NAMESPACE}.${ICEBERG_TABLE}`,
+                : `Table does not exist: ${ns}.${table}; this catalog holds ${tableList}`,
             );
           const etag = `"v${loaded.version}"`;
           void reply.header('etag', etag);

@@ -1,10 +1,10 @@
-// Reads the current version of the Iceberg table sluice.events for the REST catalog: the commit pointer in Redis
+// Reads the current version of one of Sluice's Iceberg tables for the REST catalog: the commit pointer in Redis
 // (shared/contracts/iceberg-table.ts) names the metadata file; without Redis, or before a pointer exists, the newest
 // version published in S3 (version-hint.text → v<N>.metadata.json), which lags the pointer by at most the commit in
 // progress. Metadata files never change once written, so each is fetched once (a small bounded cache).
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { RedisClient } from '../../shared/clients/redis.js';
-import { VERSION_HINT_KEY, commitPointerKey, decodeCommitPointer, parseS3Uri, versionCopyKey } from '../../shared/contracts/iceberg-table.js';
+import { decodeCommitPointer, icebergLayout, parseS3Uri, type IcebergTableLayout, type IcebergTableName } from '../../shared/contracts/iceberg-table.js';
 import { classify } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
@@ -23,8 +23,11 @@ const POINTER_TIMEOUT_MS = 1_000;
 export class TableReader {
   private readonly cache = new Map<string, Promise<Record<string, unknown>>>();
   private redisDown = false;
+  private readonly layout: IcebergTableLayout;
 
-  constructor(private readonly o: { s3: S3Client; redis: RedisClient; rawBucket: string; redisPrefix: string; log: Logger }) {}
+  constructor(private readonly o: { s3: S3Client; redis: RedisClient; rawBucket: string; redisPrefix: string; log: Logger; table?: IcebergTableName }) {
+    this.layout = icebergLayout(o.table ?? 'events');
+  }
 
   private async get(bucket: string, key: string): Promise<string | undefined> {
     try {
@@ -54,7 +57,7 @@ export class TableReader {
   }
 
   private async pointer() {
-    const key = commitPointerKey(this.o.redisPrefix);
+    const key = this.layout.pointerKey(this.o.redisPrefix);
     let timer: NodeJS.Timeout | undefined;
     try {
       const hash = await Promise.race([
@@ -68,7 +71,10 @@ export class TableReader {
       return decodeCommitPointer(hash, `Redis key ${key}`);
     } catch (err) {
       if (!this.redisDown)
-        this.o.log.warn({ err: (err as Error).message }, 'Iceberg catalog cannot read the commit pointer; serving the version published in S3');
+        this.o.log.warn(
+          { table: this.layout.name, err: (err as Error).message },
+          'Iceberg catalog cannot read the commit pointer; serving the version published in S3',
+        );
       this.redisDown = true;
       return undefined;
     } finally {
@@ -80,9 +86,9 @@ export class TableReader {
   async load(): Promise<LoadedTable | undefined> {
     const p = await this.pointer();
     if (p) return { version: p.version, metadataLocation: p.location, metadata: await this.metadataAt(p.location), source: 'pointer' };
-    const hint = Number((await this.get(this.o.rawBucket, VERSION_HINT_KEY))?.trim());
+    const hint = Number((await this.get(this.o.rawBucket, this.layout.versionHintKey))?.trim());
     if (!Number.isInteger(hint) || hint < 1) return undefined;
-    const location = `s3://${this.o.rawBucket}/${versionCopyKey(hint)}`;
+    const location = `s3://${this.o.rawBucket}/${this.layout.versionCopyKey(hint)}`;
     return { version: hint, metadataLocation: location, metadata: await this.metadataAt(location), source: 'published' };
   }
 }

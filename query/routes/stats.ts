@@ -1,7 +1,7 @@
 // GET /v1/stats: one function (count, sum, avg, min, max) of one entity's event type per time bucket over
 // a range, plus the same function over the whole range. Answers are cached per range and step (not per
 // function: all five come from the same buckets), long for settled ranges and briefly for recent ones.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { project } from '../buckets.js';
 import { cacheKey, statsTtlMs, type QueryCache } from '../cache.js';
 import type { FederatedReader } from '../federated-reader.js';
@@ -15,6 +15,8 @@ export interface StatsRouteDeps {
   cache: QueryCache;
   redisPrefix: string;
   now: () => number;
+  /** Answers requests that name `dimension` (the attribute series: query/routes/dimension-stats.ts). */
+  byDimension?: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 }
 
 /** Bump when the cached bucket layout changes, so old entries are never read as new ones. */
@@ -22,6 +24,7 @@ const CACHE_VERSION = 2;
 
 export function registerStatsRoute(app: FastifyInstance, deps: StatsRouteDeps): void {
   app.get('/v1/stats', async (req, reply) => {
+    if (deps.byDimension && (req.query as Record<string, unknown> | undefined)?.dimension !== undefined) return deps.byDimension(req, reply);
     const nowMs = deps.now();
     const r = parseStatsParams(req.query, nowMs);
     const key = cacheKey(deps.redisPrefix, {

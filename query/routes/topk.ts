@@ -4,7 +4,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RedisClient } from '../../shared/clients/redis.js';
 import { classify } from '../../shared/errors.js';
-import { readTopKWindow } from '../../shared/topk-store.js';
 import { answerTopK, type RankedSummary } from '../../shared/topk-summary.js';
 import { EntityScope } from '../auth.js';
 import { parseTopKParams, TOPK_K_MAX } from '../params.js';
@@ -29,17 +28,10 @@ export function registerTopKRoute(app: FastifyInstance, deps: TopKRouteDeps): vo
     const r = parseTopKParams(req.query);
     const scope = deps.scopeOf?.(req);
     let ranked: RankedSummary;
-    let result: TopKCacheResult | 'bypass';
+    let result: TopKCacheResult;
     try {
-      if (scope) {
-        // A key scope's entities may rank anywhere in the window: all of it is merged (uncached) and cut to the scope.
-        ranked = scope.restrictWindow(await readTopKWindow(deps.redis, deps.redisPrefix, r.eventType, r.window, EntityScope.READ_ALL, deps.now()));
-        result = 'bypass';
-      } else if (/\bno-cache\b/i.test(req.headers['cache-control'] ?? '')) {
-        // `Cache-Control: no-cache` merges the window's buckets afresh (audits, benchmarks).
-        ranked = await readTopKWindow(deps.redis, deps.redisPrefix, r.eventType, r.window, KEEP, deps.now());
-        result = 'bypass';
-      } else ({ ranked, result } = await cache.read(r.eventType, r.window, deps.now()));
+      // `Cache-Control: no-cache` (audits, benchmarks) checks every bucket of the window, not only the version.
+      ({ ranked, result } = await cache.read(r.eventType, r.window, deps.now(), /\bno-cache\b/i.test(req.headers['cache-control'] ?? '')));
     } catch (err) {
       throw classify(err, 'Redis top-K read');
     }

@@ -3,7 +3,7 @@
 // audit read it; nothing else spells a measurement, tag or field name. A change that readers of existing points
 // cannot follow needs a new major INFLUX_SERIES_VERSION (and a migration of the stored series).
 
-export const INFLUX_SERIES_VERSION = '1.0';
+export const INFLUX_SERIES_VERSION = '1.1';
 
 /** Per-minute partial points, written by workers into the database's default retention policy. */
 export const MEASUREMENT_1M = 'events_1m';
@@ -55,3 +55,34 @@ export const tagIs = (tag: (typeof TAGS)[number], value: string): string => `${i
 
 /** WHERE condition selecting one series. */
 export const seriesIs = (entityId: string, eventType: string): string => `${tagIs(TAG_ENTITY, entityId)} AND ${tagIs(TAG_TYPE, eventType)}`;
+
+// ---- attribute series (1.1): per-minute aggregates by an attribute of the dimension table (SLUICE_DIMENSIONS) ----
+
+/** Resolutions of the attribute series, like the entity series'. */
+export type SeriesResolution = '1m' | '1h' | '1d';
+/** The measurement of one attribute at one resolution: events_1m_by_channel, events_1h_by_channel, … (1h/1d in RP_1H/RP_1D). */
+export const attributeMeasurement = (attribute: string, res: SeriesResolution): string => `events_${res}_by_${attribute}`;
+/** InfluxQL regular expression matching every per-minute attribute measurement (the rollup job finds them with it). */
+export const ATTRIBUTE_1M_REGEX = '/^events_1m_by_[a-z][a-z0-9_]*$/';
+/** The attribute of a per-minute attribute measurement name, or undefined when it is not one. */
+export const attributeOfMeasurement = (measurement: string): string | undefined => /^events_1m_by_([a-z][a-z0-9_]*)$/.exec(measurement)?.[1];
+/** Tag keys of the attribute series: one series per (attribute value, event type). */
+export const TAG_VALUE = 'value';
+export const ATTRIBUTE_TAGS = [TAG_VALUE, TAG_TYPE] as const;
+/**
+ * Fields of attribute points: those of FIELDS, plus the dimension-table version the batch was counted with (the
+ * newest version of the period in rollups). Folds read only the FIELDS.
+ */
+export const FIELD_DIM_VERSION = 'dim_version';
+export const ATTRIBUTE_FIELDS = { ...FIELDS, [FIELD_DIM_VERSION]: 'integer' } as const;
+/**
+ * One point per batch that wrote attribute points (no tags; stamped like the batch's first point: its first minute +
+ * the batch offset), field dim_version: the version those points were counted with. A rewrite with another version
+ * first deletes the batch's earlier attribute points (workers/dimensions/attribute-writer.ts).
+ */
+export const MEASUREMENT_DIMENSION_BATCHES = 'dimension_batches';
+/** GROUP BY clause that keeps attribute series apart. */
+export const GROUP_BY_ATTRIBUTE_SERIES = `${influxIdent(TAG_VALUE)}, ${influxIdent(TAG_TYPE)}`;
+/** WHERE condition selecting one attribute series. */
+export const attributeSeriesIs = (value: string, eventType: string): string =>
+  `${influxIdent(TAG_VALUE)} = ${influxString(value)} AND ${influxIdent(TAG_TYPE)} = ${influxString(eventType)}`;

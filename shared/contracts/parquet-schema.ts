@@ -127,7 +127,7 @@ export const EVENT_COLUMNS: readonly ColumnSpec[] = [
     parquetType: 'BYTE_ARRAY (UTF8)',
     nullable: true,
     since: 2,
-    doc: 'v2: optional client session, absent (NULL) in v1 files.',
+    doc: 'Optional client session (since v2): NULL in v1 files, and while ingest has none to write.',
   },
 ];
 

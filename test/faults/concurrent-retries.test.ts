@@ -2,22 +2,38 @@
 // the same moment to the other, as an impatient producer with two connections does — and again while one node is
 // SIGKILLed mid-run and restarted. Producers keep re-sending every request without a 202 (honouring Retry-After).
 // Afterwards the archive, read with DuckDB, holds every id exactly once and nothing acknowledged is missing, and a
-// worker counts each event exactly once.
-import { describe, expect, it } from 'vitest';
+// worker counts each event exactly once. It runs on a 3-master Redis Cluster started for it (the reservations spread
+// over 16 hash tags there); test/faults/multi-host.test.ts covers two nodes on a single Redis.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../shared/logger.js';
 import { startWorker } from '../../workers/main.js';
 import { archiveEventIdCounts } from '../support/archive.js';
 import { FAST_WORKER_ENV, influxAggregates, metricValueOrZero, queueDepth, totalCount, waitUntil } from '../support/batches.js';
 import { testConfig } from '../support/config.js';
 import { freePorts } from '../support/ports.js';
+import { startTestRedisCluster, type TestRedisCluster } from '../support/redis-cluster.js';
 import { type ChildService, startProcess } from '../support/processes.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('concurrent retries to two ingest nodes', () => {
+describe('concurrent retries to two ingest nodes on a Redis Cluster', () => {
+  let cluster: TestRedisCluster;
+  beforeAll(async () => {
+    cluster = await startTestRedisCluster();
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
   it('stores every event id once across both nodes, through a SIGKILL, with nothing acknowledged lost', async () => {
     const ports = await freePorts(2);
-    const cfg = await testConfig({ ...FAST_WORKER_ENV, SLUICE_FLUSH_MAX_EVENTS: '2000', SLUICE_FLUSH_MAX_AGE: '300ms', SLUICE_DEDUP_LEASE: '2s' });
+    const cfg = await testConfig({
+      ...FAST_WORKER_ENV,
+      ...cluster.env,
+      SLUICE_FLUSH_MAX_EVENTS: '2000',
+      SLUICE_FLUSH_MAX_AGE: '300ms',
+      SLUICE_DEDUP_LEASE: '2s',
+    });
     const envOf = (i: number) => ({ ...cfg.env, SLUICE_NODE_ID: `dup-node-${i}`, SLUICE_INGEST_PORT: String(ports[i]) });
     const nodes: ChildService[] = [await startProcess('ingest', envOf(0), 'dup-node-0'), await startProcess('ingest', envOf(1), 'dup-node-1')];
     const url = (i: number) => `http://127.0.0.1:${ports[i]}`;

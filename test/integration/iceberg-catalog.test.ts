@@ -87,7 +87,10 @@ describe('the Iceberg REST catalog', () => {
     const config = await (await fetch(`${query.url}/iceberg/v1/config`)).json();
     expect(config).toEqual({ defaults: {}, overrides: {}, endpoints: expect.arrayContaining(['GET /v1/{prefix}/namespaces/{namespace}/tables/{table}']) });
     expect(await catalog.loadNamespaceMetadata({ namespace: ['sluice'] })).toMatchObject({ properties: expect.any(Object) });
-    expect(await catalog.listTables({ namespace: ['sluice'] })).toEqual([{ namespace: ['sluice'], name: 'events' }]);
+    expect(await catalog.listTables({ namespace: ['sluice'] })).toEqual([
+      { namespace: ['sluice'], name: 'events' },
+      { namespace: ['sluice'], name: 'rollups' },
+    ]);
     expect(await catalog.tableExists({ namespace: ['sluice'], name: 'events' })).toBe(true);
     expect(await catalog.tableExists({ namespace: ['sluice'], name: 'other' })).toBe(false);
     await expect(catalog.listTables({ namespace: ['nope'] })).rejects.toMatchObject({ status: 404, icebergType: 'NoSuchNamespaceException' });

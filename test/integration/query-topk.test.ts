@@ -5,12 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, type RedisClient } from '../../shared/clients/redis.js';
 import { createLogger } from '../../shared/logger.js';
 import type { Service } from '../../shared/service.js';
+import { readTopKWindow, TOPK_RESOLUTIONS, topKBucketKey } from '../../shared/topk-store.js';
 import { startQuery } from '../../query/main.js';
+import { TopKWindowCache } from '../../query/topk-cache.js';
 import { TopKUpdater } from '../../workers/topk.js';
 import { testConfig } from '../support/config.js';
 
 let service: Service;
 let redis: RedisClient;
+let prefix: string;
 let exact: TopKUpdater;
 let batchNo = 0;
 const now = Date.now();
@@ -34,6 +37,7 @@ const exactItem = (entityId: string, count: number) => ({ entityId, count, lower
 beforeAll(async () => {
   const cfg = await testConfig();
   redis = createRedis(cfg);
+  prefix = cfg.SLUICE_REDIS_PREFIX;
   exact = new TopKUpdater(redis, cfg.SLUICE_REDIS_PREFIX, 1000);
   await add(exact, 'click', now - 5_000, { a: 5, b: 3, c: 9 });
   await add(exact, 'click', now - 20 * 60_000, { a: 6, d: 1 });
@@ -41,7 +45,8 @@ beforeAll(async () => {
   await add(exact, 'view', now - 5_000, { z: 100 });
   // more entities than a capacity of 2: approximate (the worked example of test/integration/worker-topk.test.ts)
   const small = new TopKUpdater(redis, cfg.SLUICE_REDIS_PREFIX, 2);
-  for (const counts of [{ a: 5, b: 5 }, { c: 6, d: 6 }, { a: 2 }, { e: 9, f: 8, g: 1 }]) await add(small, 'share', now - 5_000, counts);
+  const batches: Record<string, number>[] = [{ a: 5, b: 5 }, { c: 6, d: 6 }, { a: 2 }, { e: 9, f: 8, g: 1 }];
+  for (const counts of batches) await add(small, 'share', now - 5_000, counts);
   service = await startQuery(cfg, createLogger('query-test', 'warn'));
 });
 
@@ -101,10 +106,12 @@ describe('GET /v1/topk', () => {
     await add(exact, 'cache', now - 30 * 60_000, { y: 7 });
     expect(await get(path)).toMatchObject({ cache: 'miss', body: { items: [exactItem('y', 8), exactItem('x', 3)] } });
     expect(await get(path)).toMatchObject({ cache: 'hit', body: { items: [exactItem('y', 8), exactItem('x', 3)] } });
-    // Cache-Control: no-cache merges the buckets afresh, with the same answer
-    const bypass = await get(path, { 'cache-control': 'no-cache' });
-    expect(bypass.cache).toBe('bypass');
-    expect(bypass.body).toEqual((await get(path)).body);
+    // Cache-Control: no-cache checks every bucket, not only the version: a bucket written without one is seen
+    await redis.zincrby(topKBucketKey(prefix, 'cache', TOPK_RESOLUTIONS['1h'], Math.floor((now - 5_000) / 60_000) * 60_000), 10, 'x');
+    await redis.hincrby(`${topKBucketKey(prefix, 'cache', TOPK_RESOLUTIONS['1h'], Math.floor((now - 5_000) / 60_000) * 60_000)}:meta`, 'N', 10);
+    expect(await get(path)).toMatchObject({ cache: 'hit', body: { items: [exactItem('y', 8), exactItem('x', 3)] } });
+    expect(await get(path, { 'cache-control': 'no-cache' })).toMatchObject({ cache: 'revalidated', body: { items: [exactItem('x', 13), exactItem('y', 8)] } });
+    expect(await get(path)).toMatchObject({ cache: 'hit', body: { items: [exactItem('x', 13), exactItem('y', 8)] } });
   });
 
   it('merges a window once for concurrent requests', async () => {
@@ -113,6 +120,43 @@ describe('GET /v1/topk', () => {
     expect(answers.filter((a) => a.cache === 'miss')).toHaveLength(1);
     expect(answers.every((a) => a.cache === 'miss' || a.cache === 'coalesced' || a.cache === 'hit')).toBe(true);
     for (const a of answers) expect(a.body.items).toEqual([exactItem('p', 3), exactItem('q', 2)]);
+  });
+
+  it('keeps its running sums right as the window slides, under a tiny memory budget, and after a failed read', async () => {
+    const cache = new TopKWindowCache(redis, prefix, { keep: 11 });
+    await add(exact, 'slide', now - 50 * 60_000, { old: 40, both: 1 });
+    await add(exact, 'slide', now - 30 * 60_000, { mid: 20, both: 2 });
+    await add(exact, 'slide', now - 5_000, { both: 4, late: 3 });
+    const fresh = (at: number) => readTopKWindow(redis, prefix, 'slide', '1h', 11, at);
+    expect((await cache.read('slide', '1h', now)).ranked).toEqual(await fresh(now));
+    // 15 minutes on, the bucket 50 minutes back has left the window; 45 minutes on, the one 30 minutes back too
+    for (const later of [15, 45]) {
+      const at = now + later * 60_000;
+      const { ranked, result } = await cache.read('slide', '1h', at);
+      expect({ later, result, ranked }).toEqual({ later, result: 'miss', ranked: await fresh(at) });
+    }
+    expect((await cache.read('slide', '1h', now + 45 * 60_000)).ranked.items.map((i) => [i.entityId, i.count])).toEqual([['both', 4], ['late', 3]]);
+
+    // a budget below one window: every window is evicted by the next, and answers stay right
+    const small = new TopKWindowCache(redis, prefix, { keep: 11, maxItems: 1 });
+    for (let i = 0; i < 3; i++)
+      for (const type of ['slide', 'click'])
+        expect({ type, ranked: (await small.read(type, '1h', now)).ranked }).toEqual({ type, ranked: await readTopKWindow(redis, prefix, type, '1h', 11, now) });
+
+    // a refresh whose bucket read fails changes nothing: the next one answers from the store
+    let failures = 1;
+    const flaky = new Proxy(redis, {
+      get(target, prop, receiver) {
+        if (prop === 'multi' && failures > 0) {
+          failures--;
+          return () => ({ hmget: () => ({ zrange: () => ({ call: () => undefined }) }), exec: () => Promise.reject(new Error('connection reset')) });
+        }
+        return Reflect.get(target, prop, receiver);
+      },
+    });
+    const once = new TopKWindowCache(flaky, prefix, { keep: 11 });
+    await expect(once.read('slide', '1h', now)).rejects.toThrow('connection reset');
+    expect((await once.read('slide', '1h', now)).ranked).toEqual(await fresh(now));
   });
 
   it.each([

@@ -30,6 +30,14 @@ describe('config', () => {
     expect(loadConfig({ SLUICE_API_KEYS: 'web:k1, app:k2' }).SLUICE_API_KEYS.get('k2')).toBe('app');
     expect(() => loadConfig({ SLUICE_API_KEYS: 'nokey' })).toThrow(/SLUICE_API_KEYS must be comma-separated producer:key pairs/);
   });
+  it('refuses one producer key listed under two producer names, naming the entries and never the key', () => {
+    const load = () => loadConfig({ SLUICE_API_KEYS: 'web:k3y-shared,app:k3y-other,mobile:k3y-shared' });
+    expect(load).toThrow(/SLUICE_API_KEYS must be comma-separated producer:key pairs.*each key listed once/);
+    expect(load).toThrow(/: entry 3 of 3 repeats the key of entry 1: each key belongs to one name/);
+    expect(load).not.toThrow(/k3y-shared/);
+    // Two keys of one producer (a rotation) stay allowed.
+    expect([...loadConfig({ SLUICE_API_KEYS: 'web:old-key,web:new-key' }).SLUICE_API_KEYS.values()]).toEqual(['web', 'web']);
+  });
   it('takes a Redis Cluster seed list only with SLUICE_REDIS_CLUSTER, naming a bad entry without its password', () => {
     const seeds = 'redis://127.0.0.1:7000, redis://127.0.0.1:7001';
     const cluster = loadConfig({ SLUICE_REDIS_URL: seeds, SLUICE_REDIS_CLUSTER: 'true' });

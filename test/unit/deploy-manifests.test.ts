@@ -73,6 +73,14 @@ describe('Kubernetes manifests', () => {
     expect(configMap.data.SLUICE_INGEST_HOST).toBe('0.0.0.0');
   });
 
+  it('run one ingest process per pod (scaled by replicas), not one per CPU of the host the pod lands on', () => {
+    const c = find('StatefulSet', 'sluice-ingest').spec.template.spec.containers[0];
+    expect(configMap.data.SLUICE_INGEST_PROCESSES).toBe('1');
+    expect(c.args).toEqual(['ingest']); // no --processes overriding it
+    expect((c.env as Obj[]).map((e) => e.name)).not.toContain('SLUICE_INGEST_PROCESSES');
+    expect(loadConfig({ ...configMap.data, SLUICE_NODE_ID: 'sluice-ingest-0' }).SLUICE_INGEST_PROCESSES).toBe(1);
+  });
+
   it('let a worker outlive the visibility timeout and its own shutdown grace when stopped', () => {
     const grace = find('Deployment', 'sluice-worker').spec.template.spec.terminationGracePeriodSeconds;
     expect(grace).toBeGreaterThanOrEqual(seconds('SLUICE_VISIBILITY_TIMEOUT'));
@@ -86,6 +94,23 @@ describe('Kubernetes manifests', () => {
     for (const [k, v] of Object.entries(svc.spec.selector)) expect(pods.metadata.labels[k]).toBe(v);
     expect(pods.spec.containers[0].ports.map((p: Obj) => p.name)).toContain(svc.spec.ports[0].targetPort);
     expect(configMap.data.SLUICE_QUERY_HOST).toBe('0.0.0.0');
+  });
+
+  it('take the keys of ingest and the query API from Secrets, never starting either anonymously', () => {
+    const envOf = (kind: string, name: string) => find(kind, name).spec.template.spec.containers[0].env as Obj[];
+    for (const [kind, name, setting] of [
+      ['StatefulSet', 'sluice-ingest', 'SLUICE_API_KEYS'],
+      ['Deployment', 'sluice-query', 'SLUICE_QUERY_API_KEYS'],
+    ] as const) {
+      const env = envOf(kind, name);
+      const keys = env.find((e) => e.name === setting);
+      expect(keys, `${name} ${setting}`).toMatchObject({ valueFrom: { secretKeyRef: { name: expect.any(String), key: setting } } });
+      expect(keys!.value, `${name} ${setting} is not written in the manifest`).toBeUndefined();
+      expect(env.map((e) => e.name)).not.toContain('SLUICE_ALLOW_ANONYMOUS');
+    }
+    expect(configMap.data).not.toHaveProperty('SLUICE_ALLOW_ANONYMOUS');
+    expect(configMap.data).not.toHaveProperty('SLUICE_API_KEYS');
+    expect(configMap.data).not.toHaveProperty('SLUICE_QUERY_API_KEYS');
   });
 
   it('scale workers with KEDA by the same formula and defaults as `sluice fleet`', () => {

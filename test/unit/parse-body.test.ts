@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { EventCounter, parseEventsBody, readEventsBody, type BodyError } from '../../ingest/parse-body.js';
@@ -57,6 +58,22 @@ describe('event counting before parsing', () => {
     expect(JSON.parse(String.raw`[{"a":[1,2,{"b":","}]},"x,\\",` + String.raw`"\"",` + '[3,4]]')).toHaveLength(4);
     expect(count(['[{"a":"\\', '",,,"}, 2]'])).toBe(2); // an escape split across chunks
     expect(count(['\ufeff[1,2]'])).toBe(2); // a byte-order mark first
+  });
+  it('counts exactly the elements JSON.parse finds, however the bytes are split into chunks', () => {
+    fc.assert(
+      fc.property(fc.array(fc.jsonValue()), fc.array(fc.nat(), { maxLength: 8 }), fc.boolean(), (values, cuts, spaced) => {
+        const bytes = Buffer.from(JSON.stringify(values, null, spaced ? 1 : undefined));
+        const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+        const c = new EventCounter(false);
+        let from = 0;
+        for (const to of [...at, bytes.length]) {
+          c.feed(bytes.subarray(from, to));
+          from = to;
+        }
+        expect(c.count).toBe(values.length);
+      }),
+      { numRuns: 500 },
+    );
   });
   it('counts non-blank NDJSON lines, and an array body as lines when the content type says NDJSON', () => {
     expect(count(['{"a":1}\n', '\n  \n{"a":', '2}\n{"a":3}'], true)).toBe(3);

@@ -1,5 +1,5 @@
 // The process supervisor on real child processes: the ready message, an exit while starting, and a stop that
-// escalates from SIGTERM to SIGKILL only after the grace.
+// escalates from SIGTERM to SIGKILL only after the grace, then to the child's whole process group.
 import { afterEach, describe, expect, it } from 'vitest';
 import { SupervisedProcess } from '../../shared/process-supervisor.js';
 
@@ -36,6 +36,34 @@ describe('SupervisedProcess', () => {
     expect(exit.signal).toBe('SIGKILL');
     expect(forced).toBe(1);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+  });
+
+  it('runs a child with IPC in its own process group, and the SIGKILL after the grace ends the whole group', async () => {
+    const p = spawnNode(
+      'parent',
+      "const c = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });" +
+        "process.on('SIGTERM', () => {}); process.send({ ready: true, url: String(c.pid) }); setInterval(() => {}, 1000)",
+    );
+    const grandchild = Number((await p.ready(10_000)).url);
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      // Its own group: a signal to ours (a terminal's Ctrl-C) does not reach it.
+      expect(p.ownProcessGroup).toBe(true);
+      expect(alive(-p.pid!)).toBe(true);
+      expect((await p.stop(300)).signal).toBe('SIGKILL');
+      const deadline = Date.now() + 5_000;
+      while (alive(grandchild) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(alive(grandchild)).toBe(false);
+    } finally {
+      if (alive(grandchild)) process.kill(grandchild, 'SIGKILL');
+    }
   });
 
   it('does not kill a child that stops within the grace', async () => {

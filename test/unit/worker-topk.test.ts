@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeTopKBucket, TOPK_RESOLUTIONS, topKBucketExpiresAt, topKWindowBuckets } from '../../shared/topk-store.js';
-import { answerTopK, batchSummary, mergeWindow, type Summary } from '../../shared/topk-summary.js';
+import { answerTopK, batchSummary, mergeWindow, restrictRanked, type Summary, WindowAccumulator } from '../../shared/topk-summary.js';
 import { topKBatchMerges } from '../../workers/topk.js';
 
 describe('top-K bucket layout', () => {
@@ -78,7 +78,7 @@ describe('batch summary', () => {
 
 describe('window merge and answer', () => {
   it('decodes a bucket: stored counts and errors are relative to its offset', () => {
-    const b = decodeTopKBucket('k', ['3', '4', '40'], ['x', '2', 'y', '7'], { x: '-3' });
+    const b = decodeTopKBucket('k', ['3', '4', '40'], ['x', '2', 'y', '7'], ['x', '-3']);
     expect(b).toEqual({
       total: 40,
       summary: {
@@ -90,8 +90,9 @@ describe('window merge and answer', () => {
         total: 40,
       },
     });
-    expect(decodeTopKBucket('k', [null, null, null], [], {}).summary).toEqual({ items: [], missingBound: 0, total: 0 });
-    expect(() => decodeTopKBucket('k', ['x', null, null], [], {})).toThrow('offset of k is not a number: "x"');
+    expect(decodeTopKBucket('k', [null, null, null], [], []).summary).toEqual({ items: [], missingBound: 0, total: 0 });
+    expect(() => decodeTopKBucket('k', ['x', null, null], [], [])).toThrow('offset of k is not a number: "x"');
+    expect(() => decodeTopKBucket('k', [null, null, null], ['y', 'NaN'], [])).toThrow('count of k is not a number: "NaN"');
   });
 
   it('sums the buckets; an entity absent from a bucket gets its missing bound in count and error', () => {
@@ -132,6 +133,33 @@ describe('window merge and answer', () => {
     expect(answerTopK(w, 4)).toMatchObject({ guaranteed: true, unlistedUpperBound: 46 });
     expect(() => answerTopK(w, 5)).toThrow('k = 5 needs a window merged with keep > 5');
     expect(() => mergeWindow([a], 0)).toThrow('keep must be a positive integer');
+  });
+
+  it('takes a bucket out of a window sum as if it had never been added (fast-check)', () => {
+    const bucket = fc
+      .array(fc.tuple(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 20 })), { maxLength: 12 })
+      .map((pairs) => batchSummary(new Map(pairs.map(([e, c]) => [`e${e}`, c])), 4));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(bucket, fc.boolean()), { maxLength: 8 }), (buckets) => {
+        const acc = new WindowAccumulator();
+        for (const [b] of buckets) acc.add(b);
+        for (const [b, leaves] of buckets) if (leaves) acc.remove(b);
+        const stay = buckets.filter(([, leaves]) => !leaves).map(([b]) => b);
+        expect(acc.ranked(5)).toEqual(mergeWindow(stay, 5));
+        expect(acc.size).toBe(new Set(stay.flatMap((b) => b.items.map((i) => i.entityId))).size);
+      }),
+    );
+  });
+
+  it('restricted to a scope, bounds the entities beyond the kept items by the last kept count', () => {
+    const a = batchSummary(new Map(Array.from({ length: 20 }, (_, i) => [`e${String(i).padStart(2, '0')}`, 100 - i])), 100);
+    const w = mergeWindow([a], 5); // keeps 100 … 96; e05 … e19 (95 … 81) are cut
+    // a scope of e01 and e10: e10 (90) is unknown to the window, so e01 alone is not certainly the scope's top 2
+    const scoped = restrictRanked(w, (id) => id === 'e01' || id === 'e10');
+    expect(answerTopK(scoped, 2)).toMatchObject({ items: [{ entityId: 'e01', count: 99 }], guaranteed: false, unlistedUpperBound: 96 });
+    expect(answerTopK(scoped, 1)).toMatchObject({ guaranteed: true, unlistedUpperBound: 96 });
+    // nothing was cut: the scope's list is complete
+    expect(answerTopK(restrictRanked(mergeWindow([a], 100), (id) => id === 'e01'), 2)).toMatchObject({ guaranteed: true, unlistedUpperBound: 0 });
   });
 
   it('bounds hold the true counts and the flag never lies, for any buckets of batch summaries (fast-check)', () => {

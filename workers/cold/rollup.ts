@@ -25,6 +25,7 @@ import { PermanentError, TransientError, errorMessage } from '../../shared/error
 import type { Logger } from '../../shared/logger.js';
 import { openEngine } from '../../shared/parquet.js';
 import { withRetry } from '../../shared/retry.js';
+import { openRollupRegistrar } from '../iceberg/rollup-commits.js';
 import { chunksOf, influxRetention, PERIOD_MS, periodsOf, planRollup } from './rollup-plan.js';
 import { writeRollupFile } from './rollup-sql.js';
 
@@ -126,6 +127,8 @@ export async function runRollup(cfg: Config, opts: RollupOptions): Promise<Rollu
   const influx = createInflux(cfg);
   const redis = createRedis(cfg);
   const cold = new ColdStorage(cfg);
+  // Each cold file is committed to the Iceberg table sluice.rollups as soon as it is written.
+  const iceberg = openRollupRegistrar(cfg, opts.log, { redis, cold });
   const tmp = path.join(cfg.SLUICE_DATA_DIR, 'rollup-tmp', `${process.pid}-${nowMs}`);
   mkdirSync(tmp, { recursive: true });
   await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp') });
@@ -180,6 +183,7 @@ export async function runRollup(cfg: Config, opts: RollupOptions): Promise<Rollu
         const file = path.join(tmp, `${res}.parquet`);
         await writeRollupFile(rows, file, existing ? { file: existing, replaceFromMs: chunk.fromMs, replaceToMs: chunk.toMs } : undefined);
         await cold.putFile(key, file, { 'x-amz-meta-sluice-rollup': res });
+        await iceberg.register(key);
         const cp = await redis.get(cpKey);
         if (cp === null || (Number(cp) >= chunk.fromMs && Number(cp) < chunk.toMs)) await redis.set(cpKey, String(chunk.toMs));
         summary.rows += rows.length;
@@ -193,6 +197,7 @@ export async function runRollup(cfg: Config, opts: RollupOptions): Promise<Rollu
     return out;
   } finally {
     rmSync(tmp, { recursive: true, force: true });
+    iceberg.close();
     redis.disconnect();
   }
 }

@@ -1,18 +1,22 @@
-// What the Iceberg table holds: the archive as its readers see it (workers/cold/archive.ts) — live raw batches and
-// verified compacted day files, each event in exactly one data file. Two changes keep it so:
-//   appendBatches    an `append` of durable raw batches no snapshot added before and no compaction superseded;
+// What the Iceberg table sluice.events holds: the archive as its readers see it (workers/cold/archive.ts) — live raw
+// batches and verified compacted day files, each event in exactly one data file. Two changes keep it so:
+//   appendBatches    an `append` of durable raw batches the table does not hold and no compaction superseded;
 //   commitCompaction a `replace` (an `overwrite` when the table lacked some inputs) that adds a compacted day file and
 //                    removes the raw batches it merged — run by compaction before it deletes those batches.
-// Both check the table again on every commit attempt (summaries: sluice.batch-keys, sluice.compaction-id) and the
-// compaction manifests of the days they touch, so a batch is never committed twice, also when a compaction, another
-// committer or a crashed run got there first. Data files are registered where they are, never rewritten.
+// The record of what was committed is the table itself: the data files of its current snapshot (tableHoldings) —
+// a raw batch is committed iff the table holds it or a compaction manifest supersedes it, a compaction iff the
+// table holds its day file (whose key names the compaction). It needs no snapshot summaries, so expiring snapshots
+// loses nothing. Both changes check it again on every commit attempt, and the compaction manifests of the days
+// they touch, so a batch is never committed twice, also when a compaction, another committer or a crashed run got
+// there first. Data files are registered where they are, never rewritten.
 import type { ColdStorage } from '../../shared/clients/cold-storage.js';
 import { compactionDayPrefix, decodeCompactionManifest, parseCompactedKey, type CompactionManifest } from '../../shared/contracts/cold-layout.js';
+import { parseS3Uri } from '../../shared/contracts/iceberg-table.js';
 import { parseRawEventsKey } from '../../shared/contracts/parquet-schema.js';
 import type { Logger } from '../../shared/logger.js';
 import { EntryStatus, type DataFile, type ManifestEntry, type ManifestFile } from './avro-files.js';
-import type { CommitResult, IcebergTable } from './iceberg-table.js';
-import { SUMMARY, committedBatchKeys, committedCompactions } from './table-metadata.js';
+import type { CommitResult, IcebergTable, TableVersion } from './iceberg-table.js';
+import { SUMMARY } from './table-metadata.js';
 import { DAY_FIELD, DAY_SPEC, FILE_SORT_ORDER, HOUR_FIELD, RAW_SPEC, dayPartition, rawPartition, type PartitionValues } from './table-schema.js';
 
 /** A raw batch ready to be registered: its key in the raw bucket, size and rows (from ingest's object metadata). */
@@ -29,10 +33,28 @@ export interface CommitDeps {
   log: Logger;
 }
 
-/** Batches per append snapshot: keeps each snapshot summary (which lists its batch keys) and manifest small. */
+/** Batches per append snapshot: keeps each manifest small. */
 export const MAX_BATCHES_PER_COMMIT = 2_000;
 
-const partitionRecord = (spec: typeof RAW_SPEC, values: PartitionValues): Record<string, number> =>
+/** What version `v` of the events table holds: its data files (s3:// URIs) and the compactions whose day file it holds. */
+export interface TableHoldings {
+  files: Set<string>;
+  compactions: Set<string>;
+}
+
+export async function tableHoldings(table: IcebergTable, v: TableVersion): Promise<TableHoldings> {
+  const files = new Set<string>();
+  const compactions = new Set<string>();
+  for (const { entry, manifest } of await table.liveEntries(v)) {
+    files.add(entry.data_file.file_path);
+    if (manifest.partition_spec_id !== DAY_SPEC['spec-id']) continue;
+    const key = parseCompactedKey(parseS3Uri(entry.data_file.file_path)?.key ?? '');
+    if (key?.kind === 'data') compactions.add(key.id);
+  }
+  return { files, compactions };
+}
+
+const partitionRecord = (spec: typeof RAW_SPEC, values: PartitionValues): Record<string, number | string> =>
   Object.fromEntries(spec.fields.map((f) => [f.name, values[f['field-id']]!]));
 
 function dataFile(path: string, spec: typeof RAW_SPEC, values: PartitionValues, rows: number, bytes: number): DataFile {
@@ -72,8 +94,8 @@ export async function appendBatches(deps: CommitDeps, batches: readonly DurableB
     if (!parseRawEventsKey(key)) throw new Error(`${key} is not a raw batch key (events/dt=…/hour=…/<node>-<id>.parquet); it cannot be registered`);
   let added: string[] = [];
   const result = await deps.table.commit(`append of ${byKey.size} batch(es)`, async ({ base, write }) => {
-    const committed = committedBatchKeys(base.metadata);
-    const open = [...byKey.values()].filter((b) => !committed.has(b.key));
+    const held = await tableHoldings(deps.table, base);
+    const open = [...byKey.values()].filter((b) => !held.files.has(deps.table.files.uri(b.key)));
     const superseded = await supersededKeys(
       deps.cold,
       deps.rawBucket,
@@ -104,7 +126,7 @@ export async function appendBatches(deps: CommitDeps, batches: readonly DurableB
         deletedRecords: 0,
         removedBytes: 0,
         changedPartitions: new Set(fresh.map((b) => b.key.split('/').slice(1, 3).join('/'))).size,
-        extra: { [SUMMARY.batchKeys]: added.join('\n') },
+        extra: {},
       },
     };
   });
@@ -126,9 +148,9 @@ function mayHoldDay(m: ManifestFile, day: number): boolean {
  */
 export async function commitCompaction(deps: Omit<CommitDeps, 'cold'>, m: CompactionManifest): Promise<CommitResult> {
   const inputs = new Set(m.inputs.map((k) => `s3://${m.inputBucket}/${k}`));
-  const day = dayPartition(m.dt)[DAY_FIELD['field-id']]!;
+  const day = Number(dayPartition(m.dt)[DAY_FIELD['field-id']]);
   return deps.table.commit(`compaction ${m.id} of ${m.dt}`, async ({ base, snapshotId, write }) => {
-    if (committedCompactions(base.metadata).has(m.id)) return undefined;
+    if ((await tableHoldings(deps.table, base)).compactions.has(m.id)) return undefined;
     const kept: ManifestFile[] = [];
     const rewritten: { spec: typeof RAW_SPEC; entries: ManifestEntry[] }[] = [];
     const removed: ManifestEntry[] = [];

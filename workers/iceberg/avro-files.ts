@@ -3,7 +3,7 @@
 // key-value metadata each file carries. Encoded and decoded with avsc; the files are written uncompressed (codec
 // null), which every Avro reader supports.
 import avro from 'avsc';
-import type { PartitionSpec } from './table-schema.js';
+import type { IcebergSchema, PartitionField, PartitionSpec } from './table-schema.js';
 
 type AvroSchema = Record<string, unknown>;
 
@@ -17,12 +17,21 @@ const intKeyMap = (keyId: number, valueId: number, value: string) => ({
   items: { type: 'record', name: `k${keyId}_v${valueId}`, fields: [required('key', 'int', keyId), required('value', value, valueId)] },
 });
 
-/** The manifest_entry schema of a manifest written for `spec` (its partition struct is the spec's fields). */
-export function manifestEntrySchema(spec: PartitionSpec): AvroSchema {
+/** Avro type of a partition field's value: day → date, month and hour → int, identity → its source column's type. */
+function partitionType(f: PartitionField, schema: IcebergSchema): unknown {
+  if (f.transform === 'day') return { type: 'int', logicalType: 'date' };
+  if (f.transform !== 'identity') return 'int';
+  const source = schema.fields.find((c) => c.id === f['source-id']);
+  if (source?.type === 'string' || source?.type === 'int') return source.type;
+  throw new Error(`identity partition ${f.name} is of a ${JSON.stringify(source?.type)} column; workers/iceberg/avro-files.ts writes string and int ones`);
+}
+
+/** The manifest_entry schema of a manifest written for `spec` of `schema` (its partition struct is the spec's fields). */
+export function manifestEntrySchema(spec: PartitionSpec, schema: IcebergSchema): AvroSchema {
   const partition = {
     type: 'record',
     name: 'r102',
-    fields: spec.fields.map((f) => optional(f.name, f.transform === 'day' ? { type: 'int', logicalType: 'date' } : 'int', f['field-id'])),
+    fields: spec.fields.map((f) => optional(f.name, partitionType(f, schema), f['field-id'])),
   };
   return {
     type: 'record',
@@ -111,7 +120,7 @@ export interface DataFile {
   file_path: string;
   file_format: 'PARQUET';
   /** Partition field name → value. */
-  partition: Record<string, number | null>;
+  partition: Record<string, number | string | null>;
   record_count: number;
   file_size_in_bytes: number;
   sort_order_id: number | null;
@@ -189,3 +198,6 @@ export function intBound(v: number): Buffer {
   b.writeInt32LE(v);
   return b;
 }
+
+/** Iceberg's single-value binary form of a partition value: ints as intBound, strings as their UTF-8 bytes. */
+export const partitionBound = (v: number | string): Buffer => (typeof v === 'string' ? Buffer.from(v, 'utf8') : intBound(v));

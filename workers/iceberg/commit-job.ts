@@ -1,10 +1,13 @@
 // The commit job (`sluice iceberg commit`, and every SLUICE_ICEBERG_COMMIT_INTERVAL from `sluice start`): brings the
-// Iceberg table up to date with the archive. Per event-time day it commits the verified compactions the table lacks
-// (workers/iceberg/archive-commits.ts), then appends the raw batches that are durable — carrying ingest's object
-// metadata, of a readable schema version, and either delivered (in the ledger of workers/reconcile/) or written more
-// than SLUICE_RECONCILE_GRACE ago, so a batch whose segment is still being redelivered (same key, rewritten) waits.
+// Iceberg tables up to date. sluice.events: per event-time day the verified compactions the table lacks
+// (workers/iceberg/archive-commits.ts), then the raw batches that are durable — carrying ingest's object metadata,
+// of a readable schema version, and either delivered (in the ledger of workers/reconcile/) or written more than
+// SLUICE_RECONCILE_GRACE ago, so a batch whose segment is still being redelivered (same key, rewritten) waits.
+// sluice.rollups: the rollup files it lacks or holds an older version of (workers/iceberg/rollup-commits.ts). Then
+// the maintenance of both (workers/iceberg/maintenance.ts): snapshot expiry and the metadata folder's clean-up.
 // Safe to run at any time, twice at once, or again after a crash at any step.
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import path from 'node:path';
 import type { Config } from '../../shared/config.js';
 import { createS3 } from '../../shared/clients/aws.js';
 import { ColdStorage } from '../../shared/clients/cold-storage.js';
@@ -17,21 +20,30 @@ import { withRetry } from '../../shared/retry.js';
 import { rawDays, resolveDay } from '../cold/archive.js';
 import { batchKeyOf } from '../point-offset.js';
 import { BatchLedger } from '../reconcile/ledger.js';
-import { MAX_BATCHES_PER_COMMIT, appendBatches, commitCompaction, type DurableBatch } from './archive-commits.js';
+import { MAX_BATCHES_PER_COMMIT, appendBatches, commitCompaction, tableHoldings, type DurableBatch } from './archive-commits.js';
 import { IcebergTable, type CommitStep } from './iceberg-table.js';
-import { committedBatchKeys, committedCompactions } from './table-metadata.js';
+import { maintainTable, maintenanceProperties, maintenanceSettings, type MaintenanceSettings, type MaintenanceSummary } from './maintenance.js';
+import { commitRollups, openRollupsTable, type RollupCommitResult } from './rollup-commits.js';
 
 export interface CommitJobDeps {
+  /** sluice.events. */
   table: IcebergTable;
+  /** sluice.rollups. */
+  rollups: IcebergTable;
   s3: S3Client;
   cold: ColdStorage;
   ledger: BatchLedger;
   rawBucket: string;
   graceMs: number;
+  /** Folder for rollup files downloaded while their rows are counted. */
+  tmpDir: string;
+  /** Maintenance after the commits (undefined: none). */
+  maintenance?: MaintenanceSettings;
   log: Logger;
 }
 
 export interface CommitJobSummary {
+  /** Version of sluice.events after the run. */
   version: number;
   /** Event-time days looked at. */
   days: number;
@@ -39,8 +51,12 @@ export interface CommitJobSummary {
   appended: number;
   /** Raw batches not appended yet: written within the grace and not delivered. */
   waiting: number;
-  /** Objects that cannot be registered (no ingest metadata, unreadable schema version), with the reason. */
+  /** Objects that cannot be registered (no ingest metadata, unreadable schema version, unreadable rollup), with the reason. */
   problems: string[];
+  /** sluice.rollups: its version and the files it registered, swapped for a new version, removed. */
+  rollups: { version: number; added: number; replaced: number; removed: number };
+  /** One per table, when the job maintained them. */
+  maintenance: MaintenanceSummary[];
   seconds: number;
 }
 
@@ -65,19 +81,45 @@ async function head(s3: S3Client, bucket: string, key: string): Promise<Head | u
   });
 }
 
-/** Runs the job once over every day of the archive (or `days`). */
+/**
+ * Runs the job once: sluice.events over every day of the archive (or `days`), sluice.rollups over every rollup
+ * file, then (unless `maintain` is false or the deps have no settings) the maintenance of both tables.
+ */
 export async function runCommitJob(
   deps: CommitJobDeps,
-  o: { days?: string[]; nowMs?: number; progress?: (m: string) => void } = {},
+  o: { days?: string[]; nowMs?: number; maintain?: boolean; progress?: (m: string) => void } = {},
 ): Promise<CommitJobSummary> {
   const t0 = performance.now();
   const nowMs = o.nowMs ?? Date.now();
-  const s: CommitJobSummary = { version: 0, days: 0, compactions: 0, appended: 0, waiting: 0, problems: [], seconds: 0 };
+  const s: CommitJobSummary = {
+    version: 0,
+    days: 0,
+    compactions: 0,
+    appended: 0,
+    waiting: 0,
+    problems: [],
+    rollups: { version: 0, added: 0, replaced: 0, removed: 0 },
+    maintenance: [],
+    seconds: 0,
+  };
+  await commitArchive(deps, s, { ...o, nowMs });
+  const r: RollupCommitResult = await commitRollups({ table: deps.rollups, cold: deps.cold, log: deps.log, tmpDir: deps.tmpDir });
+  s.rollups = { version: r.version, added: r.added.length, replaced: r.replaced.length, removed: r.removed.length };
+  s.problems.push(...r.problems);
+  if (r.committed) o.progress?.(`iceberg: sluice.rollups at version ${r.version}`);
+  if (deps.maintenance && o.maintain !== false)
+    for (const table of [deps.table, deps.rollups]) s.maintenance.push(await maintainTable(table, deps.maintenance, { nowMs }));
+  s.seconds = (performance.now() - t0) / 1000;
+  return s;
+}
+
+async function commitArchive(deps: CommitJobDeps, s: CommitJobSummary, o: { days?: string[]; nowMs: number; progress?: (m: string) => void }): Promise<void> {
+  const nowMs = o.nowMs;
   let cur = await deps.table.ensure();
   s.version = cur.version;
 
   // Days: those with raw batches, and those with a compaction the table does not hold yet.
-  const have = committedCompactions(cur.metadata);
+  const have = (await tableHoldings(deps.table, cur)).compactions;
   const coldDays = new Set<string>();
   for (const obj of await deps.cold.list(COMPACTED_PREFIX)) {
     const k = parseCompactedKey(obj.key);
@@ -90,16 +132,16 @@ export async function runCommitJob(
   for (const dt of days) {
     const day = await resolveDay(deps.s3, deps.rawBucket, deps.cold, dt);
     for (const m of day.manifests) {
-      if (committedCompactions(cur.metadata).has(m.id)) continue;
+      if (have.has(m.id)) continue;
       const r = await commitCompaction(deps, m);
       if (r.committed) s.compactions++;
-      cur = (await deps.table.current())!;
     }
     candidates.push(...day.liveRaw.map((r) => r.key));
   }
 
-  const committed = committedBatchKeys(cur.metadata);
-  const open = candidates.filter((k) => !committed.has(k));
+  cur = (await deps.table.current())!;
+  const held = (await tableHoldings(deps.table, cur)).files;
+  const open = candidates.filter((k) => !held.has(deps.table.files.uri(k)));
   const delivered = await deps.ledger.delivered(open.map((key) => batchKeyOf({ bucket: deps.rawBucket, key })));
   const ready: DurableBatch[] = [];
   for (let i = 0; i < open.length; i += HEAD_CONCURRENCY) {
@@ -133,40 +175,68 @@ export async function runCommitJob(
     o.progress?.(`iceberg: ${s.appended} batch(es) appended, version ${r.version}`);
   }
   s.version = (await deps.table.current())?.version ?? s.version;
-  s.seconds = (performance.now() - t0) / 1000;
-  return s;
+}
+
+export function formatMaintenance(m: MaintenanceSummary): string {
+  if (m.version === 0) return `iceberg ${m.table}: no table yet, nothing to maintain`;
+  return (
+    `iceberg ${m.table} maintained at version ${m.version}: ${m.snapshots} snapshot(s) kept, ${m.expiredSnapshots} expired; ` +
+    `${m.deletedExpired} file(s) of expired snapshots, ${m.deletedMetadata} old metadata file(s) and ${m.deletedOrphans} orphan(s) deleted`
+  );
 }
 
 export function formatCommitJob(s: CommitJobSummary): string {
   const lines = [
     `iceberg sluice.events at version ${s.version}: ${s.days} day(s) looked at, ${s.compactions} compaction(s) and ${s.appended} batch(es) committed, ` +
       `${s.waiting} batch(es) waiting (written within the grace, not delivered yet) in ${s.seconds.toFixed(1)} s`,
+    `iceberg sluice.rollups at version ${s.rollups.version}: ${s.rollups.added} file(s) added, ${s.rollups.replaced} replaced by their new version, ` +
+      `${s.rollups.removed} removed`,
+    ...s.maintenance.map(formatMaintenance),
   ];
   for (const p of s.problems) lines.push(`  not registered: ${p}`);
   return lines.join('\n');
 }
 
-/** The table and the clients a job needs, from the configuration; close() releases them. */
+/**
+ * The tables and the clients a job needs, from the configuration; close() releases them. `onStep` and `now` go to
+ * both tables (tests: fault injection, a shifted clock).
+ */
 export function openArchiveTable(
   cfg: Config,
   log: Logger,
-  opts: { onStep?: (step: CommitStep, info: { version: number; attempt: number }) => void | Promise<void>; redis?: RedisClient } = {},
+  opts: { onStep?: (step: CommitStep, info: { version: number; attempt: number }) => void | Promise<void>; redis?: RedisClient; now?: () => number } = {},
 ): { deps: CommitJobDeps; close(): void } {
   const s3 = createS3(cfg);
   const redis = opts.redis ?? createRedis(cfg);
-  const table = new IcebergTable({ s3, redis, rawBucket: cfg.SLUICE_RAW_BUCKET, redisPrefix: cfg.SLUICE_REDIS_PREFIX, log, onStep: opts.onStep });
+  const maintenance = maintenanceSettings(cfg);
+  const properties = maintenanceProperties(maintenance);
+  const table = new IcebergTable({
+    s3,
+    redis,
+    rawBucket: cfg.SLUICE_RAW_BUCKET,
+    redisPrefix: cfg.SLUICE_REDIS_PREFIX,
+    log,
+    onStep: opts.onStep,
+    now: opts.now,
+    properties,
+  });
+  const rollups = openRollupsTable(cfg, log, redis, { onStep: opts.onStep, now: opts.now, properties });
   return {
     deps: {
       table,
+      rollups: rollups.table,
       s3,
       cold: new ColdStorage(cfg),
       ledger: new BatchLedger(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_LEDGER_RETENTION),
       rawBucket: cfg.SLUICE_RAW_BUCKET,
       graceMs: cfg.SLUICE_RECONCILE_GRACE,
+      tmpDir: path.join(cfg.SLUICE_DATA_DIR, 'iceberg-tmp'),
+      maintenance,
       log,
     },
     close() {
       s3.destroy();
+      rollups.close();
       if (!opts.redis) redis.disconnect();
     },
   };

@@ -1,4 +1,4 @@
-// The table's commit pointer in Redis (layout: shared/contracts/iceberg-table.ts) and its compare-and-swap. A commit
+// A table's commit pointer in Redis (layout: shared/contracts/iceberg-table.ts) and its compare-and-swap. A commit
 // built on version N installs N+1 only while the pointer still says N; the version number is the fencing token, so
 // a committer that was paused (GC, network) while another committed finds its swap refused and retries on the new
 // base — it can never overwrite a newer commit, which a lock with an expired lease could not promise. No lock is held
@@ -9,7 +9,7 @@
 // emulator (s3rver 3.7) ignores both headers and overwrites (test/integration/iceberg-commit.test.ts shows it), so a
 // commit protocol built on them could not be tested here. Redis is already a dependency of every Sluice job.
 import type { RedisClient } from '../../shared/clients/redis.js';
-import { commitPointerKey, decodeCommitPointer, type CommitPointer } from '../../shared/contracts/iceberg-table.js';
+import { decodeCommitPointer, type CommitPointer } from '../../shared/contracts/iceberg-table.js';
 import { classify } from '../../shared/errors.js';
 
 /** KEYS[1] pointer; ARGV expected version (0 = none yet), new version, location, committedAt. Returns 1, or the current version. */
@@ -20,14 +20,11 @@ redis.call('HSET', KEYS[1], 'version', ARGV[2], 'location', ARGV[3], 'committedA
 return 1`;
 
 export class CommitPointerStore {
-  readonly key: string;
-
+  /** `key`: the table's pointer (IcebergTableLayout.pointerKey). */
   constructor(
     private readonly redis: RedisClient,
-    redisPrefix: string,
-  ) {
-    this.key = commitPointerKey(redisPrefix);
-  }
+    readonly key: string,
+  ) {}
 
   async read(): Promise<CommitPointer | undefined> {
     try {

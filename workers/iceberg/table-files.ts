@@ -1,8 +1,9 @@
-// Reads and writes the table's metadata objects in the raw bucket (metadata JSON, manifests, manifest lists, the
-// version hint). Every object but the version hint and the v<N> copies is written once under a unique name and never
-// changed, so a file read once is cached by its location. Transient S3 faults are retried (shared/retry.ts).
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { VERSION_HINT_KEY, parseS3Uri, versionCopyKey } from '../../shared/contracts/iceberg-table.js';
+// Reads, writes, lists and deletes one table's metadata objects in the raw bucket (metadata JSON, manifests,
+// manifest lists, the version hint). Every object but the version hint and the v<N> copies is written once under a
+// unique name and never changed, so a file read once is cached by its location. Deletes are refused outside the
+// table's metadata folder: data files are never the table's to delete. Transient S3 faults are retried.
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { parseS3Uri, type IcebergTableLayout } from '../../shared/contracts/iceberg-table.js';
 import { classify } from '../../shared/errors.js';
 import { withRetry } from '../../shared/retry.js';
 import { checkMetadata, type TableMetadata } from './table-metadata.js';
@@ -12,8 +13,18 @@ const isMissing = (err: unknown): boolean => {
   return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
 };
 
-/** Immutable files already read, by location (manifests, manifest lists, metadata files). Bounded. */
-const CACHE_MAX = 512;
+/**
+ * Immutable files already read, by location: metadata files (a new one per version; only the newest are read
+ * again). Manifests and manifest lists are cached decoded, by IcebergTable.
+ */
+const CACHE_MAX = 32;
+
+/** An object of the table's metadata folder, as a listing shows it. */
+export interface StoredObject {
+  key: string;
+  bytes: number;
+  lastModifiedMs: number;
+}
 
 export class TableFiles {
   private readonly cache = new Map<string, Promise<Buffer>>();
@@ -21,6 +32,7 @@ export class TableFiles {
   constructor(
     private readonly s3: S3Client,
     readonly bucket: string,
+    readonly layout: IcebergTableLayout,
   ) {}
 
   uri(key: string): string {
@@ -47,14 +59,18 @@ export class TableFiles {
     });
   }
 
+  /** The bytes of a file the table references (not cached); throws naming it when it is missing. */
+  async getRequired(location: string): Promise<Buffer> {
+    const b = await this.get(location);
+    if (!b) throw new Error(`${location} is missing: the table references it (was the raw bucket's iceberg/ folder changed by hand?)`);
+    return b;
+  }
+
   /** The bytes of an immutable file that must exist (cached). */
   async getImmutable(location: string): Promise<Buffer> {
     let p = this.cache.get(location);
     if (!p) {
-      p = this.get(location).then((b) => {
-        if (!b) throw new Error(`${location} is missing: the table references it (was the raw bucket's iceberg/ folder changed by hand?)`);
-        return b;
-      });
+      p = this.getRequired(location);
       p.catch(() => this.cache.delete(location));
       if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
       this.cache.set(location, p);
@@ -94,9 +110,38 @@ export class TableFiles {
     return checkMetadata(parsed, location);
   }
 
+  /** Every object under the table's metadata folder. */
+  async listMetadata(): Promise<StoredObject[]> {
+    const out: StoredObject[] = [];
+    let token: string | undefined;
+    do {
+      const page = await withRetry(() =>
+        this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.layout.metadataPrefix, ContinuationToken: token })).catch((err: unknown) => {
+          throw classify(err, `listing of s3://${this.bucket}/${this.layout.metadataPrefix}`);
+        }),
+      );
+      for (const o of page.Contents ?? []) if (o.Key) out.push({ key: o.Key, bytes: o.Size ?? 0, lastModifiedMs: o.LastModified?.getTime() ?? 0 });
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
+  /** Deletes a metadata object (a missing one is fine); refuses any key outside the table's metadata folder. */
+  async delete(key: string): Promise<void> {
+    if (!key.startsWith(this.layout.metadataPrefix) || key.includes('/../'))
+      throw new Error(`refusing to delete s3://${this.bucket}/${key}: the table ${this.layout.name} deletes only under ${this.layout.metadataPrefix}`);
+    this.cache.delete(this.uri(key));
+    await withRetry(() =>
+      this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })).catch((err: unknown) => {
+        if (isMissing(err)) return;
+        throw classify(err, `delete of s3://${this.bucket}/${key}`);
+      }),
+    );
+  }
+
   /** The number in version-hint.text, or undefined when there is none (or it is not a number). */
   async versionHint(): Promise<number | undefined> {
-    const b = await this.get(this.uri(VERSION_HINT_KEY));
+    const b = await this.get(this.uri(this.layout.versionHintKey));
     const n = b ? Number(b.toString('utf8').trim()) : Number.NaN;
     return Number.isInteger(n) && n > 0 ? n : undefined;
   }
@@ -106,8 +151,8 @@ export class TableFiles {
    * v<version>.metadata.json, then version-hint.text. Repeating it writes the same bytes again.
    */
   async publish(version: number, location: string): Promise<void> {
-    const to = versionCopyKey(version);
+    const to = this.layout.versionCopyKey(version);
     if (this.keyOf(location).key !== to) await this.put(to, await this.getImmutable(location), 'application/json');
-    await this.put(VERSION_HINT_KEY, String(version), 'text/plain');
+    await this.put(this.layout.versionHintKey, String(version), 'text/plain');
   }
 }

@@ -1,23 +1,12 @@
-// Iceberg v2 table metadata (the metadata JSON file) of `sluice.events`: the first version, and each next version
-// as its base plus one snapshot. Pure: no I/O. Each snapshot's summary records what Sluice committed — the raw batch
-// keys an append added (`sluice.batch-keys`) and the compaction a replace stands for (`sluice.compaction-id`) — and
-// committers check them before committing, so no batch and no compacted file is ever committed twice.
-import { ICEBERG_FORMAT_VERSION } from '../../shared/contracts/iceberg-table.js';
-import { PARQUET_SCHEMA_VERSION } from '../../shared/contracts/parquet-schema.js';
-import {
-  FILE_SORT_ORDER,
-  PARTITION_SPECS,
-  RAW_SPEC,
-  UNSORTED,
-  lastColumnId,
-  nameMapping,
-  tableSchema,
-  type IcebergSchema,
-  type PartitionSpec,
-  type SortOrder,
-} from './table-schema.js';
+// Iceberg v2 table metadata (the metadata JSON file) of Sluice's tables: the first version, each next version as its
+// base plus one snapshot, and the version snapshot expiry makes (its base minus the expired snapshots). Pure: no I/O.
+// The metadata log keeps the previous `write.metadata.previous-versions-max` metadata files; older ones drop out of
+// it (and are deleted by the maintenance, workers/iceberg/maintenance.ts). What the table holds is read from its
+// current snapshot's manifests, never from summaries, so expiring snapshots loses no record of what was committed.
+import { DEFAULT_PREVIOUS_VERSIONS_MAX, ICEBERG_FORMAT_VERSION, MAINTENANCE_PROPERTIES } from '../../shared/contracts/iceberg-table.js';
+import { lastColumnId, type IcebergSchema, type PartitionSpec, type SortOrder, type TableDefinition } from './table-schema.js';
 
-export type Operation = 'append' | 'replace' | 'overwrite';
+export type Operation = 'append' | 'replace' | 'overwrite' | 'delete';
 
 export interface Snapshot {
   'snapshot-id': number;
@@ -51,40 +40,38 @@ export interface TableMetadata {
   refs: Record<string, { 'snapshot-id': number; type: 'branch' }>;
 }
 
-/** Summary keys Sluice adds to its snapshots. */
+/** Summary keys Sluice adds to its snapshots (for people reading the history; no check depends on them). */
 export const SUMMARY = {
-  batchKeys: 'sluice.batch-keys',
   compactionId: 'sluice.compaction-id',
   compactionDay: 'sluice.compaction-day',
 } as const;
 
-/** The first version of the table: schema, specs, sort order, name mapping; no snapshot. */
-export function newTableMetadata(o: { uuid: string; location: string; nowMs: number }): TableMetadata {
-  const schema = tableSchema();
+/** The first version of the table `def`: schema, specs, sort orders, properties; no snapshot. */
+export function newTableMetadata(def: TableDefinition, o: { uuid: string; location: string; nowMs: number }): TableMetadata {
   return {
     'format-version': ICEBERG_FORMAT_VERSION,
     'table-uuid': o.uuid,
     location: o.location,
     'last-sequence-number': 0,
     'last-updated-ms': o.nowMs,
-    'last-column-id': lastColumnId(schema),
-    schemas: [schema],
-    'current-schema-id': schema['schema-id'],
-    'partition-specs': [...PARTITION_SPECS],
-    'default-spec-id': RAW_SPEC['spec-id'],
-    'last-partition-id': Math.max(...PARTITION_SPECS.flatMap((s) => s.fields.map((f) => f['field-id']))),
+    'last-column-id': lastColumnId(def.schema),
+    schemas: [def.schema],
+    'current-schema-id': def.schema['schema-id'],
+    'partition-specs': [...def.specs],
+    'default-spec-id': def.defaultSpecId,
+    'last-partition-id': Math.max(...def.specs.flatMap((s) => s.fields.map((f) => f['field-id']))),
     properties: {
-      'schema.name-mapping.default': JSON.stringify(nameMapping(schema)),
       'write.format.default': 'parquet',
       'write.parquet.compression-codec': 'zstd',
-      'sluice.parquet-schema-version': String(PARQUET_SCHEMA_VERSION),
-      'sluice.managed-by': 'sluice iceberg commit (files are registered from the archive, never written by engines)',
+      [MAINTENANCE_PROPERTIES.previousVersionsMax]: String(DEFAULT_PREVIOUS_VERSIONS_MAX),
+      [MAINTENANCE_PROPERTIES.deleteAfterCommit]: 'true',
+      ...def.properties,
     },
     snapshots: [],
     'snapshot-log': [],
     'metadata-log': [],
-    'sort-orders': [UNSORTED, FILE_SORT_ORDER],
-    'default-sort-order-id': FILE_SORT_ORDER['order-id'],
+    'sort-orders': [...def.sortOrders],
+    'default-sort-order-id': def.defaultSortOrderId,
     refs: {},
   };
 }
@@ -93,16 +80,15 @@ export function currentSnapshot(m: TableMetadata): Snapshot | undefined {
   return m['current-snapshot-id'] === undefined ? undefined : m.snapshots.find((s) => s['snapshot-id'] === m['current-snapshot-id']);
 }
 
-/** Every raw batch key any snapshot of the table added (also those a compaction later replaced). */
-export function committedBatchKeys(m: TableMetadata): Set<string> {
-  const out = new Set<string>();
-  for (const s of m.snapshots) for (const k of (s.summary[SUMMARY.batchKeys] ?? '').split('\n')) if (k) out.add(k);
-  return out;
+/** How many previous metadata files the metadata log keeps (write.metadata.previous-versions-max). */
+export function previousVersionsMax(m: TableMetadata): number {
+  const n = Number(m.properties[MAINTENANCE_PROPERTIES.previousVersionsMax]);
+  return Number.isInteger(n) && n >= 1 ? n : DEFAULT_PREVIOUS_VERSIONS_MAX;
 }
 
-/** Ids of the compactions the table holds the output of. */
-export function committedCompactions(m: TableMetadata): Set<string> {
-  return new Set(m.snapshots.map((s) => s.summary[SUMMARY.compactionId]).filter((id): id is string => id !== undefined));
+/** The metadata log of the version after `base` (stored at `baseLocation`): base's log plus base, the newest `max`. */
+function nextMetadataLog(base: TableMetadata, baseLocation: string, max: number): TableMetadata['metadata-log'] {
+  return [...base['metadata-log'], { 'timestamp-ms': base['last-updated-ms'], 'metadata-file': baseLocation }].slice(-max);
 }
 
 /** What a snapshot changed, for its summary (Iceberg's standard keys). */
@@ -164,8 +150,56 @@ export function withSnapshot(
     'current-snapshot-id': o.snapshotId,
     snapshots: [...base.snapshots, snapshot],
     'snapshot-log': [...base['snapshot-log'], { 'timestamp-ms': o.nowMs, 'snapshot-id': o.snapshotId }],
-    'metadata-log': [...base['metadata-log'], { 'timestamp-ms': base['last-updated-ms'], 'metadata-file': baseLocation }],
+    'metadata-log': nextMetadataLog(base, baseLocation, previousVersionsMax(base)),
     refs: { ...base.refs, main: { 'snapshot-id': o.snapshotId, type: 'branch' } },
+  };
+}
+
+/** The snapshots expiry keeps and the ones it removes. */
+export interface ExpiryPlan {
+  kept: Snapshot[];
+  expired: Snapshot[];
+}
+
+/**
+ * Which snapshots of `m` expire at `nowMs` (Iceberg's rule): those older than `maxAgeMs`, except the current one,
+ * any a branch names, and the newest `minSnapshots` of the current snapshot's history — and, so that the kept ones
+ * are an unbroken run of the history, none newer than a kept one (a committer's clock running behind cannot punch
+ * a hole in it). `kept` and `expired` are in sequence order.
+ */
+export function planExpiry(m: TableMetadata, o: { nowMs: number; maxAgeMs: number; minSnapshots: number }): ExpiryPlan {
+  const snapshots = [...m.snapshots].sort((a, b) => a['sequence-number'] - b['sequence-number']);
+  const byId = new Map(snapshots.map((s) => [s['snapshot-id'], s]));
+  const keep = new Set<number>(Object.values(m.refs).map((r) => r['snapshot-id']));
+  if (m['current-snapshot-id'] !== undefined) keep.add(m['current-snapshot-id']);
+  // The newest minSnapshots ancestors of the current snapshot (itself included).
+  let s = currentSnapshot(m);
+  for (let n = 0; s && n < o.minSnapshots; n++) {
+    keep.add(s['snapshot-id']);
+    s = s['parent-snapshot-id'] === undefined ? undefined : byId.get(s['parent-snapshot-id']);
+  }
+  const cutoff = o.nowMs - o.maxAgeMs;
+  const first = snapshots.findIndex((snap) => keep.has(snap['snapshot-id']) || snap['timestamp-ms'] >= cutoff);
+  if (first < 0) return { kept: snapshots, expired: [] };
+  return { kept: snapshots.slice(first), expired: snapshots.slice(0, first) };
+}
+
+/**
+ * The version after `base` (stored at `baseLocation`) without the snapshots `expired` (their snapshot-log entries
+ * go too) and with `properties` set; the current snapshot and the data are unchanged.
+ */
+export function withoutSnapshots(
+  base: TableMetadata,
+  baseLocation: string,
+  o: { expired: ReadonlySet<number>; properties: Record<string, string>; nowMs: number },
+): TableMetadata {
+  const next: TableMetadata = { ...base, properties: { ...base.properties, ...o.properties } };
+  return {
+    ...next,
+    'last-updated-ms': o.nowMs,
+    snapshots: base.snapshots.filter((s) => !o.expired.has(s['snapshot-id'])),
+    'snapshot-log': base['snapshot-log'].filter((e) => !o.expired.has(e['snapshot-id'])),
+    'metadata-log': nextMetadataLog(base, baseLocation, previousVersionsMax(next)),
   };
 }
 
