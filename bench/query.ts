@@ -273,7 +273,7 @@ async function main() {
   const topk = { capacity: cfg.SLUICE_TOPK_CAPACITY, eventsPerMinute: TOPK_EVENTS_PER_BATCH, entities: TOPK_ENTITIES, closed: topkClosed, open: topkOpen };
   const topkMd = [
     `/v1/topk?window=1h over 61 minute buckets of ${cfg.SLUICE_TOPK_CAPACITY} entities each (${TOPK_EVENTS_PER_BATCH} Zipf events per minute over ${TOPK_ENTITIES} entities: every bucket approximate). ` +
-      'revalidated = `Cache-Control: no-cache` (every request checks the N of all 61 buckets, 61 HGETs in one pipeline); cached = the query API\'s window cache (one GET of the tag\'s version per request; after a batch, only the buckets it changed are read again). ' +
+      "revalidated = `Cache-Control: no-cache` (every request checks the N of all 61 buckets, 61 HGETs in one pipeline); cached = the query API's window cache (one GET of the tag's version per request; after a batch, only the buckets it changed are read again). " +
       `Open loop: requests sent at a fixed rate for ${TOPK_SECONDS} s whatever the answers, latency from when each was due; "while merging" = ${TOPK_MERGES_PER_SECOND} batches/s merged into the current minute meanwhile.`,
     '',
     '| top-K 1h | p50 ms | p99 ms | req/s | errors | query API CPU µs/request | Redis CPU µs/request |',

@@ -21,6 +21,7 @@ import { createQueryMetrics } from './metrics.js';
 import { registerEntityTotalRoute } from './routes/entity-total.js';
 import { registerStatsRoute } from './routes/stats.js';
 import { registerTopKRoute } from './routes/topk.js';
+import { createDimensionQueries } from './routes/dimension-routes.js';
 import { ColdStorage } from '../shared/clients/cold-storage.js';
 import { ColdRollupReader } from './cold-reader.js';
 import { FederatedReader } from './federated-reader.js';
@@ -89,7 +90,9 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
   const auth = new QueryAuth({ cfg, metrics, log });
   auth.install(app);
   addOpsRoutes(app, registry, () => reader.unready());
-  registerStatsRoute(app, { reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now });
+  const dimensions = createDimensionQueries(cfg, log, { reader, cache, redis, now, scopeOf: auth.scopeOf });
+  dimensions.registerTopK(app);
+  registerStatsRoute(app, { reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now, byDimension: dimensions.stats });
   registerEntityTotalRoute(app, { redis, reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX });
   registerTopKRoute(app, { redis, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now, scopeOf: auth.scopeOf });
   registerDashboard(app, { cfg, registry });
@@ -107,6 +110,7 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
     });
     await app.listen({ host: cfg.SLUICE_QUERY_HOST, port: cfg.SLUICE_QUERY_PORT });
   } catch (err) {
+    await dimensions.close();
     redis.disconnect();
     throw err;
   }
@@ -123,6 +127,7 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
         } catch (err) {
           log.error({ err }, 'closing the HTTP server failed');
         }
+        await dimensions.close();
         try {
           await redis.quit();
         } catch {

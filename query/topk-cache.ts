@@ -71,10 +71,17 @@ export class TopKWindowCache {
   }
 
   /**
-   * The window of `eventType` ending at `nowMs`, merged, with its `keep` largest items. `revalidate` checks every
-   * bucket of the window whatever the version says (what `Cache-Control: no-cache` asks for).
+   * The window of `eventType` ending at `nowMs`, merged, with its `keep` largest items (among the entities `allows`
+   * accepts, when given: O(entities of the window) per request). `revalidate` checks every bucket of the window whatever
+   * the version says (what `Cache-Control: no-cache` asks for).
    */
-  async read(eventType: string, window: TopKWindow, nowMs: number, revalidate = false): Promise<{ ranked: RankedSummary; result: TopKCacheResult }> {
+  async read(
+    eventType: string,
+    window: TopKWindow,
+    nowMs: number,
+    revalidate = false,
+    allows?: (entityId: string) => boolean,
+  ): Promise<{ ranked: RankedSummary; result: TopKCacheResult }> {
     const starts = topKWindowBuckets(TOPK_RESOLUTIONS[window], nowMs);
     const span = `${starts[0]}-${starts[starts.length - 1]}`;
     const key = `${eventType}\u0000${window}`;
@@ -89,13 +96,15 @@ export class TopKWindowCache {
         continue;
       }
       const e = this.windows.get(key);
+      // A scope ranks its own entities from the window's whole sum (no await between: the sum is consistent).
+      const rank = (w: WindowEntry) => (allows ? w.acc.ranked(this.keep, allows) : w.ranked);
       if (!revalidate && e && e.span === span && Number(e.version) >= Number(version) && this.clock() - e.atMs < this.maxAgeMs) {
-        return { ranked: e.ranked, result: waited ? 'coalesced' : 'hit' };
+        return { ranked: rank(e), result: waited ? 'coalesced' : 'hit' };
       }
       const p = this.refresh(key, eventType, window, starts, span, version);
       this.refreshing.set(key, p);
       try {
-        return { ranked: (await p).ranked, result: revalidate ? 'revalidated' : 'miss' };
+        return { ranked: rank(await p), result: revalidate ? 'revalidated' : 'miss' };
       } finally {
         this.refreshing.delete(key);
       }
@@ -104,7 +113,15 @@ export class TopKWindowCache {
 
   private async refresh(key: string, eventType: string, window: TopKWindow, starts: readonly number[], span: string, version: string): Promise<WindowEntry> {
     const atMs = this.clock();
-    const e = this.windows.get(key) ?? { span, version, atMs, acc: new WindowAccumulator(), parts: new Map(), ranked: new WindowAccumulator().ranked(this.keep), items: 0 };
+    const e = this.windows.get(key) ?? {
+      span,
+      version,
+      atMs,
+      acc: new WindowAccumulator(),
+      parts: new Map(),
+      ranked: new WindowAccumulator().ranked(this.keep),
+      items: 0,
+    };
     const totals = await readTopKBucketTotals(this.redis, this.prefix, eventType, window, starts);
     const wanted = new Map(starts.map((s, i) => [s, totals[i]!]));
     // N grows with every batch merged into a bucket: a bucket whose N is unchanged is the bucket as summed.

@@ -14,6 +14,7 @@
 // every bucket of the window holds at most m distinct entities of the event type. /v1/topk says for each answer
 // whether it is guaranteed to be the true top-k (see answerTopK).
 // A window is covered by whole buckets, so "1m" spans 60–70 s of event time, "1h" 60–61 min, "1d" 24–25 h.
+// A bucket of the former layout (a sorted set alone) reads as exact; such buckets expire within a day.
 import type { RedisClient } from './clients/redis.js';
 import { answerTopK, mergeWindow, type RankedSummary, type Summary, type SummaryItem, type TopKAnswer, type TopKItem } from './topk-summary.js';
 
@@ -127,7 +128,13 @@ export async function readTopKVersion(redis: RedisClient, prefix: string, eventT
 }
 
 /** N of each bucket (0 for a bucket that does not exist), in one round trip. */
-export async function readTopKBucketTotals(redis: RedisClient, prefix: string, eventType: string, window: TopKWindow, starts: readonly number[]): Promise<number[]> {
+export async function readTopKBucketTotals(
+  redis: RedisClient,
+  prefix: string,
+  eventType: string,
+  window: TopKWindow,
+  starts: readonly number[],
+): Promise<number[]> {
   if (starts.length === 0) return [];
   const res = TOPK_RESOLUTIONS[window];
   const p = redis.pipeline();
@@ -136,7 +143,13 @@ export async function readTopKBucketTotals(redis: RedisClient, prefix: string, e
 }
 
 /** Reads whole buckets, each consistent with itself (one MULTI: a batch's merge never lands half-read). */
-export async function readTopKBuckets(redis: RedisClient, prefix: string, eventType: string, window: TopKWindow, starts: readonly number[]): Promise<TopKBucket[]> {
+export async function readTopKBuckets(
+  redis: RedisClient,
+  prefix: string,
+  eventType: string,
+  window: TopKWindow,
+  starts: readonly number[],
+): Promise<TopKBucket[]> {
   if (starts.length === 0) return [];
   const res = TOPK_RESOLUTIONS[window];
   const keys = starts.map((s) => topKBucketKeys(prefix, eventType, res, s));
@@ -163,11 +176,25 @@ export async function readTopKWindow(
 }
 
 /** The k entities with the most events of `eventType` in the window ending at `nowMs` (no cache), with their bounds. */
-export async function readTopKAnswer(redis: RedisClient, prefix: string, eventType: string, window: TopKWindow, k: number, nowMs: number = Date.now()): Promise<TopKAnswer> {
+export async function readTopKAnswer(
+  redis: RedisClient,
+  prefix: string,
+  eventType: string,
+  window: TopKWindow,
+  k: number,
+  nowMs: number = Date.now(),
+): Promise<TopKAnswer> {
   return answerTopK(await readTopKWindow(redis, prefix, eventType, window, k + 1, nowMs), k);
 }
 
 /** The items of readTopKAnswer: most first by upper bound (ties by id). */
-export async function readTopK(redis: RedisClient, prefix: string, eventType: string, window: TopKWindow, k: number, nowMs: number = Date.now()): Promise<TopKItem[]> {
+export async function readTopK(
+  redis: RedisClient,
+  prefix: string,
+  eventType: string,
+  window: TopKWindow,
+  k: number,
+  nowMs: number = Date.now(),
+): Promise<TopKItem[]> {
   return (await readTopKAnswer(redis, prefix, eventType, window, k, nowMs)).items;
 }

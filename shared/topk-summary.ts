@@ -73,7 +73,8 @@ export function batchSummary(counts: ReadonlyMap<string, number>, capacity: numb
   let total = 0;
   let items: SummaryItem[] = [];
   for (const [entityId, count] of counts) {
-    if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`top-K count of ${JSON.stringify(entityId)} must be a non-negative integer, got ${count}`);
+    if (!Number.isSafeInteger(count) || count < 0)
+      throw new RangeError(`top-K count of ${JSON.stringify(entityId)} must be a non-negative integer, got ${count}`);
     total += count;
     if (count > 0) items.push({ entityId, count, error: 0 });
   }
@@ -127,23 +128,29 @@ export class WindowAccumulator {
     }
   }
 
-  /** The `keep` largest items, most first (ties by id): enough to answer any k < keep and know the (k+1)-th bound. */
-  ranked(keep: number): RankedSummary {
+  /**
+   * The `keep` largest items, most first (ties by id): enough to answer any k < keep and know the (k+1)-th bound.
+   * With `allows`, only the entities it accepts are ranked (a key's scope): the bounds stay valid, since an entity in no
+   * bucket has at most missingBound events whether it is in the scope or not.
+   */
+  ranked(keep: number, allows?: (entityId: string) => boolean): RankedSummary {
     if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`keep must be a positive integer, got ${keep}`);
     const m = this.missingBound;
+    const entries = allows ? [...this.acc].filter(([id]) => allows(id)) : this.acc;
+    const size = allows ? (entries as unknown[]).length : this.acc.size;
     let threshold = -Infinity;
-    if (this.acc.size > keep) {
+    if (size > keep) {
       // The keep-th largest count, from a numeric sort (cheap), leaves only the candidates for the comparator sort.
-      const counts = new Float64Array(this.acc.size);
+      const counts = new Float64Array(size);
       let i = 0;
-      for (const a of this.acc.values()) counts[i++] = a.count;
+      for (const [, a] of entries) counts[i++] = a.count;
       counts.sort();
       threshold = counts[counts.length - keep]!;
     }
     const items: SummaryItem[] = [];
-    for (const [entityId, a] of this.acc) if (a.count >= threshold) items.push({ entityId, count: a.count + m, error: a.error + m });
+    for (const [entityId, a] of entries) if (a.count >= threshold) items.push({ entityId, count: a.count + m, error: a.error + m });
     items.sort(byCountThenId);
-    return { items: items.slice(0, keep), missingBound: m, total: this.total, maxError: m, truncated: this.acc.size > keep };
+    return { items: items.slice(0, keep), missingBound: m, total: this.total, maxError: m, truncated: size > keep };
   }
 }
 
@@ -155,8 +162,9 @@ export function mergeWindow(buckets: readonly Summary[], keep: number): RankedSu
 }
 
 /**
- * A window restricted to the entities `allows` accepts (a key's scope), answerable for any k: an entity beyond the
- * kept items has at most the last kept count, so once items are cut that count bounds every entity not listed.
+ * A window restricted to the entities `allows` accepts, answerable for any k: an entity beyond the kept items has at
+ * most the last kept count, so once items are cut that count bounds every entity not listed. (A window cache can rank
+ * a restriction from its whole sum instead: WindowAccumulator.ranked with `allows`.)
  */
 export function restrictRanked(window: RankedSummary, allows: (entityId: string) => boolean): RankedSummary {
   const last = window.items[window.items.length - 1];

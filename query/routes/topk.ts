@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RedisClient } from '../../shared/clients/redis.js';
 import { classify } from '../../shared/errors.js';
 import { answerTopK, type RankedSummary } from '../../shared/topk-summary.js';
-import { EntityScope } from '../auth.js';
+import type { EntityScope } from '../auth.js';
 import { parseTopKParams, TOPK_K_MAX } from '../params.js';
 import { TopKWindowCache, type TopKCacheResult } from '../topk-cache.js';
 
@@ -30,8 +30,10 @@ export function registerTopKRoute(app: FastifyInstance, deps: TopKRouteDeps): vo
     let ranked: RankedSummary;
     let result: TopKCacheResult;
     try {
-      // `Cache-Control: no-cache` (audits, benchmarks) checks every bucket of the window, not only the version.
-      ({ ranked, result } = await cache.read(r.eventType, r.window, deps.now(), /\bno-cache\b/i.test(req.headers['cache-control'] ?? '')));
+      // `Cache-Control: no-cache` (audits, benchmarks) checks every bucket of the window, not only the version. A key
+      // scope's entities may rank anywhere in the window: they are ranked among themselves from its whole merged sum.
+      const revalidate = /\bno-cache\b/i.test(req.headers['cache-control'] ?? '');
+      ({ ranked, result } = await cache.read(r.eventType, r.window, deps.now(), revalidate, scope && ((id) => scope.allows(id))));
     } catch (err) {
       throw classify(err, 'Redis top-K read');
     }

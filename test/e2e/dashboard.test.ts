@@ -159,7 +159,11 @@ describe('dashboard', () => {
       page
         .locator('#topk-table tbody tr')
         .evaluateAll((rows) => rows.map((r) => ({ entityId: r.querySelector('.entity')!.textContent, count: Number(r.querySelector('.count')!.textContent) })));
-    await waitUntil('the top-K table on the page', async () => JSON.stringify(await pageRows()) === JSON.stringify(topk.items.map(({ entityId, count }) => ({ entityId, count }))), 20_000);
+    await waitUntil(
+      'the top-K table on the page',
+      async () => JSON.stringify(await pageRows()) === JSON.stringify(topk.items.map(({ entityId, count }) => ({ entityId, count }))),
+      20_000,
+    );
     expect(await text(page, '#dead-letters')).toBe('0');
     expect(await page.locator('#chart-entity canvas').count()).toBe(1);
     expect(pageErrors).toEqual([]);

@@ -88,10 +88,23 @@ describe('GET /v1/topk', () => {
   it('answers bounds, and says whether the list is certain, beyond the capacity', async () => {
     // true counts: e 9, f 8, a 7, c 6, d 6, b 5, g 1
     const one = (await get('/v1/topk?eventType=share&window=1m&k=1')).body;
-    expect(one).toMatchObject({ items: [{ entityId: 'e', count: 15, lowerBound: 9, upperBound: 15 }], guaranteed: false, unlistedUpperBound: 14, maxError: 8, events: 42 });
+    expect(one).toMatchObject({
+      items: [{ entityId: 'e', count: 15, lowerBound: 9, upperBound: 15 }],
+      guaranteed: false,
+      unlistedUpperBound: 14,
+      maxError: 8,
+      events: 42,
+    });
     // e ≥ 9 and f ≥ 8, and no other entity has more than 8: {e, f} is certainly the top 2
     const two = (await get('/v1/topk?eventType=share&window=1h&k=2')).body;
-    expect(two).toMatchObject({ items: [{ entityId: 'e', lowerBound: 9 }, { entityId: 'f', lowerBound: 8 }], guaranteed: true, unlistedUpperBound: 8 });
+    expect(two).toMatchObject({
+      items: [
+        { entityId: 'e', lowerBound: 9 },
+        { entityId: 'f', lowerBound: 8 },
+      ],
+      guaranteed: true,
+      unlistedUpperBound: 8,
+    });
     expect((await get('/v1/topk?eventType=share&window=1d&k=3')).body).toMatchObject({ guaranteed: false, unlistedUpperBound: 8 });
   });
 
@@ -135,13 +148,19 @@ describe('GET /v1/topk', () => {
       const { ranked, result } = await cache.read('slide', '1h', at);
       expect({ later, result, ranked }).toEqual({ later, result: 'miss', ranked: await fresh(at) });
     }
-    expect((await cache.read('slide', '1h', now + 45 * 60_000)).ranked.items.map((i) => [i.entityId, i.count])).toEqual([['both', 4], ['late', 3]]);
+    expect((await cache.read('slide', '1h', now + 45 * 60_000)).ranked.items.map((i) => [i.entityId, i.count])).toEqual([
+      ['both', 4],
+      ['late', 3],
+    ]);
 
     // a budget below one window: every window is evicted by the next, and answers stay right
     const small = new TopKWindowCache(redis, prefix, { keep: 11, maxItems: 1 });
     for (let i = 0; i < 3; i++)
       for (const type of ['slide', 'click'])
-        expect({ type, ranked: (await small.read(type, '1h', now)).ranked }).toEqual({ type, ranked: await readTopKWindow(redis, prefix, type, '1h', 11, now) });
+        expect({ type, ranked: (await small.read(type, '1h', now)).ranked }).toEqual({
+          type,
+          ranked: await readTopKWindow(redis, prefix, type, '1h', 11, now),
+        });
 
     // a refresh whose bucket read fails changes nothing: the next one answers from the store
     let failures = 1;

@@ -208,12 +208,19 @@ describe('worker top-K update code on many batches', () => {
   }
 
   /** Checks every window for k = 1…kMax; returns the windows' guaranteed flags per k. */
-  async function expectAllWindowsHonest(redis: RedisClient, prefix: string, hits: readonly Hit[], capacity: number, kMax: number): Promise<Record<string, boolean[]>> {
+  async function expectAllWindowsHonest(
+    redis: RedisClient,
+    prefix: string,
+    hits: readonly Hit[],
+    capacity: number,
+    kMax: number,
+  ): Promise<Record<string, boolean[]>> {
     const flags: Record<string, boolean[]> = {};
     for (const window of WINDOWS) {
       const truth = exactWindow(hits, 'view', window, now);
       flags[window] = [];
-      for (let k = 1; k <= kMax; k++) flags[window]!.push(expectHonest(await readTopKAnswer(redis, prefix, 'view', window, k, now), truth, k, capacity, `${window} k=${k}`));
+      for (let k = 1; k <= kMax; k++)
+        flags[window]!.push(expectHonest(await readTopKAnswer(redis, prefix, 'view', window, k, now), truth, k, capacity, `${window} k=${k}`));
       // every entity with more events than the missing bound is in the window's summary
       const all = await readTopKWindow(redis, prefix, 'view', window, 1_000_000, now);
       const kept = new Set(all.items.map((i) => i.entityId));
@@ -303,19 +310,61 @@ describe('worker top-K update code on many batches', () => {
     const batch = (counts: Record<string, number>) => Object.entries(counts).map(([entityId, count]) => ({ entityId, eventType: 'view', bucketMs: ts, count }));
     const bucket = async () => (await readTopKBuckets(redis, prefix, 'view', '1m', [ts]))[0]!.summary;
     await updater.apply('1.parquet', batch({ a: 5, b: 5 }), now);
-    expect(await bucket()).toEqual({ items: [{ entityId: 'a', count: 5, error: 0 }, { entityId: 'b', count: 5, error: 0 }], missingBound: 0, total: 10 });
+    expect(await bucket()).toEqual({
+      items: [
+        { entityId: 'a', count: 5, error: 0 },
+        { entityId: 'b', count: 5, error: 0 },
+      ],
+      missingBound: 0,
+      total: 10,
+    });
     // c and d (6 each) replace a and b, which may have had 5: the missing bound becomes 5
     await updater.apply('2.parquet', batch({ c: 6, d: 6 }), now);
-    expect(await bucket()).toEqual({ items: [{ entityId: 'c', count: 6, error: 0 }, { entityId: 'd', count: 6, error: 0 }], missingBound: 5, total: 22 });
+    expect(await bucket()).toEqual({
+      items: [
+        { entityId: 'c', count: 6, error: 0 },
+        { entityId: 'd', count: 6, error: 0 },
+      ],
+      missingBound: 5,
+      total: 22,
+    });
     // a comes back with 2: it may have had 5 before, so [2, 7]; c (6) is evicted and becomes the missing bound
     await updater.apply('3.parquet', batch({ a: 2 }), now);
-    expect(await bucket()).toEqual({ items: [{ entityId: 'd', count: 6, error: 0 }, { entityId: 'a', count: 7, error: 5 }], missingBound: 6, total: 24 });
+    expect(await bucket()).toEqual({
+      items: [
+        { entityId: 'd', count: 6, error: 0 },
+        { entityId: 'a', count: 7, error: 5 },
+      ],
+      missingBound: 6,
+      total: 24,
+    });
     // a batch of 3 entities cut to 2: e and f are exact within it, g (≤ 1) reaches every other item as error
     await updater.apply('4.parquet', batch({ e: 9, f: 8, g: 1 }), now);
-    expect(await bucket()).toEqual({ items: [{ entityId: 'f', count: 14, error: 6 }, { entityId: 'e', count: 15, error: 6 }], missingBound: 8, total: 42 });
-    const truth = new Map([['a', 7], ['b', 5], ['c', 6], ['d', 6], ['e', 9], ['f', 8], ['g', 1]]);
+    expect(await bucket()).toEqual({
+      items: [
+        { entityId: 'f', count: 14, error: 6 },
+        { entityId: 'e', count: 15, error: 6 },
+      ],
+      missingBound: 8,
+      total: 42,
+    });
+    const truth = new Map([
+      ['a', 7],
+      ['b', 5],
+      ['c', 6],
+      ['d', 6],
+      ['e', 9],
+      ['f', 8],
+      ['g', 1],
+    ]);
     const a = await readTopKAnswer(redis, prefix, 'view', '1m', 1, now);
-    expect(a).toEqual({ items: [{ entityId: 'e', count: 15, lowerBound: 9, upperBound: 15 }], guaranteed: false, unlistedUpperBound: 14, total: 42, maxError: 8 });
+    expect(a).toEqual({
+      items: [{ entityId: 'e', count: 15, lowerBound: 9, upperBound: 15 }],
+      guaranteed: false,
+      unlistedUpperBound: 14,
+      total: 42,
+      maxError: 8,
+    });
     expectHonest(a, truth, 1, 2, 'worked example');
   });
 
@@ -362,7 +411,9 @@ describe('worker top-K update code on many batches', () => {
     const down = createRedis({ SLUICE_REDIS_URL: 'redis://127.0.0.1:1' }, { lazy: true });
     down.on('error', () => undefined);
     clients.push(down);
-    const err = await new TopKUpdater(down, 'p:', 10).apply('x.parquet', bucketCounts([{ entityId: 'a', eventType: 'view', ts: now }]), now).catch((e: unknown) => e);
+    const err = await new TopKUpdater(down, 'p:', 10)
+      .apply('x.parquet', bucketCounts([{ entityId: 'a', eventType: 'view', ts: now }]), now)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TransientError);
     expect((err as TransientError).message).toContain('Redis top-K update failed');
     expect((err as TransientError).code).toBe('topk_unavailable');

@@ -49,7 +49,15 @@ describe('top-K bucket layout', () => {
 
 describe('batch summary', () => {
   it('is the exact counts, most first, while the batch holds at most `capacity` entities of the bucket', () => {
-    const s = batchSummary(new Map([['b', 2], ['c', 1], ['a', 5], ['d', 2]]), 4);
+    const s = batchSummary(
+      new Map([
+        ['b', 2],
+        ['c', 1],
+        ['a', 5],
+        ['d', 2],
+      ]),
+      4,
+    );
     expect(s).toEqual({
       items: [
         { entityId: 'a', count: 5, error: 0 },
@@ -63,7 +71,16 @@ describe('batch summary', () => {
   });
 
   it('keeps the largest counts and bounds the rest by the largest it left out', () => {
-    const s = batchSummary(new Map([['a', 9], ['b', 4], ['c', 4], ['d', 3], ['e', 1]]), 2);
+    const s = batchSummary(
+      new Map([
+        ['a', 9],
+        ['b', 4],
+        ['c', 4],
+        ['d', 3],
+        ['e', 1],
+      ]),
+      2,
+    );
     expect(s.items.map((i) => i.entityId)).toEqual(['a', 'b']); // ties: the smaller id is kept
     expect(s.missingBound).toBe(4);
     expect(s.total).toBe(21);
@@ -96,8 +113,22 @@ describe('window merge and answer', () => {
   });
 
   it('sums the buckets; an entity absent from a bucket gets its missing bound in count and error', () => {
-    const a: Summary = { items: [{ entityId: 'x', count: 10, error: 0 }, { entityId: 'y', count: 6, error: 2 }], missingBound: 3, total: 20 };
-    const b: Summary = { items: [{ entityId: 'x', count: 4, error: 0 }, { entityId: 'z', count: 8, error: 0 }], missingBound: 0, total: 12 };
+    const a: Summary = {
+      items: [
+        { entityId: 'x', count: 10, error: 0 },
+        { entityId: 'y', count: 6, error: 2 },
+      ],
+      missingBound: 3,
+      total: 20,
+    };
+    const b: Summary = {
+      items: [
+        { entityId: 'x', count: 4, error: 0 },
+        { entityId: 'z', count: 8, error: 0 },
+      ],
+      missingBound: 0,
+      total: 12,
+    };
     const w = mergeWindow([a, b], 10);
     expect(w).toEqual({
       items: [
@@ -111,7 +142,13 @@ describe('window merge and answer', () => {
       truncated: false,
     });
     const top1 = answerTopK(w, 1);
-    expect(top1).toEqual({ items: [{ entityId: 'x', count: 14, lowerBound: 14, upperBound: 14 }], guaranteed: true, unlistedUpperBound: 11, total: 32, maxError: 3 });
+    expect(top1).toEqual({
+      items: [{ entityId: 'x', count: 14, lowerBound: 14, upperBound: 14 }],
+      guaranteed: true,
+      unlistedUpperBound: 11,
+      total: 32,
+      maxError: 3,
+    });
     // z ∈ [8, 11] is certainly second, y ∈ [4, 6] third (an unlisted entity has at most 3), but a fourth is unknown
     expect(answerTopK(w, 2)).toMatchObject({ guaranteed: true, unlistedUpperBound: 6 });
     expect(answerTopK(w, 3)).toMatchObject({ guaranteed: true, unlistedUpperBound: 3 });
@@ -119,7 +156,14 @@ describe('window merge and answer', () => {
   });
 
   it('is not guaranteed when a listed lower bound is below an unlisted upper bound', () => {
-    const a: Summary = { items: [{ entityId: 'x', count: 10, error: 5 }, { entityId: 'y', count: 9, error: 0 }], missingBound: 5, total: 30 };
+    const a: Summary = {
+      items: [
+        { entityId: 'x', count: 10, error: 5 },
+        { entityId: 'y', count: 9, error: 0 },
+      ],
+      missingBound: 5,
+      total: 30,
+    };
     const w = mergeWindow([a], 10);
     expect(answerTopK(w, 1)).toMatchObject({ items: [{ entityId: 'x', lowerBound: 5, upperBound: 10 }], guaranteed: false, unlistedUpperBound: 9 });
     expect(answerTopK(w, 2)).toMatchObject({ guaranteed: true, unlistedUpperBound: 5 });
@@ -151,15 +195,39 @@ describe('window merge and answer', () => {
     );
   });
 
-  it('restricted to a scope, bounds the entities beyond the kept items by the last kept count', () => {
+  it('ranks only the entities a scope allows, among themselves, from the whole window', () => {
+    const acc = new WindowAccumulator();
+    acc.add(batchSummary(new Map(Array.from({ length: 20 }, (_, i) => [`e${String(i).padStart(2, '0')}`, 100 - i])), 100));
+    acc.add({ items: [{ entityId: 'e10', count: 5, error: 0 }], missingBound: 2, total: 40 });
+    // e10 is far below the top 5 of the window, yet first in the scope {e10, e15}; each has + 2 where absent
+    const scoped = acc.ranked(5, (id) => id === 'e10' || id === 'e15');
+    expect(scoped).toMatchObject({
+      items: [
+        { entityId: 'e10', count: 95 },
+        { entityId: 'e15', count: 87 },
+      ],
+      missingBound: 2,
+      truncated: false,
+    });
+    expect(answerTopK(scoped, 1)).toMatchObject({ guaranteed: true, unlistedUpperBound: 87 });
+    expect(answerTopK(scoped, 3)).toMatchObject({ guaranteed: false, unlistedUpperBound: 2 }); // an unseen entity of the scope may have 2
+    expect(acc.ranked(5).items.map((i) => i.entityId)).toEqual(['e00', 'e01', 'e02', 'e03', 'e04']);
+  });
+
+  it('restricted after the merge, bounds the entities beyond the kept items by the last kept count', () => {
     const a = batchSummary(new Map(Array.from({ length: 20 }, (_, i) => [`e${String(i).padStart(2, '0')}`, 100 - i])), 100);
     const w = mergeWindow([a], 5); // keeps 100 … 96; e05 … e19 (95 … 81) are cut
-    // a scope of e01 and e10: e10 (90) is unknown to the window, so e01 alone is not certainly the scope's top 2
-    const scoped = restrictRanked(w, (id) => id === 'e01' || id === 'e10');
-    expect(answerTopK(scoped, 2)).toMatchObject({ items: [{ entityId: 'e01', count: 99 }], guaranteed: false, unlistedUpperBound: 96 });
-    expect(answerTopK(scoped, 1)).toMatchObject({ guaranteed: true, unlistedUpperBound: 96 });
-    // nothing was cut: the scope's list is complete
-    expect(answerTopK(restrictRanked(mergeWindow([a], 100), (id) => id === 'e01'), 2)).toMatchObject({ guaranteed: true, unlistedUpperBound: 0 });
+    // a restriction to e01 and e10: e10 (90) is not kept, so e01 alone is not certainly its top 2
+    const restricted = restrictRanked(w, (id) => id === 'e01' || id === 'e10');
+    expect(answerTopK(restricted, 2)).toMatchObject({ items: [{ entityId: 'e01', count: 99 }], guaranteed: false, unlistedUpperBound: 96 });
+    expect(answerTopK(restricted, 1)).toMatchObject({ guaranteed: true, unlistedUpperBound: 96 });
+    // nothing was cut: the restricted list is complete
+    expect(
+      answerTopK(
+        restrictRanked(mergeWindow([a], 100), (id) => id === 'e01'),
+        2,
+      ),
+    ).toMatchObject({ guaranteed: true, unlistedUpperBound: 0 });
   });
 
   it('bounds hold the true counts and the flag never lies, for any buckets of batch summaries (fast-check)', () => {
