@@ -84,7 +84,8 @@ export function addDimensionsCommands(program: Command, config: () => Config): v
       const cfg = config();
       const table = name ?? cfg.SLUICE_DIMENSIONS_TABLE;
       const [{ createS3 }, t] = await Promise.all([import('../shared/clients/aws.js'), import('../shared/dimension-tables.js')]);
-      if (o.version !== undefined && !/^[1-9]\d{0,8}$/.test(o.version)) fail(new PermanentError(`--version must be a version number such as 3, got ${JSON.stringify(o.version)}`, 'usage'));
+      if (o.version !== undefined && !/^[1-9]\d{0,8}$/.test(o.version))
+        fail(new PermanentError(`--version must be a version number such as 3, got ${JSON.stringify(o.version)}`, 'usage'));
       const s3 = createS3(cfg);
       try {
         const cur = await t.readCurrentVersion(s3, cfg.SLUICE_RAW_BUCKET, table);
@@ -92,13 +93,20 @@ export function addDimensionsCommands(program: Command, config: () => Config): v
           const m = await t.readVersion(s3, cfg.SLUICE_RAW_BUCKET, table, Number(o.version));
           if (!m) {
             const have = await t.listVersions(s3, cfg.SLUICE_RAW_BUCKET, table);
-            throw new PermanentError(`dimension table "${table}" has no version ${o.version} (${have.length ? `versions: ${have.join(', ')}` : 'nothing loaded under that name'})`, 'dimension_version_missing');
+            throw new PermanentError(
+              `dimension table "${table}" has no version ${o.version} (${have.length ? `versions: ${have.join(', ')}` : 'nothing loaded under that name'})`,
+              'dimension_version_missing',
+            );
           }
           process.stdout.write(`${table}\n${describeVersion(m, cur?.version)}\n${JSON.stringify(m, null, 2)}\n`);
           return;
         }
         const versions = await t.listVersions(s3, cfg.SLUICE_RAW_BUCKET, table);
-        if (!versions.length) throw new PermanentError(`no dimension table "${table}" in s3://${cfg.SLUICE_RAW_BUCKET}/dimensions/ (load one: sluice dimensions load FILE --name ${table})`, 'dimension_table_missing');
+        if (!versions.length)
+          throw new PermanentError(
+            `no dimension table "${table}" in s3://${cfg.SLUICE_RAW_BUCKET}/dimensions/ (load one: sluice dimensions load FILE --name ${table})`,
+            'dimension_table_missing',
+          );
         process.stdout.write(`${table}: current version ${cur?.version ?? '(none)'}\n`);
         for (const v of versions) {
           const m = await t.readVersion(s3, cfg.SLUICE_RAW_BUCKET, table, v);

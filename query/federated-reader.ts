@@ -23,7 +23,8 @@ import { bucketMap, foldInto, stitch } from './resolution-ladder.js';
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 const toBuckets = (rows: Record<string, unknown>[]): Bucket[] => rows.map((r) => [num(r.time), num(r.count), num(r.sum), numOrNull(r.min), numOrNull(r.max)]);
-const fromRollups = (rows: Pick<RollupRow, 'periodMs' | 'count' | 'sum' | 'min' | 'max'>[]): Map<number, Bucket> => bucketMap(rows.map((r) => [r.periodMs, r.count, r.sum, r.min, r.max] as Bucket));
+const fromRollups = (rows: Pick<RollupRow, 'periodMs' | 'count' | 'sum' | 'min' | 'max'>[]): Map<number, Bucket> =>
+  bucketMap(rows.map((r) => [r.periodMs, r.count, r.sum, r.min, r.max] as Bucket));
 
 /** Events stamped up to this far in the future are accepted by ingest; totals include them. */
 const FUTURE_MS = DAY_MS;
@@ -80,13 +81,7 @@ export class FederatedReader<K extends { eventType: string } = EntityKey> {
     return retentionMs > 0 ? Math.floor((this.now() - retentionMs) / periodMs) * periodMs + periodMs : Number.NEGATIVE_INFINITY;
   }
 
-  private async coldBuckets(
-    res: RollupResolution,
-    req: K,
-    fromMs: number,
-    toMs: number,
-    retentionMs: number,
-  ): Promise<Map<number, Bucket>> {
+  private async coldBuckets(res: RollupResolution, req: K, fromMs: number, toMs: number, retentionMs: number): Promise<Map<number, Bucket>> {
     const hotFrom = this.hotFrom(retentionMs, res === '1h' ? HOUR_MS : DAY_MS);
     if (!this.cold || fromMs >= hotFrom) return new Map();
     return fromRollups(await this.cold.rows(res, { ...req, fromMs, toMs: Math.min(toMs, hotFrom) }));
@@ -131,7 +126,13 @@ export class FederatedReader<K extends { eventType: string } = EntityKey> {
   /** Buckets of a 1h or 1d request (1m requests stay on InfluxReader.stats). */
   async stats(req: K & Pick<StatsRequest, 'fromMs' | 'toMs' | 'step'>): Promise<Bucket[]> {
     if (req.step === '1m')
-      return toBuckets((await this.influx.runMany('stats', [foldedQueryWhere({ measurement: this.series.measurements['1m'] }, this.series.where(req), req.fromMs, req.toMs, '1m')]))[0] ?? []);
+      return toBuckets(
+        (
+          await this.influx.runMany('stats', [
+            foldedQueryWhere({ measurement: this.series.measurements['1m'] }, this.series.where(req), req.fromMs, req.toMs, '1m'),
+          ])
+        )[0] ?? [],
+      );
     return (await this.buckets(req, req.fromMs, req.toMs, req.step)).buckets;
   }
 

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { ENTITY_COLUMN, type DimensionManifest } from './contracts/dimensions.js';
+import type { DimensionManifest } from './contracts/dimensions.js';
 import { downloadVersion, readCurrentVersion } from './dimension-tables.js';
 import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
@@ -73,12 +73,13 @@ export class DimensionStore {
     return this.current?.manifest.version ?? 0;
   }
 
-  /** Loads the current version (retrying a failing store a few times) and starts polling. Call after openEngine(). */
+  /**
+   * Starts polling and loads the current version (retrying a failing store a few times before it throws; polling goes
+   * on either way). Call after openEngine().
+   */
   async start(): Promise<void> {
     mkdirSync(this.folder, { recursive: true });
-    await withRetry(() => this.refresh(), RETRY.slowCheck);
-    if (!this.current) this.o.log.warn({ table: this.o.table }, 'no dimension table loaded yet (sluice dimensions load): batches get no attributes until one is');
-    if (this.o.pollMs > 0) {
+    if (this.o.pollMs > 0 && !this.timer) {
       this.timer = setInterval(() => {
         this.refresh().catch((err: unknown) =>
           this.o.log.warn({ table: this.o.table, err: errorMessage(err) }, 'dimension table poll failed; keeping the version in use'),
@@ -86,6 +87,9 @@ export class DimensionStore {
       }, this.o.pollMs);
       this.timer.unref();
     }
+    await withRetry(() => this.refresh(), RETRY.slowCheck);
+    if (!this.current)
+      this.o.log.warn({ table: this.o.table }, 'no dimension table loaded yet (sluice dimensions load): batches get no attributes until one is');
   }
 
   /** The current version, held until release(); every call must be paired with one release(). */
@@ -128,7 +132,10 @@ export class DimensionStore {
     }
     const old = this.current;
     this.current = { manifest: m, alias, file, leases: 0, retired: false };
-    this.o.log.info({ table: this.o.table, version: m.version, rows: m.rows, attributes: m.attributes, previous: old?.manifest.version ?? 0 }, 'dimension table version in use');
+    this.o.log.info(
+      { table: this.o.table, version: m.version, rows: m.rows, attributes: m.attributes, previous: old?.manifest.version ?? 0 },
+      'dimension table version in use',
+    );
     if (old) this.retire(old);
     this.removeLeftovers(m.version);
   }
@@ -147,10 +154,9 @@ export class DimensionStore {
       try {
         await c.run(`ATTACH ${sqlString(build)} AS ${sqlIdent(alias)}`);
         try {
-          // Sorted by entity id: row groups' min/max let point lookups skip most of the file.
-          await c.run(
-            `CREATE TABLE ${sqlIdent(alias)}.main.${sqlIdent(DIMENSION_RELATION)} AS SELECT * FROM read_parquet(${sqlString(parquet)}) ORDER BY ${sqlIdent(ENTITY_COLUMN)}`,
-          );
+          // Version files are sorted by entity id (the loader writes them so) and copied in file order: row groups' min/max
+          // let point lookups skip most of the file, and no sort has to fit in the engine's memory.
+          await c.run(`CREATE TABLE ${sqlIdent(alias)}.main.${sqlIdent(DIMENSION_RELATION)} AS SELECT * FROM read_parquet(${sqlString(parquet)})`);
           await c.run(`CHECKPOINT ${sqlIdent(alias)}`);
         } finally {
           await c.run(`DETACH ${sqlIdent(alias)}`);

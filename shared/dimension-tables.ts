@@ -140,7 +140,10 @@ export async function publishVersion(s3: S3Client, bucket: string, p: PublishInp
   }
   const back = await readVersion(s3, bucket, p.table, version);
   if (back?.loadId !== loadId)
-    throw new TransientError(`another load wrote version ${version} of dimension table "${p.table}" at the same time; run the load again`, 'dimension_version_taken');
+    throw new TransientError(
+      `another load wrote version ${version} of dimension table "${p.table}" at the same time; run the load again`,
+      'dimension_version_taken',
+    );
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: pointerKey(p.table), Body: body, ContentType: 'application/json' })).catch((err: unknown) => {
     throw classify(err, `upload of s3://${bucket}/${pointerKey(p.table)}`);
   });

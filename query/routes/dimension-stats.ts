@@ -6,7 +6,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../../shared/config.js';
-import { ATTRIBUTE_ROLLUP_COLUMNS, ATTRIBUTE_VALUE_MAX, type AttributeRollupRow, attributeRollupPrefix, parseAttributeRollupKey } from '../../shared/contracts/dimensions.js';
+import {
+  ATTRIBUTE_ROLLUP_COLUMNS,
+  ATTRIBUTE_VALUE_MAX,
+  type AttributeRollupRow,
+  attributeRollupPrefix,
+  parseAttributeRollupKey,
+} from '../../shared/contracts/dimensions.js';
 import { EVENT_TYPE_PATTERN, parseTimestamp } from '../../shared/contracts/event.js';
 import { attributeMeasurement, attributeSeriesIs } from '../../shared/contracts/influx-series.js';
 import type { ColdStorage } from '../../shared/clients/cold-storage.js';
@@ -53,7 +59,9 @@ const TIME_ACCEPTS = 'an ISO-8601 time such as 2026-01-31T12:00:00Z, or epoch mi
 
 /** The accepted values of `dimension`, as a 400 names them. */
 export function dimensionAccepts(configured: readonly string[]): string {
-  return configured.length ? `one of ${configured.join(', ')} (SLUICE_DIMENSIONS)` : 'an attribute of SLUICE_DIMENSIONS, which is empty here: no attribute is counted';
+  return configured.length
+    ? `one of ${configured.join(', ')} (SLUICE_DIMENSIONS)`
+    : 'an attribute of SLUICE_DIMENSIONS, which is empty here: no attribute is counted';
 }
 
 /** Validates the parameters of an attribute /v1/stats request against the configured attributes. */
@@ -76,7 +84,8 @@ export function parseDimensionStatsParams(raw: unknown, nowMs: number, configure
   if (dimension !== undefined && !configured.includes(dimension))
     problems.push({ param: 'dimension', message: `must be ${dimensionAccepts(configured)}, got ${JSON.stringify(dimension.slice(0, 60))}` });
   const value = str('value');
-  if (value === undefined) problems.push({ param: 'value', message: `is required with dimension: the attribute value, a string of 1–${ATTRIBUTE_VALUE_MAX} characters` });
+  if (value === undefined)
+    problems.push({ param: 'value', message: `is required with dimension: the attribute value, a string of 1–${ATTRIBUTE_VALUE_MAX} characters` });
   else if (value.length === 0 || value.length > ATTRIBUTE_VALUE_MAX)
     problems.push({ param: 'value', message: `must be a string of 1–${ATTRIBUTE_VALUE_MAX} characters, got ${value.length}` });
   else {
@@ -86,9 +95,14 @@ export function parseDimensionStatsParams(raw: unknown, nowMs: number, configure
   const eventType = str('eventType');
   const eventTypeAccepts = `an event type matching ${EVENT_TYPE_PATTERN.source}`;
   if (eventType === undefined) problems.push({ param: 'eventType', message: `is required: ${eventTypeAccepts}` });
-  else if (!EVENT_TYPE_PATTERN.test(eventType)) problems.push({ param: 'eventType', message: `must be ${eventTypeAccepts}, got ${JSON.stringify(eventType.slice(0, 60))}` });
+  else if (!EVENT_TYPE_PATTERN.test(eventType))
+    problems.push({ param: 'eventType', message: `must be ${eventTypeAccepts}, got ${JSON.stringify(eventType.slice(0, 60))}` });
   const fn = z.enum(STAT_FNS).safeParse(str('fn'));
-  if (!fn.success) problems.push({ param: 'fn', message: `${q.fn === undefined ? 'is required:' : 'must be'} one of ${STAT_FNS.join(', ')}${q.fn === undefined ? '' : `, got ${JSON.stringify(q.fn)}`}` });
+  if (!fn.success)
+    problems.push({
+      param: 'fn',
+      message: `${q.fn === undefined ? 'is required:' : 'must be'} one of ${STAT_FNS.join(', ')}${q.fn === undefined ? '' : `, got ${JSON.stringify(q.fn)}`}`,
+    });
   const time = (name: string): number | undefined => {
     const v = str(name);
     if (v === undefined) return undefined;
@@ -170,9 +184,7 @@ export function dimensionStatsHandler(deps: DimensionStatsDeps): (req: FastifyRe
   const readerOf = (attribute: string) => {
     let r = readers.get(attribute);
     if (!r) {
-      const cold = deps.cold
-        ? new ColdRollupReader(deps.cold.storage, deps.cold.cacheDir, deps.now, attributeRollups(attribute))
-        : undefined;
+      const cold = deps.cold ? new ColdRollupReader(deps.cold.storage, deps.cold.cacheDir, deps.now, attributeRollups(attribute)) : undefined;
       r = new FederatedReader<AttributeKey>(deps.reader, cold, deps.cfg, deps.now, attributeSeries(attribute));
       readers.set(attribute, r);
     }

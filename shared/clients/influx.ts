@@ -44,6 +44,8 @@ export interface InfluxLineWriterOptions {
   /** InfluxDB HTTP API base URL (credentials in the URL are sent as basic auth). */
   url: string;
   database: string;
+  /** Retention policy written into (default: the database's default policy). */
+  retentionPolicy?: string;
   /** Observes each request's latency in seconds. */
   observeLatency?: (seconds: number) => void;
 }
@@ -64,7 +66,7 @@ export class InfluxLineWriter {
     this.auth = u.username
       ? { authorization: `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}` }
       : undefined;
-    this.endpoint = `${u.origin}/write?db=${encodeURIComponent(o.database)}&precision=n`;
+    this.endpoint = `${u.origin}/write?db=${encodeURIComponent(o.database)}&precision=n${o.retentionPolicy ? `&rp=${encodeURIComponent(o.retentionPolicy)}` : ''}`;
   }
 
   async write(body: string): Promise<string | undefined> {

@@ -162,7 +162,11 @@ describe('dimension contract', () => {
     const t = Date.UTC(2026, 10, 24, 13);
     expect(attributeRollupKey('channel', '1h', t)).toBe('rollups-by/channel/1h/dt=2026-11-24/part.parquet');
     expect(attributeRollupKey('channel', '1d', t)).toBe('rollups-by/channel/1d/dt=2026-11/part.parquet');
-    expect(parseAttributeRollupKey('rollups-by/channel/1d/dt=2026-11/part.parquet')).toEqual({ attribute: 'channel', res: '1d', startMs: Date.UTC(2026, 10, 1) });
+    expect(parseAttributeRollupKey('rollups-by/channel/1d/dt=2026-11/part.parquet')).toEqual({
+      attribute: 'channel',
+      res: '1d',
+      startMs: Date.UTC(2026, 10, 1),
+    });
     expect(parseAttributeRollupKey('rollups/1h/dt=2026-11-24/part.parquet')).toBeUndefined();
   });
 });

@@ -28,6 +28,7 @@ import { withRetry } from '../../shared/retry.js';
 import { openRollupRegistrar } from '../iceberg/rollup-commits.js';
 import { chunksOf, influxRetention, PERIOD_MS, periodsOf, planRollup } from './rollup-plan.js';
 import { writeRollupFile } from './rollup-sql.js';
+import { rollUpAttributes } from '../dimensions/attribute-rollup.js';
 
 export const ROLLUP_TARGETS: Record<
   RollupResolution,
@@ -184,6 +185,8 @@ export async function runRollup(cfg: Config, opts: RollupOptions): Promise<Rollu
         await writeRollupFile(rows, file, existing ? { file: existing, replaceFromMs: chunk.fromMs, replaceToMs: chunk.toMs } : undefined);
         await cold.putFile(key, file, { 'x-amz-meta-sluice-rollup': res });
         await iceberg.register(key);
+        // The attribute series (SLUICE_DIMENSIONS) of the same periods, before the checkpoint moves past them.
+        await rollUpAttributes({ influx, cold, cfg, res, retentionPolicy: target.rp, chunk, writableFromMs: writableFrom, tmp, log: opts.log });
         const cp = await redis.get(cpKey);
         if (cp === null || (Number(cp) >= chunk.fromMs && Number(cp) < chunk.toMs)) await redis.set(cpKey, String(chunk.toMs));
         summary.rows += rows.length;

@@ -70,7 +70,10 @@ export class BatchEnrichment {
       if (marked !== undefined && marked !== lease.version) {
         await this.deletePoints(lines.minutesMs.map((m) => ns(m, offsetNs)));
         result.rewritten = true;
-        this.o.log.info({ batchKey, was: marked, now: lease.version }, 'batch recounted with another dimension table version: its earlier attribute points deleted');
+        this.o.log.info(
+          { batchKey, was: marked, now: lease.version },
+          'batch recounted with another dimension table version: its earlier attribute points deleted',
+        );
       }
       if (marked !== lease.version && (marked !== undefined || lines.points > 0)) {
         const refused = await this.o.sink.writeLines([`${MEASUREMENT_DIMENSION_BATCHES} ${FIELD_DIM_VERSION}=${lease.version}i ${markerAt}`], signal);
@@ -91,7 +94,10 @@ export class BatchEnrichment {
 
   /** The dim_version of the batch's marker, or undefined when the batch never wrote attribute points. */
   private async markerVersion(at: bigint): Promise<number | undefined> {
-    const raw = await this.query(`SELECT ${influxIdent(FIELD_DIM_VERSION)} FROM ${influxIdent(MEASUREMENT_DIMENSION_BATCHES)} WHERE time >= ${at} AND time <= ${at}`, 'GET');
+    const raw = await this.query(
+      `SELECT ${influxIdent(FIELD_DIM_VERSION)} FROM ${influxIdent(MEASUREMENT_DIMENSION_BATCHES)} WHERE time >= ${at} AND time <= ${at}`,
+      'GET',
+    );
     const v = raw.results?.[0]?.series?.[0]?.values?.[0]?.[1];
     return typeof v === 'number' ? v : undefined;
   }
@@ -109,7 +115,7 @@ export class BatchEnrichment {
       async () => {
         let raw: InfluxRawResponse;
         try {
-          raw = (await this.o.influx.queryRaw(q, { database: this.o.database, precision: "n", method })) as InfluxRawResponse;
+          raw = (await this.o.influx.queryRaw(q, { database: this.o.database, precision: 'n', method })) as InfluxRawResponse;
         } catch (err) {
           if (err instanceof SluiceError) throw err;
           throw new TransientError(`InfluxDB query of the dimension enrichment failed: ${errorMessage(err)}`, 'influx_unavailable', { cause: err });

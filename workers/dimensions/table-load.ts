@@ -69,7 +69,9 @@ export function formatOf(file: string): TableFormat {
 export function headerProblems(names: readonly string[], where: (i: number) => string): string[] {
   const problems: string[] = [];
   if (names[0] !== ENTITY_COLUMN)
-    problems.push(`${where(0)}: the first column must be ${ENTITY_COLUMN}, got ${names[0] === undefined || names[0] === '' ? 'an empty name' : JSON.stringify(names[0])}`);
+    problems.push(
+      `${where(0)}: the first column must be ${ENTITY_COLUMN}, got ${names[0] === undefined || names[0] === '' ? 'an empty name' : JSON.stringify(names[0])}`,
+    );
   const attrs = names.length - 1;
   if (attrs < 1) problems.push(`${where(0)}: no attribute column after ${ENTITY_COLUMN}: a table needs at least one (e.g. channel)`);
   if (attrs > MAX_ATTRIBUTES) problems.push(`${where(0)}: ${attrs} attribute columns, more than the limit of ${MAX_ATTRIBUTES}`);
@@ -89,7 +91,12 @@ const show = (v: string) => JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…
 const CONTROL_SQL = `'[\\x00-\\x1f\\x7f]'`;
 
 /** Row-level problems of table dim_rows (line, entity_id, attributes…): bad values and repeated entity ids. */
-async function rowProblems(c: DuckDBConnection, attributes: readonly string[], where: (line: number) => string, ref: (line: number) => string): Promise<string[]> {
+async function rowProblems(
+  c: DuckDBConnection,
+  attributes: readonly string[],
+  where: (line: number) => string,
+  ref: (line: number) => string,
+): Promise<string[]> {
   const cols = [ENTITY_COLUMN, ...attributes];
   const bad = cols
     .map((col, i) => {
@@ -170,7 +177,10 @@ async function stageParquet(c: DuckDBConnection, file: string): Promise<string[]
   const where = (i: number) => `${file}, column ${i + 1}${names[i] ? ` (${names[i]})` : ''}`;
   const problems = headerProblems(names, where);
   for (const [i, [name, type]] of schema.entries())
-    if (type !== 'VARCHAR' && problems.length < MAX_PROBLEMS) problems.push(`${where(i)}: type ${type}, not a string: ${name === ENTITY_COLUMN ? 'entity ids' : 'attribute values'} must be strings (write them as Parquet strings)`);
+    if (type !== 'VARCHAR' && problems.length < MAX_PROBLEMS)
+      problems.push(
+        `${where(i)}: type ${type}, not a string: ${name === ENTITY_COLUMN ? 'entity ids' : 'attribute values'} must be strings (write them as Parquet strings)`,
+      );
   if (problems.length) throw new DimensionTableError(file, problems);
   const attributes = names.slice(1);
   await c.run(`CREATE OR REPLACE TEMP TABLE dim_rows AS SELECT file_row_number + 1 AS line, ${sqlIdent(ENTITY_COLUMN)},
@@ -210,7 +220,8 @@ export interface LoadInput {
 
 /** Validates `input` and publishes it as the next version of `table`; returns the version's manifest. */
 export async function loadDimensionTable(s3: S3Client, bucket: string, o: LoadInput): Promise<DimensionManifest> {
-  if (!TABLE_NAME_PATTERN.test(o.table)) throw new PermanentError(`--name must be ${TABLE_NAME_ACCEPTS}, got ${JSON.stringify(o.table)}`, 'dimension_name_invalid');
+  if (!TABLE_NAME_PATTERN.test(o.table))
+    throw new PermanentError(`--name must be ${TABLE_NAME_ACCEPTS}, got ${JSON.stringify(o.table)}`, 'dimension_name_invalid');
   mkdirSync(o.tempDir, { recursive: true });
   const out = path.join(o.tempDir, `${o.table}-${process.pid}-${Date.now()}.parquet`);
   try {

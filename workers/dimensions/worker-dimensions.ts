@@ -33,7 +33,12 @@ export async function startWorkerDimensions(
     pollMs: cfg.SLUICE_DIMENSIONS_POLL,
     log,
   });
-  await store.start();
+  try {
+    await store.start();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const sink = new InfluxSink({ writer: new InfluxLineWriter({ url: cfg.SLUICE_INFLUX_URL, database: cfg.SLUICE_INFLUX_DB, observeLatency }) });
   const enrichment = new BatchEnrichment({
     store,
