@@ -92,7 +92,7 @@ export const SETTINGS = {
   SLUICE_INFLUX_DB: str('sluice', 'InfluxDB database holding the per-minute series.'),
   SLUICE_REDIS_URL: redisUrls(
     'redis://127.0.0.1:6379',
-    'Redis used for dedup claims, rate limits, top-K and the query cache; with SLUICE_REDIS_CLUSTER=true the seed nodes of a Redis Cluster (any reachable one is enough, the client discovers the rest).',
+    'Redis used for the event-id reservations (dedup), rate limits, top-K, totals and the query cache; with SLUICE_REDIS_CLUSTER=true the seed nodes of a Redis Cluster (any reachable one is enough, the client discovers the rest).',
   ),
   SLUICE_REDIS_CLUSTER: bool(
     'false',
@@ -101,7 +101,7 @@ export const SETTINGS = {
   SLUICE_REDIS_PREFIX: str('sluice:', 'Prefix of every Redis key Sluice writes (lets several pipelines share one Redis).'),
   SLUICE_REDIS_MAXMEMORY: size(
     '1GiB',
-    'maxmemory of the Redis the local stack starts, of each node of a Redis Cluster it starts (policy noeviction: past it writes fail loudly, dedup and claim state is never evicted; 0 = no limit).',
+    'maxmemory of the Redis the local stack starts, of each node of a Redis Cluster it starts (policy noeviction: past it writes fail loudly, dedup reservations and per-batch done keys are never evicted; 0 = no limit).',
   ),
 
   SLUICE_INGEST_HOST: str('127.0.0.1', 'Address the ingest HTTP server listens on (0.0.0.0 to accept remote producers).'),

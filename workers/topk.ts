@@ -154,25 +154,29 @@ export interface BucketMerge {
  * bucket's `capacity` largest counts (see batchSummary): a bucket with at most `capacity` distinct entities stays exact.
  */
 export function topKBatchMerges(prefix: string, counts: readonly BucketCount[], capacity: number): BucketMerge[] {
-  const byKey = new Map<string, { merge: Omit<BucketMerge, 'summary'>; members: Map<string, number> }>();
+  type Bucket = { merge: Omit<BucketMerge, 'summary'>; members: Map<string, number> };
+  const all: Bucket[] = [];
   for (const res of Object.values(TOPK_RESOLUTIONS)) {
     if (res.bucketMs % TOPK_BASE_BUCKET_MS !== 0) throw new Error(`top-K bucket ${res.name} is not a multiple of the base bucket`);
+    // Buckets by event type, then start: no key string is built per count (a batch has ~100k counts, ~200 buckets).
+    const byType = new Map<string, Map<number, Bucket>>();
     for (const c of counts) {
       const start = Math.floor(c.bucketMs / res.bucketMs) * res.bucketMs;
-      const keys = topKBucketKeys(prefix, c.eventType, res, start);
-      let b = byKey.get(keys.counts);
+      let byStart = byType.get(c.eventType);
+      if (!byStart) byType.set(c.eventType, (byStart = new Map()));
+      let b = byStart.get(start);
       if (!b) {
+        const keys = topKBucketKeys(prefix, c.eventType, res, start);
         const merge = { tag: topKSlotTag(prefix, c.eventType, res), keys, bucketStartMs: start, expireAtS: Math.ceil(topKBucketExpiresAt(res, start) / 1000) };
         b = { merge, members: new Map() };
-        byKey.set(keys.counts, b);
+        byStart.set(start, b);
+        all.push(b);
       }
       b.members.set(c.entityId, (b.members.get(c.entityId) ?? 0) + c.count);
     }
   }
-  return [...byKey.keys()].sort().map((key) => {
-    const b = byKey.get(key)!;
-    return { ...b.merge, summary: batchSummary(b.members, capacity) };
-  });
+  all.sort((a, b) => (a.merge.keys.counts < b.merge.keys.counts ? -1 : a.merge.keys.counts > b.merge.keys.counts ? 1 : 0));
+  return all.map((b) => ({ ...b.merge, summary: batchSummary(b.members, capacity) }));
 }
 
 export class TopKUpdater {
