@@ -51,6 +51,8 @@ export function benchEnv(id: string, overrides: Record<string, string> = {}): Re
     SLUICE_DATA_DIR: path.join(PROJECT_ROOT, '.data', 'bench', id),
     SLUICE_LOG_LEVEL: 'warn',
     SLUICE_NODE_ID: `bench-${id}`,
+    // One ingest process unless a bench asks for more (bench:ingest measures N processes itself): comparable runs.
+    SLUICE_INGEST_PROCESSES: process.env.BENCH_INGEST_PROCESSES ?? '1',
     SLUICE_INGEST_PORT: '0',
     SLUICE_QUERY_PORT: '0',
     SLUICE_WORKER_PORT: '0',
