@@ -75,7 +75,7 @@ export function addRetentionCommands(program: Command, config: () => Config): vo
       const rows = days.reduce((n, d) => n + d.rows, 0);
       for (const d of days)
         process.stdout.write(
-          `${d.dt}: ${d.id ? `${d.inputs} raw file(s), ${d.rows} events → compacted-${d.id}.parquet (${d.bytesOut} bytes)` : 'nothing to compact'}${d.finishedDeletes ? `; finished ${d.finishedDeletes} delete(s) of an earlier run` : ''}\n`,
+          `${d.dt}: ${d.id ? `${d.inputs} raw file(s), ${d.rows} events → compacted-${d.id}.parquet (${d.bytesOut} bytes)` : 'nothing to compact'}${d.finishedDeletes ? `; finished ${d.finishedDeletes} delete(s) of an earlier run` : ''}${d.pendingDeletes ? `; ${d.pendingDeletes} replaced raw file(s) kept until SLUICE_COMPACTION_DELETE_GRACE has passed (a later run deletes them)` : ''}\n`,
         );
       process.stdout.write(`${days.length} day(s), ${rows} events in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
       process.exit(0);

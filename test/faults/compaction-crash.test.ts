@@ -1,7 +1,8 @@
 // Compaction stopped after every one of its steps, then rerun, against the real S3 emulator: at each moment
 // every event of the day is in exactly one place readers look (live raw or verified compacted files), so the
 // deduplicated totals and the row count never change; the rerun finishes with no raw files left and one
-// verified compacted file, and a later late batch gets its own compaction.
+// verified compacted file, and a later late batch gets its own compaction. With SLUICE_COMPACTION_DELETE_GRACE the
+// replaced raw files stay (superseded, so counts do not change) until a run after the replace is older than the grace.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { createS3 } from '../../shared/clients/aws.js';
@@ -37,7 +38,7 @@ async function expectIntact(): Promise<Awaited<ReturnType<typeof archiveView>>> 
 }
 
 beforeAll(async () => {
-  cfg = await testConfig();
+  cfg = await testConfig({ SLUICE_COMPACTION_DELETE_GRACE: '0s' }); // deletes right after the replace
   await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp') });
   // Three v1 batches spread over hours of the day, one repeating ids of another (a replayed batch), and a v2 file.
   const a = randomEvents(3_000, { start: DAY + 3_600_000, minutes: 300, entities: 25, idPrefix: 'a' });
@@ -126,5 +127,66 @@ describe('compaction crash safety', () => {
     await uploadBatches(cfg, randomEvents(50, { start: recent, minutes: 1, idPrefix: 'recent' }));
     const results = await runCompaction(cfg, { log });
     expect(results.map((d) => d.dt)).not.toContain(new Date(recent).toISOString().slice(0, 10));
+  });
+});
+
+describe('compaction delete grace', () => {
+  // Four days back: a run may be dated two hours earlier and still find the day due (SLUICE_COMPACT_AFTER 2d).
+  const OLD = DAY - DAY_MS;
+  const OLD_DT = new Date(OLD).toISOString().slice(0, 10);
+  const MIN = 60_000;
+
+  async function graceDay(prefix: string) {
+    const g = await testConfig({ SLUICE_COMPACTION_DELETE_GRACE: '1h' });
+    const evs = randomEvents(900, { start: OLD + 2 * 3_600_000, minutes: 240, entities: 6, idPrefix: prefix });
+    let n = 0;
+    for (const u of await uploadBatches(g, evs)) n += u.events.length;
+    const intact = async () => {
+      const v = await archiveView(g, OLD_DT);
+      expect(v.rows).toBe(n);
+      expect(sameTotals(v.totals, expectedTotals(evs))).toBe(true);
+      return v;
+    };
+    const inputs = (await intact()).liveRaw.length;
+    expect(inputs).toBeGreaterThan(1);
+    return { g, intact, inputs };
+  }
+
+  it('keeps the replaced raw files until the replace is older than the grace; readers skip them meanwhile', async () => {
+    const { g, intact, inputs } = await graceDay('g');
+    const t0 = Date.now();
+    const [first] = await runCompaction(g, { log, nowMs: t0 });
+    expect(first).toMatchObject({ dt: OLD_DT, inputs, finishedDeletes: 0, pendingDeletes: inputs });
+    let v = await intact();
+    expect(v).toMatchObject({ liveRaw: [], compacted: [expect.any(String)] });
+    expect(v.supersededRaw).toHaveLength(inputs);
+
+    const [early] = await runCompaction(g, { log, nowMs: Date.now() + 30 * MIN });
+    expect(early).toMatchObject({ finishedDeletes: 0, pendingDeletes: inputs });
+    expect((await intact()).supersededRaw).toHaveLength(inputs);
+
+    const [late] = await runCompaction(g, { log, nowMs: Date.now() + 61 * MIN });
+    expect(late).toMatchObject({ finishedDeletes: inputs, pendingDeletes: 0 });
+    expect(late!.id).toBeUndefined(); // nothing live was left to compact
+    v = await intact();
+    expect(v).toMatchObject({ liveRaw: [], supersededRaw: [], compacted: [expect.any(String)] });
+  });
+
+  it('counts the grace from the table commit: a replace a rerun commits waits again, however old the manifest', async () => {
+    const { g, intact, inputs } = await graceDay('m');
+    const twoHoursAgo = Date.now() - 120 * MIN;
+    await expect(runCompaction(g, { log, nowMs: twoHoursAgo, onStep: crashAt('manifest-written') })).rejects.toThrow('crash after manifest-written');
+    expect((await intact()).supersededRaw).toHaveLength(inputs);
+
+    const [rerun] = await runCompaction(g, { log }); // commits the replace now
+    expect(rerun!.id).toBeUndefined();
+    expect(rerun).toMatchObject({ finishedDeletes: 0, pendingDeletes: inputs });
+    const [early] = await runCompaction(g, { log, nowMs: Date.now() + 30 * MIN });
+    expect(early).toMatchObject({ finishedDeletes: 0, pendingDeletes: inputs });
+    expect((await intact()).supersededRaw).toHaveLength(inputs);
+
+    const [late] = await runCompaction(g, { log, nowMs: Date.now() + 61 * MIN });
+    expect(late).toMatchObject({ finishedDeletes: inputs, pendingDeletes: 0 });
+    expect(await intact()).toMatchObject({ liveRaw: [], supersededRaw: [] });
   });
 });

@@ -2,7 +2,9 @@
 // into one sorted, zstd file per day and run in the cold bucket. Crash-safe at every step: the compacted file
 // counts only once its manifest exists, the manifest is written only after the uploaded copy was read back
 // and matched the inputs (rows + id checksum), the Iceberg table swaps the originals for it (a replace snapshot,
-// workers/iceberg/), and originals are deleted last; a rerun finishes any step.
+// workers/iceberg/), and originals are deleted last: by a later run, once the replace is older than
+// SLUICE_COMPACTION_DELETE_GRACE, so readers of the snapshots before it can finish (0 = at once); a rerun finishes
+// any step. Until then readers skip them already: the manifest supersedes them (archive.ts).
 import type { S3Client } from '@aws-sdk/client-s3';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -25,10 +27,11 @@ import { openEngine } from '../../shared/parquet.js';
 import { commitCompaction } from '../iceberg/archive-commits.js';
 import type { IcebergTable } from '../iceberg/iceberg-table.js';
 import { openArchiveTable } from '../iceberg/commit-job.js';
+import { SUMMARY } from '../iceberg/table-metadata.js';
 import { deleteRaw, downloadRaw, rawDays, resolveDay } from './archive.js';
 import { compactEventFiles, fingerprintEventFiles } from './compaction-sql.js';
 
-/** Steps after which a run may stop; a rerun must always complete the day without loss or duplicates. */
+/** Steps after which a run may stop; a rerun must always complete the day without loss or duplicates. `originals-deleted` only with SLUICE_COMPACTION_DELETE_GRACE 0. */
 export type CompactionStep = 'uploaded' | 'verified' | 'manifest-written' | 'table-committed' | 'originals-deleted';
 
 /** Compacted files without a manifest older than this are leftovers of an abandoned run and are removed. */
@@ -55,6 +58,22 @@ export interface DayResult {
   bytesOut: number;
   /** Raw files of earlier, interrupted runs deleted by this run. */
   finishedDeletes: number;
+  /** Superseded raw files left in place because their compaction's replace is younger than SLUICE_COMPACTION_DELETE_GRACE (this run's inputs included). */
+  pendingDeletes: number;
+}
+
+/**
+ * When each compaction of `manifests` was committed to the table: its snapshot's time (summary sluice.compaction-id),
+ * or the manifest's createdAt when the snapshot has expired (the manifest is written before the commit).
+ */
+async function committedAt(table: IcebergTable, manifests: readonly CompactionManifest[]): Promise<Map<string, number>> {
+  const snapshots = (await table.current())?.metadata.snapshots ?? [];
+  const out = new Map<string, number>();
+  for (const m of manifests) {
+    const times = snapshots.filter((s) => s.summary[SUMMARY.compactionId] === m.id).map((s) => s['timestamp-ms']);
+    out.set(m.id, times.length ? Math.max(...times) : Date.parse(m.createdAt));
+  }
+  return out;
 }
 
 /** Days whose event-time day ended at least SLUICE_COMPACT_AFTER before now. */
@@ -73,19 +92,30 @@ async function compactDay(
   nowMs: number,
 ): Promise<DayResult> {
   const day = await resolveDay(s3, cfg.SLUICE_RAW_BUCKET, cold, dt);
-  const result: DayResult = { dt, inputs: 0, rows: 0, bytesIn: 0, bytesOut: 0, finishedDeletes: 0 };
+  const result: DayResult = { dt, inputs: 0, rows: 0, bytesIn: 0, bytesOut: 0, finishedDeletes: 0, pendingDeletes: 0 };
   const iceberg = { table, rawBucket: cfg.SLUICE_RAW_BUCKET, log: o.log };
+  const grace = cfg.SLUICE_COMPACTION_DELETE_GRACE;
 
-  // 1. Finish what an interrupted run verified but did not delete (the table first lets go of those files).
-  for (const m of day.manifests) await commitCompaction(iceberg, m);
+  // 1. Finish what an earlier run verified but did not delete: the table first lets go of those files (a no-op when
+  //    done), then the raw files of compactions committed at least the grace ago go; younger ones wait for a later run.
+  const justCommitted = new Set<string>();
+  for (const m of day.manifests) if ((await commitCompaction(iceberg, m)).committed) justCommitted.add(m.id);
   if (day.supersededRaw.length) {
-    await deleteRaw(
-      s3,
-      cfg.SLUICE_RAW_BUCKET,
-      day.supersededRaw.map((r) => r.key),
-    );
-    result.finishedDeletes = day.supersededRaw.length;
-    o.log.info({ dt, deleted: day.supersededRaw.length }, 'deleted raw files an earlier compaction had already verified');
+    const at = grace > 0 ? await committedAt(table, day.manifests) : new Map<string, number>();
+    const young = new Set(day.manifests.filter((m) => grace > 0 && (justCommitted.has(m.id) || nowMs - at.get(m.id)! < grace)).flatMap((m) => m.inputs));
+    const ripe = day.supersededRaw.filter((r) => !young.has(r.key));
+    result.pendingDeletes = day.supersededRaw.length - ripe.length;
+    if (ripe.length) {
+      await deleteRaw(
+        s3,
+        cfg.SLUICE_RAW_BUCKET,
+        ripe.map((r) => r.key),
+      );
+      result.finishedDeletes = ripe.length;
+      o.log.info({ dt, deleted: ripe.length }, 'deleted raw files an earlier compaction had replaced');
+    }
+    if (result.pendingDeletes)
+      o.log.info({ dt, pending: result.pendingDeletes, graceMs: grace }, 'kept raw files of a compaction younger than SLUICE_COMPACTION_DELETE_GRACE');
   }
   const inputs = day.liveRaw.map((r) => r.key).sort();
   const id = inputs.length ? compactionId(inputs) : undefined;
@@ -124,7 +154,7 @@ async function compactDay(
   }
   await o.onStep?.('verified', { dt, id });
 
-  // 5. The manifest makes the compacted file the home of these events; then the originals go.
+  // 5. The manifest makes the compacted file the home of these events; then the originals go (with a grace: later).
   const manifest: CompactionManifest = {
     version: COMPACTION_MANIFEST_VERSION,
     id,
@@ -140,8 +170,13 @@ async function compactDay(
   await o.onStep?.('manifest-written', { dt, id });
   await commitCompaction(iceberg, manifest);
   await o.onStep?.('table-committed', { dt, id });
-  await deleteRaw(s3, cfg.SLUICE_RAW_BUCKET, inputs);
-  await o.onStep?.('originals-deleted', { dt, id });
+  if (grace > 0) {
+    result.pendingDeletes += inputs.length;
+    o.log.info({ dt, id, pending: inputs.length, graceMs: grace }, 'raw files replaced; a run after SLUICE_COMPACTION_DELETE_GRACE deletes them');
+  } else {
+    await deleteRaw(s3, cfg.SLUICE_RAW_BUCKET, inputs);
+    await o.onStep?.('originals-deleted', { dt, id });
+  }
   rmSync(dir, { recursive: true, force: true });
   return { ...result, id, inputs: inputs.length, rows: source.rows, bytesIn: day.liveRaw.reduce((n, r) => n + r.bytes, 0), bytesOut: bytes };
 }
