@@ -1,5 +1,6 @@
 // `npm run bench:ingest`: HTTP → WAL (fsync on) → Parquet → S3 → SQS under a Zipf workload with a 10× burst, first on
-// one ingest process, then on `sluice ingest --processes N` (N = SLUICE_INGEST_PROCESSES, by default the CPUs).
+// one ingest process, then on `sluice ingest --processes N` (N = BENCH_INGEST_PROCESSES or SLUICE_INGEST_PROCESSES, by
+// default the CPUs; 1 skips the second phase).
 // Reports accepted events/s, ack latency p50/p99, peak RSS, Parquet bytes/event, our WAL→Parquet encode rate as a
 // ratio to DuckDB's native Parquet writer on the same events, and per phase the CPU cost read from /proc: CPU seconds
 // per million events of the ingest processes (all threads, and their event loops alone), of this load generator and
@@ -9,6 +10,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createSqs } from '../shared/clients/aws.js';
+import { loadConfig } from '../shared/config.js';
 import { decodeManifest } from '../shared/contracts/manifest.js';
 import { encodeEventLine, validateEvent } from '../shared/contracts/event.js';
 import { openEngine, queryParquet } from '../shared/parquet.js';
@@ -20,7 +22,7 @@ import { eventFactory } from './lib/workload.js';
 import { cpuPerMillion, eventsPerCore, peakRssMiB, percentile, progress } from './lib/report.js';
 import { type CpuComponent, clockTicksPerSecond, cpuBetween, parseProcStat, sampleCpu } from './lib/proc-cpu.js';
 
-const EVENTS_PER_REQUEST = 1_000;
+const EVENTS_PER_REQUEST = Number(process.env.BENCH_EVENTS_PER_REQUEST ?? 1_000);
 const STEADY_CLIENTS = 4;
 const BURST_CLIENTS = 40;
 const STEADY_REQUESTS = Number(process.env.BENCH_STEADY_REQUESTS ?? 600);
@@ -70,7 +72,10 @@ interface PhaseResult {
   cpu: PhaseCpu;
 }
 
-/** CPU ticks of every thread of `pids` now, by `<pid>/<tid>`, with the thread's name (the main thread is "event loop"). */
+/**
+ * CPU ticks of every thread of `pids` now, by `<pid>/<tid>`, with the thread's name: the main thread is "event loop", its
+ * kernel time apart as "event loop (system)" (syscalls: sockets, epoll); Node 20 names all its other threads "node".
+ */
 function threadTicks(pids: readonly number[]): Map<string, { name: string; ticks: number }> {
   const out = new Map<string, { name: string; ticks: number }>();
   for (const pid of pids) {
@@ -82,9 +87,16 @@ function threadTicks(pids: readonly number[]): Map<string, { name: string; ticks
     }
     for (const tid of tids) {
       try {
-        const ticks = parseProcStat(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')).ticks;
-        const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-        out.set(`${pid}/${tid}`, { name: Number(tid) === pid ? 'event loop' : comm, ticks });
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const ticks = parseProcStat(stat).ticks;
+        if (Number(tid) !== pid) {
+          out.set(`${pid}/${tid}`, { name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), ticks });
+          continue;
+        }
+        // utime and stime are fields 14 and 15 of proc(5), the 12th and 13th after the command name.
+        const system = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12]);
+        out.set(`${pid}/${tid}`, { name: 'event loop', ticks: ticks - system });
+        out.set(`${pid}/${tid}/system`, { name: 'event loop (system)', ticks: system });
       } catch {
         // the thread ended meanwhile
       }
@@ -130,8 +142,11 @@ async function main() {
   const dataDir = env.SLUICE_DATA_DIR!;
   progress('starting services');
   const { cfg, services } = await prepareRun(env);
-  // N of the second phase: SLUICE_INGEST_PROCESSES as `sluice ingest` reads it (default: the CPUs of this machine).
-  const processesN = cfg.SLUICE_INGEST_PROCESSES;
+  // N of the second phase: BENCH_INGEST_PROCESSES, else SLUICE_INGEST_PROCESSES as `sluice ingest` reads it (default: the
+  // CPUs of this machine); benchEnv sets one process for the other benchmarks, so it is read here without that setting.
+  const { SLUICE_INGEST_PROCESSES: _onePerBench, ...runEnv } = env;
+  const askedN = process.env.BENCH_INGEST_PROCESSES ?? process.env.SLUICE_INGEST_PROCESSES;
+  const processesN = loadConfig({ ...process.env, ...runEnv, ...(askedN === undefined ? {} : { SLUICE_INGEST_PROCESSES: askedN }) }).SLUICE_INGEST_PROCESSES;
   const svc = servicePids(cfg, services);
   const ticksPerSecond = clockTicksPerSecond();
 

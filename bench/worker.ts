@@ -113,7 +113,8 @@ async function main() {
     const announced = await publishAll(cfg);
     // The end is seen in the ledger of delivered batches (a Redis EXISTS per batch every 25 ms: nothing the workers
     // do), then confirmed by the workers' event counters; scraping /metrics that often would cost the workers ~4 %.
-    const ledger = new BatchLedger(redis ?? (redis = createRedis(cfg)), cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_LEDGER_RETENTION);
+    redis ??= createRedis(cfg);
+    const ledger = new BatchLedger(redis, cfg.SLUICE_REDIS_PREFIX, cfg.SLUICE_LEDGER_RETENTION);
     const keys = announced.map(batchKeyOf);
     const countedEvents = async () => (await Promise.all(workers.map((w) => counter(w.url, 'sluice_worker_events_total')))).reduce((a, b) => a + b, 0);
     for (let polls = 1; ; polls++) {

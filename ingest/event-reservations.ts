@@ -138,8 +138,6 @@ export interface Reservation {
   token: string;
   /** Hash key per shard where this token reserved ids. */
   held: Map<number, string>;
-  /** Identities per shard, as sent. */
-  identities: Map<number, string[]>;
 }
 
 export type ReserveResult =
@@ -213,21 +211,28 @@ export class EventReservations {
     // Fail fast while disconnected: a producer gets its 503 at once instead of after the client's retries (a
     // connection being set up, e.g. just after start, is waited for briefly).
     if (!(await this.ready())) return { kind: 'unavailable', error: `not connected (${this.redis.status})` };
-    const byShard = new Map<number, number[]>();
-    for (let i = 0; i < identities.length; i++) {
-      const s = reservationShard(identities[i]!, this.o.shards);
-      let g = byShard.get(s);
-      if (!g) byShard.set(s, (g = []));
-      g.push(i);
+    // Per shard the positions of its identities; with one shard (a single Redis) all of them in order, unhashed (`undefined`).
+    let shards: [shard: number, at: number[] | undefined][];
+    if (this.o.shards === 1) shards = identities.length ? [[0, undefined]] : [];
+    else {
+      const byShard = new Map<number, number[]>();
+      for (let i = 0; i < identities.length; i++) {
+        const s = reservationShard(identities[i]!, this.o.shards);
+        let g = byShard.get(s);
+        if (!g) {
+          g = [];
+          byShard.set(s, g);
+        }
+        g.push(i);
+      }
+      shards = [...byShard];
     }
     const bucket = Math.floor(nowMs / RESERVATION_BUCKET_MS);
     const expireAt = (bucket + 1) * RESERVATION_BUCKET_MS + this.o.windowMs;
-    const reservation: Reservation = { token, held: new Map(), identities: new Map() };
-    const shards = [...byShard];
+    const reservation: Reservation = { token, held: new Map() };
     const answers = await Promise.allSettled(
       shards.map(([shard, at]) => {
-        const ids = at.map((i) => identities[i]!);
-        reservation.identities.set(shard, ids);
+        const ids = at ? at.map((i) => identities[i]!) : identities;
         const keys = this.windowKeys(shard, nowMs);
         return this.redis.eval(RESERVE_SCRIPT, keys.length, ...keys, token, this.o.leaseMs, expireAt, ids.join('\n')) as Promise<string>;
       }),
@@ -246,7 +251,7 @@ export class EventReservations {
         continue;
       }
       if (a.value === '' || a.value.includes('0')) reservation.held.set(shard, this.bucketKey(shard, bucket));
-      for (let k = a.value.indexOf('1'); k !== -1; k = a.value.indexOf('1', k + 1)) duplicate[at[k]!] = true;
+      for (let k = a.value.indexOf('1'); k !== -1; k = a.value.indexOf('1', k + 1)) duplicate[at ? at[k]! : k] = true;
     }
     if (failure !== undefined || inFlight) {
       await this.abort(reservation);
@@ -265,7 +270,10 @@ export class EventReservations {
       const s = reservationShard(id, this.o.shards);
       if (!r.held.has(s)) continue;
       let g = byShard.get(s);
-      if (!g) byShard.set(s, (g = []));
+      if (!g) {
+        g = [];
+        byShard.set(s, g);
+      }
       g.push(id);
     }
     await Promise.all([...byShard].map(([s, ids]) => this.redis.eval(UNRESERVE_SCRIPT, 1, r.held.get(s)!, r.token, '', '', ids.join('\n'))));
@@ -306,7 +314,10 @@ export class EventReservations {
     for (const [s, toks] of answers.entries()) {
       for (const t of toks) {
         let g = aborted.get(t);
-        if (!g) aborted.set(t, (g = new Set()));
+        if (!g) {
+          g = new Set();
+          aborted.set(t, g);
+        }
         g.add(s);
       }
     }

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import type { Config } from '../shared/config.js';
 import type { IngestEvents } from './ingest-events.js';
-import { encodeEventLine, validateEvent, type RejectionKind, type Event } from '../shared/contracts/event.js';
+import { encodeEventLines, validateEvent, type RejectionKind, type Event } from '../shared/contracts/event.js';
 import { BodyError, parseEventsBody, readEventsBody } from './parse-body.js';
 import { RejectionList, type Rejected } from './rejections.js';
 import { dedupIdentity, type EventReservations, type Reservation } from './event-reservations.js';
@@ -50,7 +50,6 @@ interface Screened {
   duplicates: number;
 }
 
-
 export function addEventsRoute(app: FastifyInstance, d: EventsRouteDeps): void {
   app.post('/v1/events', (req, reply) => handleEvents(d, req, reply));
 }
@@ -62,14 +61,8 @@ async function handleEvents(d: EventsRouteDeps, req: FastifyRequest, reply: Fast
   const refused = (r: Refusal, err?: unknown) => refuse(d, reply, r, producer, t0, err);
   const notAdmitted = d.admission.admit(req, producer);
   if (notAdmitted) return refused(notAdmitted);
-  const parsed = await readBody(d, req);
-  if ('status' in parsed) return refused(parsed);
-  const limited = await d.admission.rateLimit(producer, parsed.values.length);
-  if (limited) return refused(limited);
-
   const rejected = new RejectionList(REJECTIONS_LISTED);
-  const screened = screen(parsed, { nowMs: Date.now(), maxAgeMs: d.cfg.SLUICE_MAX_EVENT_AGE }, rejected);
-  const admitted = await admitFresh(d, producer, screened, rejected);
+  const admitted = await readAndAdmit(d, req, producer, rejected);
   if ('status' in admitted) return refused(admitted);
   const { lines, fresh, duplicates, reservation } = admitted;
   if (fresh) {
@@ -112,6 +105,20 @@ async function handleEvents(d: EventsRouteDeps, req: FastifyRequest, reply: Fast
   return reply.code(202).send(body);
 }
 
+/**
+ * Read the body → parse → rate limit → validate → reserve ids + series budget, down to the WAL bytes. Its own call, so the
+ * parsed and validated events are garbage once it returns: an async function keeps its locals while it awaits, and
+ * only the bytes need to live through the fsync and the confirm.
+ */
+async function readAndAdmit(d: EventsRouteDeps, req: FastifyRequest, producer: string, rejected: RejectionList): Promise<Admitted | Refusal> {
+  const parsed = await readBody(d, req);
+  if ('status' in parsed) return parsed;
+  const limited = await d.admission.rateLimit(producer, parsed.values.length);
+  if (limited) return limited;
+  const screened = screen(parsed, { nowMs: Date.now(), maxAgeMs: d.cfg.SLUICE_MAX_EVENT_AGE }, rejected);
+  return admitFresh(d, producer, screened, rejected);
+}
+
 /** Answers a refusal; `t0` is undefined before authentication (the answer is then not timed). */
 function refuse(d: EventsRouteDeps, reply: FastifyReply, r: Refusal, producer: string | undefined, t0: number | undefined, err?: unknown) {
   if (r.retryAfter !== undefined) reply.header('retry-after', String(r.retryAfter));
@@ -152,8 +159,9 @@ function screen({ values, lineErrors }: Parsed, bounds: { nowMs: number; maxAgeM
   const why: RejectionKind = { field: 'event', rule: 'type' };
   const out: Screened = { valid: [], validAt: [], ids: [], duplicates: 0 };
   const inRequest = new Set<string>();
+  const lineErrs = lineErrors.size > 0;
   for (let i = 0; i < values.length; i++) {
-    const lineErr = lineErrors.get(i);
+    const lineErr = lineErrs ? lineErrors.get(i) : undefined;
     if (lineErr) {
       rejected.push({ index: i, reason: lineErr }, 'event:json');
       continue;
@@ -163,11 +171,12 @@ function screen({ values, lineErrors }: Parsed, bounds: { nowMs: number; maxAgeM
       rejected.push({ index: i, reason: e }, `${why.field}:${why.rule}`);
       continue;
     }
-    if (inRequest.has(e.eventId)) {
+    // One hash lookup per event: a repeat leaves the set's size unchanged.
+    const seen = inRequest.size;
+    if (inRequest.add(e.eventId).size === seen) {
       out.duplicates++;
       continue;
     }
-    inRequest.add(e.eventId);
     out.valid.push(e);
     out.validAt.push(i);
     out.ids.push(e.eventId);
@@ -184,11 +193,19 @@ function screen({ values, lineErrors }: Parsed, bounds: { nowMs: number; maxAgeM
 async function admitFresh(d: EventsRouteDeps, producer: string, s: Screened, rejected: RejectionList): Promise<Admitted | Refusal> {
   const token = d.reservations.enabled ? d.reservations.newToken() : undefined;
   const [reserved, series] = await Promise.all([
-    token === undefined ? undefined : d.reservations.reserve(token, s.ids.map((id) => dedupIdentity(producer, id))),
-    d.seriesBudget.admit(
-      producer,
-      s.valid.map((e) => seriesKey(e.entityId, e.eventType)),
-    ),
+    token === undefined
+      ? undefined
+      : d.reservations.reserve(
+          token,
+          s.ids.map((id) => dedupIdentity(producer, id)),
+        ),
+    // No budget (SLUICE_MAX_NEW_SERIES_PER_MIN=0): every event is admitted, no series key is built.
+    d.seriesBudget.enabled
+      ? d.seriesBudget.admit(
+          producer,
+          s.valid.map((e) => seriesKey(e.entityId, e.eventType)),
+        )
+      : undefined,
   ]);
   if (reserved?.kind === 'in_flight') return { status: 503, retryAfter: IN_FLIGHT_RETRY_AFTER, error: IN_FLIGHT_ERROR };
   if (reserved?.kind === 'unavailable') {
@@ -199,37 +216,41 @@ async function admitFresh(d: EventsRouteDeps, producer: string, s: Screened, rej
     };
   }
   const reservation = reserved?.reservation;
-  let lines = '';
   let duplicates = s.duplicates;
-  let fresh = 0;
+  const toWrite: Event[] = [];
   const unreserve: string[] = [];
-  const ingestTime = Date.now();
   for (let i = 0; i < s.valid.length; i++) {
     if (reserved?.duplicate[i]) {
       duplicates++;
       continue;
     }
-    if (!series.admitted[i]) {
+    if (series && !series.admitted[i]) {
       rejected.push({ index: s.validAt[i]!, reason: series.reason }, 'series:budget');
       if (reservation) unreserve.push(dedupIdentity(producer, s.ids[i]!));
       continue;
     }
-    lines += encodeEventLine(s.valid[i]!, ingestTime, producer, token);
-    fresh++;
+    toWrite.push(s.valid[i]!);
   }
+  const fresh = toWrite.length;
+  // The WAL lines as bytes, written as they are (no string per line, no re-encoding in the WAL).
+  const lines = encodeEventLines(toWrite, Date.now(), producer, token);
   if (reservation && unreserve.length) {
     try {
       await d.reservations.unreserve(reservation, unreserve);
     } catch (err) {
       await d.reservations.abort(reservation);
-      return { status: 503, retryAfter: DEDUP_DOWN_RETRY_AFTER, error: `cannot give back refused event ids (Redis: ${errorMessage(err)}); nothing stored, retry` };
+      return {
+        status: 503,
+        retryAfter: DEDUP_DOWN_RETRY_AFTER,
+        error: `cannot give back refused event ids (Redis: ${errorMessage(err)}); nothing stored, retry`,
+      };
     }
   }
   return { lines, fresh, duplicates, reservation: fresh ? reservation : undefined };
 }
 
 interface Admitted {
-  lines: string;
+  lines: Uint8Array;
   fresh: number;
   duplicates: number;
   reservation: Reservation | undefined;

@@ -77,7 +77,8 @@ export async function startIngest(cfg: Config, log: Logger): Promise<Service & {
 
   let accepting = true;
   const app = createIngestServer(cfg, log);
-  const dedupDown = () => (reservations.enabled && redis.status !== 'ready' ? `Redis is unavailable (${redis.status}): event ids cannot be deduplicated` : undefined);
+  const dedupDown = () =>
+    reservations.enabled && redis.status !== 'ready' ? `Redis is unavailable (${redis.status}): event ids cannot be deduplicated` : undefined;
   addOpsRoutes(app, registry, () => (!accepting ? 'shutting down' : (delivery.notReadyReason() ?? dedupDown())));
   const burst = cfg.SLUICE_RATE_LIMIT_BURST || cfg.SLUICE_RATE_LIMIT_EVENTS * 10;
   const admission = new Admission(cfg, {

@@ -27,7 +27,10 @@ export class SegmentConfirmations {
 
   private get(id: string): Tracked {
     let t = this.segments.get(id);
-    if (!t) this.segments.set(id, (t = { pending: 0, unsure: false, waiters: [] }));
+    if (!t) {
+      t = { pending: 0, unsure: false, waiters: [] };
+      this.segments.set(id, t);
+    }
     return t;
   }
 

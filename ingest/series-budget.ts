@@ -121,6 +121,11 @@ export class SeriesBudget {
     this.cache = new RecentSeries(Math.max(1, Math.floor((o.cacheEntries ?? SERIES_CACHE_ENTRIES) / 2)));
   }
 
+  /** False when SLUICE_MAX_NEW_SERIES_PER_MIN is 0: admit() then admits everything, so callers may skip it. */
+  get enabled(): boolean {
+    return this.o.maxNewPerMinute > 0;
+  }
+
   /** Decides which of `keys` (seriesKey of each event, repeats allowed) `producer` may store now. */
   async admit(producer: string, keys: readonly string[], nowMs = Date.now()): Promise<Admission> {
     const admitted = new Uint8Array(keys.length);

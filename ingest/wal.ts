@@ -35,7 +35,7 @@ export interface AppendHooks {
 }
 
 interface Pending {
-  data: string;
+  data: string | Uint8Array;
   events: number;
   bytes: number;
   hooks: AppendHooks | undefined;
@@ -122,10 +122,10 @@ export class WriteAheadLog {
     return { events: this.current?.seg.events ?? 0, bytes: this.current?.seg.bytes ?? 0 };
   }
 
-  /** Appends NDJSON lines holding `events` events; resolves once they are durable. */
-  append(data: string, events: number, hooks?: AppendHooks): Promise<void> {
+  /** Appends NDJSON lines holding `events` events (text, or its UTF-8 bytes); resolves once they are durable. */
+  append(data: string | Uint8Array, events: number, hooks?: AppendHooks): Promise<void> {
     if (this.closed) return Promise.reject(new Error('WAL is closed'));
-    const bytes = Buffer.byteLength(data, 'utf8');
+    const bytes = typeof data === 'string' ? Buffer.byteLength(data, 'utf8') : data.length;
     const cap = this.opts.maxTotalBytes ?? Number.POSITIVE_INFINITY;
     if (this.diskBytes + this.pendingBytes + bytes > cap) return Promise.reject(new TransientError(this.fullMessage(cap), WAL_FULL));
     this.pendingBytes += bytes;
@@ -222,14 +222,14 @@ export class WriteAheadLog {
         this.pending = [];
         let events = 0;
         let bytes = 0;
-        let text = '';
         for (const p of group) {
-          text += p.data;
           events += p.events;
           bytes += p.bytes;
         }
         this.pendingBytes -= bytes;
-        const buf = Buffer.from(text, 'utf8');
+        // One write per group commit: the requests' bytes side by side (a single request's as they are).
+        const parts = group.map((p) => (typeof p.data === 'string' ? Buffer.from(p.data, 'utf8') : p.data));
+        const buf = parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.byteLength) : Buffer.concat(parts, bytes);
         let c = this.current;
         try {
           if (c && this.dirty && !(await this.cutToAcknowledged(c))) {

@@ -317,6 +317,10 @@ export const SETTINGS = {
     'Every rollup run recomputes the days that ended within this window (same rule as SLUICE_ROLLUP_LATE_WINDOW_1H, for events_1d).',
   ),
   SLUICE_COMPACT_AFTER: duration('2d', 'Raw batch files of an event-time day are merged into one cold file once the day ended this long ago.'),
+  SLUICE_COMPACTION_DELETE_GRACE: duration(
+    '1h',
+    "Raw batch files a compaction replaced are deleted by a later compaction run once the table's replace snapshot (or, without one, the compaction manifest) is this old, so readers of the previous snapshots finish (0 = delete right after the replace).",
+  ),
   SLUICE_QUERY_URL: url('http://127.0.0.1:8081', 'Query API that `sluice audit` and the canary check against.'),
   SLUICE_CANARY_ENABLED: bool(
     'false',

@@ -163,7 +163,10 @@ export function topKBatchMerges(prefix: string, counts: readonly BucketCount[], 
     for (const c of counts) {
       const start = Math.floor(c.bucketMs / res.bucketMs) * res.bucketMs;
       let byStart = byType.get(c.eventType);
-      if (!byStart) byType.set(c.eventType, (byStart = new Map()));
+      if (!byStart) {
+        byStart = new Map();
+        byType.set(c.eventType, byStart);
+      }
       let b = byStart.get(start);
       if (!b) {
         const keys = topKBucketKeys(prefix, c.eventType, res, start);

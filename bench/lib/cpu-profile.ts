@@ -43,7 +43,7 @@ function fileOf(url: string): string {
   if (url.startsWith('node:')) return url;
   const file = url.startsWith('file://') ? fileURLToPath(url) : url;
   const rel = path.relative(PROJECT_ROOT, file);
-  return rel.startsWith('..') ? file : rel.replace(/^\.data\/[^/]*build\//, '').replace(/^dist\//, '');
+  return rel.startsWith('..') ? file : rel.replace(/^\.data\/[^/]*build[^/]*\//, '').replace(/^dist\//, '');
 }
 
 /** The area of a frame: GC / idle / program, node internals, a package, or our top folder (ingest/, shared/, …). */

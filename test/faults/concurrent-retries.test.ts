@@ -49,7 +49,12 @@ describe('concurrent retries to two ingest nodes on a Redis Cluster', () => {
       for (let attempt = 0; ; attempt++) {
         if (attempt > 200) throw new Error(`request of ${ids[0]}… never acknowledged by node ${i}`);
         try {
-          const r = await fetch(`${url(i)}/v1/events`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000) });
+          const r = await fetch(`${url(i)}/v1/events`, {
+            method: 'POST',
+            body,
+            headers: { 'content-type': 'application/json' },
+            signal: AbortSignal.timeout(10_000),
+          });
           statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
           const json = (await r.json()) as { accepted: number; duplicates: number; rejectedCount?: number };
           if (r.status === 202) {

@@ -121,7 +121,7 @@ describe('event-id reservations', () => {
     }
   });
 
-  it("cuts exactly the lines of a segment whose ids a later request took, atomically, and keeps the rest", async () => {
+  it('cuts exactly the lines of a segment whose ids a later request took, atomically, and keeps the rest', async () => {
     const a = make(1_000);
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-resolve-'));
     const now = Date.now();
@@ -129,9 +129,15 @@ describe('event-id reservations', () => {
     const stalled = a.newToken();
     const kept = a.newToken();
     const stalledIds = Array.from({ length: 30 }, (_, i) => `stall-${i}`);
-    await a.reserve(stalled, stalledIds.map((id) => dedupIdentity('web', id)));
+    await a.reserve(
+      stalled,
+      stalledIds.map((id) => dedupIdentity('web', id)),
+    );
     const okIds = ['ok-1', 'ok-2'];
-    const rk = await a.reserve(kept, okIds.map((id) => dedupIdentity('web', id)));
+    const rk = await a.reserve(
+      kept,
+      okIds.map((id) => dedupIdentity('web', id)),
+    );
     if (rk.kind === 'reserved') await a.confirm(rk.reservation);
     const file = path.join(dir, '0000000000001_000001.ndjson');
     const text =
@@ -148,7 +154,10 @@ describe('event-id reservations', () => {
     const seg = { id: '0000000000001_000001', path: file, events: 33, bytes: text.length };
     const r = await resolveSegment(seg, a);
     expect(r.dropped).toBe(expectedDropped.length);
-    const left = readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { i: string }).i);
+    const left = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { i: string }).i);
     expect(left.sort()).toEqual([...stalledIds.filter((id) => !expectedDropped.includes(id)), ...okIds, 'legacy-line'].sort());
     expect(seg.events).toBe(33 - expectedDropped.length);
     // Resolving again (a redelivery after a crash) cuts nothing more.

@@ -1,6 +1,7 @@
 // Redis out of memory, on a private redis-server started by ensureRedis with a tiny maxmemory: the policy is
-// noeviction (nothing already stored disappears, writes fail loudly), ingest keeps accepting (dedup, rate limit and
-// the new-series budget fail open, counted), and a worker retries the batch instead of dead-lettering it, then
+// noeviction (nothing already stored disappears, writes fail loudly). Ingest refuses with 503 and the reason while the
+// event ids cannot be reserved (dedup fails closed: nothing stored that could be stored twice); with dedup off the rate
+// limit and the new-series budget fail open, counted. A worker retries the batch instead of dead-lettering it, then
 // counts it exactly once Redis has room again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
@@ -87,8 +88,35 @@ describe('Redis out of memory', () => {
     await expect(admin.set('small', '1')).rejects.toThrow(/OOM/);
   });
 
-  it('ingest accepts every valid event while Redis refuses writes (fail open, counted)', async () => {
-    const cfg = await testConfig({ SLUICE_REDIS_URL: url, SLUICE_MAX_NEW_SERIES_PER_MIN: '5', SLUICE_RATE_LIMIT_EVENTS: '1000' });
+  it('ingest refuses with the reason while ids cannot be reserved, stores nothing, and accepts again once Redis has room', async () => {
+    const cfg = await testConfig({ SLUICE_REDIS_URL: url });
+    await full();
+    const [, limit] = (await admin.config('GET', 'maxmemory')) as [string, string];
+    const ingest = await startIngest(cfg, log);
+    try {
+      const now = Date.now();
+      const events = Array.from({ length: 20 }, (_, i) => ({ eventId: `oom-dedup-${i}`, entityId: 'entity-1', eventType: 'view', timestamp: now }));
+      const post = () => fetch(`${ingest.url}/v1/events`, { method: 'POST', body: JSON.stringify(events), headers: { 'content-type': 'application/json' } });
+      const res = await post();
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(((await res.json()) as { error: string }).error).toMatch(
+        /cannot check event ids for duplicates \(Redis: .*OOM.*nothing from this request was stored/,
+      );
+      await ingest.wal.seal();
+      expect(ingest.wal.openSegment.events).toBe(0);
+      await admin.config('SET', 'maxmemory', '0'); // room again
+      const again = await post();
+      expect(again.status).toBe(202);
+      expect(await again.json()).toMatchObject({ accepted: 20, duplicates: 0 });
+    } finally {
+      await admin.config('SET', 'maxmemory', limit); // full again for the next cases
+      await ingest.close();
+    }
+  }, 60_000);
+
+  it('with dedup off, ingest accepts every valid event while Redis refuses writes (rate limit and series budget fail open, counted)', async () => {
+    const cfg = await testConfig({ SLUICE_REDIS_URL: url, SLUICE_MAX_NEW_SERIES_PER_MIN: '5', SLUICE_RATE_LIMIT_EVENTS: '1000', SLUICE_DEDUP_WINDOW: '0' });
     await full();
     const ingest = await startIngest(cfg, log);
     try {

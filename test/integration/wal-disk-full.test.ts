@@ -15,7 +15,6 @@ import { testConfig } from '../support/config.js';
 import { TEST_ENDPOINTS } from '../support/endpoints.js';
 import { startAwsProxy } from '../support/aws-proxy.js';
 
-
 let batch = 0;
 /** Posts 100 events; returns the status, Retry-After, error text and the ids sent. */
 async function post(url: string) {
