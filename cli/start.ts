@@ -118,35 +118,53 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
 
   const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_DATA_DIR: dataDir };
   let stop: (reason?: string) => Promise<void> = async () => undefined;
+  // Signals are taken from the first service on: one that arrives while the stack is still starting ends every
+  // restart at once and stops the stack as soon as it is up (a service manager signals every process together).
+  const supervised: SupervisedService[] = [];
+  let stopRequested = false;
+  const onSignal = () => {
+    stopRequested = true;
+    for (const service of supervised) service.endRestarts();
+    void stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const restarts = new Map<string, number>();
   const start = (name: string, command: string, childEnv: NodeJS.ProcessEnv, portSetting: string) =>
-    new SupervisedService(name, [command], {
-      env: childEnv,
-      logFile: path.join(logDir, `${name}.log`),
-      policy: SERVICE_RESTARTS,
-      portSetting,
-      onStarted: (service, childPid, url) => log.info({ service, childPid, url }, `${service} started`),
-      onRestarting: (e) => {
-        restarts.set(e.service, e.restarts);
-        log.error(
-          { service: e.service, code: e.exit.code, signal: e.exit.signal, restarts: e.restarts, restartInMs: Math.round(e.delayMs) },
-          `${e.service} exited unexpectedly (${e.exit.signal ?? `code ${e.exit.code}`}); restarting in ${Math.round(e.delayMs)} ms (restart ${e.restarts}); see ${logDir}/${e.service}.log`,
-        );
-      },
-      onExitWhileStopping: (service, exit) =>
-        log.info(
-          { service, code: exit.code, signal: exit.signal },
-          `${service} exited while the stack stops (${exit.signal ?? `code ${exit.code}`}); not restarted`,
-        ),
-      onCrashLoop: (service, exits, lines) => {
-        process.stderr.write(
-          `\n${service} crashed ${exits.length} times within ${SERVICE_RESTARTS.windowMs / 1000}s; stopping the stack. Last lines of ${logDir}/${service}.log:\n` +
-            lines.map((l) => `  ${l}`).join('\n') +
-            '\n',
-        );
-        void stop(`${service} is crash-looping`);
-      },
-    }).start();
+    track(
+      new SupervisedService(name, [command], {
+        env: childEnv,
+        logFile: path.join(logDir, `${name}.log`),
+        policy: SERVICE_RESTARTS,
+        portSetting,
+        onStarted: (service, childPid, url) => log.info({ service, childPid, url }, `${service} started`),
+        onRestarting: (e) => {
+          restarts.set(e.service, e.restarts);
+          log.error(
+            { service: e.service, code: e.exit.code, signal: e.exit.signal, restarts: e.restarts, restartInMs: Math.round(e.delayMs) },
+            `${e.service} exited unexpectedly (${e.exit.signal ?? `code ${e.exit.code}`}); restarting in ${Math.round(e.delayMs)} ms (restart ${e.restarts}); see ${logDir}/${e.service}.log`,
+          );
+        },
+        onExitWhileStopping: (service, exit) =>
+          log.info(
+            { service, code: exit.code, signal: exit.signal },
+            `${service} exited while the stack stops (${exit.signal ?? `code ${exit.code}`}); not restarted`,
+          ),
+        onCrashLoop: (service, exits, lines) => {
+          process.stderr.write(
+            `\n${service} crashed ${exits.length} times within ${SERVICE_RESTARTS.windowMs / 1000}s; stopping the stack. Last lines of ${logDir}/${service}.log:\n` +
+              lines.map((l) => `  ${l}`).join('\n') +
+              '\n',
+          );
+          void stop(`${service} is crash-looping`);
+        },
+      }),
+    ).start();
+  const track = (service: SupervisedService) => {
+    supervised.push(service);
+    if (stopRequested) service.endRestarts();
+    return service;
+  };
   // The ingest node is called ingest-1 unless SLUICE_NODE_ID names it; several are ingest-1 … ingest-N (or
   // <SLUICE_NODE_ID>-1 …), each on a free loopback port behind the load balancer. Each runs SLUICE_INGEST_PROCESSES
   // processes (ids <node>-p<i>).
@@ -242,6 +260,5 @@ export async function runPipeline(cfg: Config, opts: StartOptions = {}): Promise
     process.stdout.write(`Stopped${total ? ` (services restarted ${total} time(s): ${[...restarts].map(([n, k]) => `${n} ${k}`).join(', ')})` : ''}.\n`);
     process.exit(reason ? 1 : 0);
   };
-  process.on('SIGINT', () => void stop());
-  process.on('SIGTERM', () => void stop());
+  if (stopRequested) void stop();
 }

@@ -47,7 +47,8 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 /** node command line that runs one of the project's entry files (shared/process-commands.ts). */
 export const nodeEntry = entryCommand;
 
-async function httpOk(url: string): Promise<boolean> {
+/** True when `url` answers below 500 within a second. */
+export async function httpOk(url: string): Promise<boolean> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
     return res.status < 500;
@@ -56,7 +57,8 @@ async function httpOk(url: string): Promise<boolean> {
   }
 }
 
-function redisPing(host: string, port: number): Promise<boolean> {
+/** True when a Redis at host:port answers PING within a second. */
+export function redisPing(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host, port });
     const done = (ok: boolean) => {

@@ -19,11 +19,11 @@ import type { ColdStorage } from '../../shared/clients/cold-storage.js';
 import type { RollupResolution } from '../../shared/contracts/cold-layout.js';
 import { parquetFiles, queryParquet, readColumns, sqlString } from '../../shared/parquet.js';
 import type { EntityScope } from '../auth.js';
-import { project } from '../buckets.js';
-import { cacheKey, statsTtlMs, type QueryCache } from '../cache.js';
+import { cacheKey, type QueryCache } from '../cache.js';
 import { ColdRollupReader, type ColdRollupLayout } from '../cold-reader.js';
 import { FederatedReader, type FederatedSeries } from '../federated-reader.js';
 import type { InfluxReader } from '../influx-reader.js';
+import { cachedStats } from './stats.js';
 import {
   DEFAULT_RANGE_MS,
   InvalidParamsError,
@@ -208,22 +208,7 @@ export function dimensionStatsHandler(deps: DimensionStatsDeps): (req: FastifyRe
       to: r.toMs,
       step: r.step,
     });
-    const compute = () => readerOf(r.dimension).stats(r);
-    const { value: buckets, cache } = /\bno-cache\b/i.test(req.headers['cache-control'] ?? '')
-      ? { value: await compute(), cache: 'bypass' }
-      : await deps.cache.getOrCompute('stats', key, statsTtlMs(r.toMs, nowMs), compute);
-    const { points, total } = project(r.fn, buckets);
-    void reply.header('x-sluice-cache', cache);
-    return {
-      dimension: r.dimension,
-      value: r.value,
-      eventType: r.eventType,
-      fn: r.fn,
-      from: new Date(r.fromMs).toISOString(),
-      to: new Date(r.toMs).toISOString(),
-      step: r.step,
-      points,
-      total,
-    };
+    const answer = await cachedStats(req, reply, deps.cache, key, { ...r, nowMs }, () => readerOf(r.dimension).stats(r));
+    return { dimension: r.dimension, value: r.value, eventType: r.eventType, ...answer };
   };
 }

@@ -36,22 +36,28 @@ export function registerStatsRoute(app: FastifyInstance, deps: StatsRouteDeps): 
       to: r.toMs,
       step: r.step,
     });
-    const compute = () => (deps.federated ?? deps.reader).stats(r);
-    // `Cache-Control: no-cache` (what audits send) answers from the stores, never from the answer cache.
-    const { value: buckets, cache } = /\bno-cache\b/i.test(req.headers['cache-control'] ?? '')
-      ? { value: await compute(), cache: 'bypass' }
-      : await deps.cache.getOrCompute('stats', key, statsTtlMs(r.toMs, nowMs), compute);
-    const { points, total } = project(r.fn, buckets);
-    void reply.header('x-sluice-cache', cache);
-    return {
-      entityId: r.entityId,
-      eventType: r.eventType,
-      fn: r.fn,
-      from: new Date(r.fromMs).toISOString(),
-      to: new Date(r.toMs).toISOString(),
-      step: r.step,
-      points,
-      total,
-    };
+    const answer = await cachedStats(req, reply, deps.cache, key, { ...r, nowMs }, () => (deps.federated ?? deps.reader).stats(r));
+    return { entityId: r.entityId, eventType: r.eventType, ...answer };
   });
+}
+
+/**
+ * The buckets of a stats request from the answer cache (or computed; `Cache-Control: no-cache`, what audits send,
+ * answers from the stores, never from the cache), projected on the request's function: the part of the answer every
+ * /v1/stats variant shares (entity series here, attribute series in dimension-stats.ts).
+ */
+export async function cachedStats(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  cache: QueryCache,
+  key: string,
+  r: { fn: Parameters<typeof project>[0]; fromMs: number; toMs: number; step: string; nowMs: number },
+  compute: () => Promise<Parameters<typeof project>[1]>,
+) {
+  const { value: buckets, cache: how } = /\bno-cache\b/i.test(req.headers['cache-control'] ?? '')
+    ? { value: await compute(), cache: 'bypass' }
+    : await cache.getOrCompute('stats', key, statsTtlMs(r.toMs, r.nowMs), compute);
+  const { points, total } = project(r.fn, buckets);
+  void reply.header('x-sluice-cache', how);
+  return { fn: r.fn, from: new Date(r.fromMs).toISOString(), to: new Date(r.toMs).toISOString(), step: r.step, points, total };
 }

@@ -5,9 +5,8 @@
 // A host's network is cut by taking its switch port down (packets are dropped, as when a cable is pulled) and back up.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { nodeEntry } from '../../localstack/services.js';
+import { httpOk, nodeEntry, redisPing } from '../../localstack/services.js';
 import { SupervisedProcess } from '../../shared/process-supervisor.js';
 import { sleep } from '../../shared/retry.js';
 
@@ -171,28 +170,6 @@ export class VirtualNetwork {
     for (const h of this.byName.values()) spawnSync('ip', ['netns', 'del', h.ns]);
     spawnSync('ip', ['netns', 'del', SWITCH]);
   }
-}
-
-async function httpOk(url: string): Promise<boolean> {
-  try {
-    return (await fetch(url, { signal: AbortSignal.timeout(1_000) })).status < 500;
-  } catch {
-    return false;
-  }
-}
-
-function redisPing(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(1_000, () => done(false));
-    s.on('error', () => done(false));
-    s.on('connect', () => s.write('PING\r\n'));
-    s.on('data', (d) => done(d.toString().startsWith('+PONG')));
-  });
 }
 
 async function answering(what: string, child: SupervisedProcess, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
