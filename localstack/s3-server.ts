@@ -1,8 +1,13 @@
 // The local stack's object store: s3rver keeping every bucket and object as files under one folder (by default
 // SLUICE_DATA_DIR/s3), so the archive and the cold tier survive restarts and the process's memory does not grow
 // with them (objects are streamed to and from disk). Loopback only; like any emulator it accepts any credentials.
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
 import S3rver from 's3rver';
 import AWSAccount from 's3rver/lib/models/account.js';
+import S3Object from 's3rver/lib/models/object.js';
 
 export interface S3ServerOptions {
   /** Folder holding the buckets (created when missing). */
@@ -60,6 +65,89 @@ function groupCommonPrefixes({ store }: ListingStore): void {
   };
 }
 
+interface PutObject {
+  bucket: string;
+  key: string;
+  content: Buffer | Readable;
+  metadata: Record<string, string>;
+}
+interface FileStore {
+  store: {
+    getResourcePath(bucket: string, key: string, resource: 'object' | 'object.md5' | 'metadata.json'): string;
+    putObject(o: PutObject): Promise<{ size: number; md5: string }>;
+    putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5?: string): Promise<void>;
+  };
+}
+
+/**
+ * Writes `data` to `file` as S3 promises a PUT: whole or not at all, and on disk before the answer. The bytes go to a
+ * temporary file beside it (never listed: it lacks the object suffix), are fsynced, and the file is renamed over
+ * `file`; `onChunk` sees every byte written. Resolves with the byte count.
+ */
+async function writeWhole(file: string, data: Buffer | Readable, onChunk?: (b: Buffer) => void): Promise<number> {
+  const tmp = `${file}.${randomUUID()}.tmp`;
+  const fh = await open(tmp, 'w');
+  let size = 0;
+  try {
+    if (Buffer.isBuffer(data)) {
+      onChunk?.(data);
+      await fh.writeFile(data);
+      size = data.length;
+    } else {
+      for await (const chunk of data) {
+        const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+        onChunk?.(b);
+        await fh.write(b);
+        size += b.length;
+      }
+    }
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  await rename(tmp, file);
+  return size;
+}
+
+async function syncFolder(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * s3rver's file store answers a PUT before the object's bytes are written (it resolves on `end()` of the write
+ * stream, not on its finish) and writes them in place: a GET right after can read an empty or cut object, a GET
+ * during an overwrite a mix, and a power cut loses objects already acknowledged. Here a PUT (and the completion of
+ * a multipart upload, which s3rver turns into one) writes the object and then its metadata each whole and fsynced,
+ * and syncs the folder, before it answers.
+ */
+function durablePuts({ store }: FileStore): void {
+  store.putObject = async (o) => {
+    const objectPath = store.getResourcePath(o.bucket, o.key, 'object');
+    const dir = path.dirname(objectPath);
+    await mkdir(dir, { recursive: true });
+    const md5 = createHash('md5');
+    const size = await writeWhole(objectPath, o.content, (b) => md5.update(b));
+    const digest = md5.digest('hex');
+    await store.putMetadata(o.bucket, o.key, o.metadata, digest);
+    await syncFolder(dir);
+    return { size, md5: digest };
+  };
+  store.putMetadata = async (bucket, key, metadata, md5) => {
+    // The same JSON s3rver keeps (its allowed headers and the x-amz-meta-* ones), written whole.
+    const kept = Object.fromEntries(Object.entries(metadata).filter(([k]) => S3Object.ALLOWED_METADATA.includes(k) || k.startsWith('x-amz-meta-')));
+    if (md5 !== undefined) await writeWhole(store.getResourcePath(bucket, key, 'object.md5'), Buffer.from(md5));
+    await writeWhole(store.getResourcePath(bucket, key, 'metadata.json'), Buffer.from(JSON.stringify(kept, null, 2)));
+  };
+}
+
 export async function startS3Server(o: S3ServerOptions): Promise<RunningS3Server> {
   const server = new S3rver({
     address: o.host ?? '127.0.0.1',
@@ -71,6 +159,7 @@ export async function startS3Server(o: S3ServerOptions): Promise<RunningS3Server
     vhostBuckets: false,
   });
   groupCommonPrefixes(server as unknown as ListingStore);
+  durablePuts(server as unknown as FileStore);
   const address = await server.run();
   return { port: address.port, close: () => server.close() };
 }

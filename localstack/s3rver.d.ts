@@ -28,3 +28,8 @@ declare module 's3rver/lib/models/account.js' {
   const AWSAccount: { registry: Map<string, AwsAccount>; DUMMY_ACCOUNT: AwsAccount };
   export default AWSAccount;
 }
+
+declare module 's3rver/lib/models/object.js' {
+  const S3Object: { ALLOWED_METADATA: string[] };
+  export default S3Object;
+}

@@ -26,9 +26,22 @@ export function awsCredentials(cfg: AwsConfig, endpoint: string): { accessKeyId:
   return endpoint ? { accessKeyId: 'test', secretAccessKey: 'test' } : undefined;
 }
 
+/**
+ * Socket timeouts of every S3 and SQS request (the SDK's defaults wait forever): a connection not made within 5 s,
+ * or one silent for 60 s (longer than SQS' 20 s long poll; a large upload or download keeps its socket busy, so
+ * this is idle time, not a bound on a transfer), fails, and the SDK retries it like any other transient error.
+ */
+export const AWS_SOCKET_TIMEOUTS = { connectionTimeout: 5_000, requestTimeout: 60_000 } as const;
+
 function common(cfg: AwsConfig) {
   const endpoint = cfg.AWS_ENDPOINT_URL || undefined;
-  return { region: cfg.AWS_REGION, endpoint, credentials: awsCredentials(cfg, cfg.AWS_ENDPOINT_URL), maxAttempts: 3 };
+  return {
+    region: cfg.AWS_REGION,
+    endpoint,
+    credentials: awsCredentials(cfg, cfg.AWS_ENDPOINT_URL),
+    maxAttempts: 3,
+    requestHandler: AWS_SOCKET_TIMEOUTS,
+  };
 }
 
 export function createS3(cfg: AwsConfig & Pick<Config, 'SLUICE_S3_FORCE_PATH_STYLE'>): S3Client {

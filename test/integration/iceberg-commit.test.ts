@@ -282,7 +282,8 @@ describe('the Iceberg table over the archive', () => {
         await paused;
       }
     });
-    await atSwap;
+    // A failing before its swap would leave atSwap pending forever: its error ends the test instead.
+    await Promise.race([atSwap, a.then(() => Promise.reject(new Error('committer A finished without reaching its swap')))]);
     const second = randomEvents(200, { start: START + 7_200_000, minutes: 30, entities: 4, idPrefix: 'b' });
     await archiveBatches(cfg, second);
     const b = await commitJob(cfg);
@@ -319,7 +320,8 @@ describe('the Iceberg table over the archive', () => {
         await paused;
       }
     });
-    await atPlan; // the job has planned to append the two raw batches of the day
+    // the job has planned to append the two raw batches of the day (or failed before: its error ends the test)
+    await Promise.race([atPlan, job.then(() => Promise.reject(new Error('the commit job finished without planning')))]);
     await runCompaction(cfg, { log, days: [OLD_DT] }); // commits the day file, deletes the raw batches
     release();
     expect((await job).appended).toBe(0);

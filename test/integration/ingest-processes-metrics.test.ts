@@ -217,6 +217,9 @@ describe('sluice ingest --processes 2: /metrics', () => {
 
     // Process 1 SIGKILLed: until the primary restarted it, scrapes (all on process 0) are process 0's own, marked.
     process.kill(lockPid(cfg, 'part-p1'), 'SIGKILL');
+    // Scrapes start once the primary has seen the exit: a connection it accepted before hands to the dead process and
+    // is never answered, and the restart (500 ms plus a start-up) can be over before a client's timeout.
+    await waitUntil('the primary saw part-p1 exit', () => logLines(cfg).some((l) => String(l.msg).startsWith('ingest process part-p1 exited unexpectedly')), 30_000);
     let partial: Scrape | undefined;
     await waitUntil(
       'a scrape answered while part-p1 restarts',
