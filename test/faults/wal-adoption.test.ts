@@ -3,16 +3,16 @@
 // the archive with DuckDB), logging the adoption; a second live node on one folder is refused with the holder's pid;
 // the original node started again afterwards delivers nothing twice; and a node whose folder is being adopted waits.
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createS3, createSqs } from '../../shared/clients/aws.js';
+import { createSqs } from '../../shared/clients/aws.js';
 import { decodeManifest } from '../../shared/contracts/manifest.js';
-import { openEngine, parquetFiles, queryParquet } from '../../shared/parquet.js';
 import { tryLockWal } from '../../ingest/wal-lock.js';
 import { waitUntil } from '../support/batches.js';
+import { archivedEventIds } from '../support/archive.js';
 import { testConfig } from '../support/config.js';
 import { startProcess as startChild, type ChildService } from '../support/processes.js';
-import { downloadTo, listKeys, receiveAll } from '../support/sqs.js';
+import { receiveAll } from '../support/sqs.js';
 
 type TestConfig = Awaited<ReturnType<typeof testConfig>>;
 
@@ -46,28 +46,6 @@ async function sendAcked(url: string, prefix: string, n: number): Promise<string
     acked.push(...ids);
   }
   return acked;
-}
-
-/** Every event id in the raw archive with how often it is stored, and the archive's keys. */
-async function archive(cfg: TestConfig): Promise<{ keys: string[]; counts: Map<string, number> }> {
-  const s3 = createS3(cfg);
-  try {
-    const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
-    const dir = path.join(cfg.SLUICE_DATA_DIR, 'download', String(Date.now()));
-    mkdirSync(dir, { recursive: true });
-    const files: string[] = [];
-    for (const k of keys) {
-      const f = path.join(dir, k.replaceAll('/', '_'));
-      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
-      files.push(f);
-    }
-    if (!files.length) return { keys, counts: new Map() };
-    await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duck') });
-    const rows = await queryParquet(`SELECT event_id, count(*)::INT AS n FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`);
-    return { keys, counts: new Map(rows.map((r) => [r.event_id as string, r.n as number])) };
-  } finally {
-    s3.destroy();
-  }
 }
 
 const logOf = (cfg: TestConfig, name: string) => {
@@ -107,7 +85,7 @@ describe('orphaned WAL folders are adopted', () => {
     expect(await a2.kill('SIGTERM')).toBe(0);
     expect(await b.kill('SIGTERM')).toBe(0);
 
-    const { keys, counts } = await archive(cfg);
+    const { keys, counts } = await archivedEventIds(cfg);
     expect(keys.length).toBeGreaterThan(0);
     for (const k of keys) expect(k).toContain('node-a'); // delivered under the original node id
     expect([...acked].filter((id) => counts.get(id) !== 1)).toEqual([]);

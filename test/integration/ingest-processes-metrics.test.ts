@@ -219,7 +219,11 @@ describe('sluice ingest --processes 2: /metrics', () => {
     process.kill(lockPid(cfg, 'part-p1'), 'SIGKILL');
     // Scrapes start once the primary has seen the exit: a connection it accepted before hands to the dead process and
     // is never answered, and the restart (500 ms plus a start-up) can be over before a client's timeout.
-    await waitUntil('the primary saw part-p1 exit', () => logLines(cfg).some((l) => String(l.msg).startsWith('ingest process part-p1 exited unexpectedly')), 30_000);
+    await waitUntil(
+      'the primary saw part-p1 exit',
+      () => logLines(cfg).some((l) => String(l.msg).startsWith('ingest process part-p1 exited unexpectedly')),
+      30_000,
+    );
     let partial: Scrape | undefined;
     await waitUntil(
       'a scrape answered while part-p1 restarts',

@@ -5,18 +5,18 @@
 // that crashes 5 times within 2 minutes is given up: the others are drained, the primary exits 1, and the next start
 // delivers what the given-up process left.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tryLockWal } from '../../ingest/wal-lock.js';
 import { nodeEntry } from '../../localstack/services.js';
-import { createS3, createSqs } from '../../shared/clients/aws.js';
+import { createSqs } from '../../shared/clients/aws.js';
 import { decodeManifest } from '../../shared/contracts/manifest.js';
-import { openEngine, parquetFiles, queryParquet } from '../../shared/parquet.js';
 import { waitUntil } from '../support/batches.js';
+import { archivedEventIds } from '../support/archive.js';
 import { testConfig } from '../support/config.js';
-import { downloadTo, listKeys, receiveAll } from '../support/sqs.js';
+import { receiveAll } from '../support/sqs.js';
 
 type TestConfig = Awaited<ReturnType<typeof testConfig>>;
 
@@ -115,28 +115,6 @@ async function sendAcked(url: string, prefix: string, requests: number): Promise
   return acked;
 }
 
-/** Every event id in the raw archive with how often it is stored, and the archive's keys. */
-async function archive(cfg: TestConfig): Promise<{ keys: string[]; counts: Map<string, number> }> {
-  const s3 = createS3(cfg);
-  try {
-    const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
-    const dir = path.join(cfg.SLUICE_DATA_DIR, 'download', String(Date.now()));
-    mkdirSync(dir, { recursive: true });
-    const files: string[] = [];
-    for (const k of keys) {
-      const f = path.join(dir, k.replaceAll('/', '_'));
-      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
-      files.push(f);
-    }
-    if (!files.length) return { keys, counts: new Map() };
-    await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duck') });
-    const rows = await queryParquet(`SELECT event_id, count(*)::INT AS n FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`);
-    return { keys, counts: new Map(rows.map((r) => [r.event_id as string, r.n as number])) };
-  } finally {
-    s3.destroy();
-  }
-}
-
 // Segments stay open (no seal by age or size) so the WAL folders show where events landed, and the SIGKILL leaves
 // acknowledged, unsealed events behind. Adoption only at start: the killed process must deliver its own WAL.
 const HOLD_ENV = { SLUICE_FLUSH_MAX_AGE: '1h', SLUICE_FLUSH_MAX_EVENTS: '1000000', SLUICE_LOG_LEVEL: 'info', SLUICE_WAL_ADOPT_INTERVAL: '0' };
@@ -176,7 +154,7 @@ describe('sluice ingest --processes 2', () => {
     expect(segmentsIn(cfg, p1)).toEqual([]);
     expect(logOf(cfg, 'primary')).not.toContain('"type":"WalAdopted"'); // p1 delivered its own folder
 
-    const { keys, counts } = await archive(cfg);
+    const { keys, counts } = await archivedEventIds(cfg);
     expect(keys.some((k) => k.includes('/multi-p0-'))).toBe(true);
     expect(keys.some((k) => k.includes('/multi-p1-'))).toBe(true);
     expect(keys.every((k) => /\/multi-p[01]-/.test(k))).toBe(true);

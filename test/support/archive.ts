@@ -132,3 +132,25 @@ export async function archiveEventIdCounts(cfg: Config): Promise<Map<string, num
     s3.destroy();
   }
 }
+
+/** Every event id in the raw archive with how often it is stored, and the archive's keys. */
+export async function archivedEventIds(cfg: Config): Promise<{ keys: string[]; counts: Map<string, number> }> {
+  const s3 = createS3(cfg);
+  try {
+    const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
+    const dir = path.join(cfg.SLUICE_DATA_DIR, 'download', String(Date.now()));
+    mkdirSync(dir, { recursive: true });
+    const files: string[] = [];
+    for (const k of keys) {
+      const f = path.join(dir, k.replaceAll('/', '_'));
+      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
+      files.push(f);
+    }
+    if (!files.length) return { keys, counts: new Map() };
+    await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duck') });
+    const rows = await queryParquet(`SELECT event_id, count(*)::INT AS n FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`);
+    return { keys, counts: new Map(rows.map((r) => [r.event_id as string, r.n as number])) };
+  } finally {
+    s3.destroy();
+  }
+}
