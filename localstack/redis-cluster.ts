@@ -11,7 +11,7 @@ import { maskUrl, splitRedisUrls } from '../shared/config-fields.js';
 import type { Logger } from '../shared/logger.js';
 import { SupervisedProcess } from '../shared/process-supervisor.js';
 import { sleep } from '../shared/retry.js';
-import type { RunningService } from './services.js';
+import type { LocalServiceOptions, RunningService } from './services.js';
 
 const run = promisify(execFile);
 const HOST = '127.0.0.1';
@@ -32,6 +32,8 @@ export interface RedisClusterOptions {
   appendOnly?: boolean;
   /** How long to wait for the nodes and for cluster_state:ok. */
   timeoutMs?: number;
+  /** Each node in a process group of its own (see LocalServiceOptions in services.ts). */
+  ownProcessGroup?: boolean;
 }
 
 export interface RunningRedisCluster extends RunningService {
@@ -117,7 +119,7 @@ export async function startRedisCluster(o: RedisClusterOptions): Promise<Running
         '--maxmemory-policy',
         'noeviction',
       ],
-      { logFile: path.join(dir, 'redis.log') },
+      { logFile: path.join(dir, 'redis.log'), ownProcessGroup: o.ownProcessGroup === true },
     );
   });
   const stop = async () => {
@@ -168,7 +170,13 @@ export async function startRedisCluster(o: RedisClusterOptions): Promise<Running
  * The cluster SLUICE_REDIS_URL names (SLUICE_REDIS_CLUSTER=true): reused when its seed nodes answer as a cluster in
  * state ok; otherwise started here, one master per seed node, when they are all on loopback and at least 3.
  */
-export async function ensureRedisCluster(urls: string, dataDir: string, log: Logger, maxMemoryBytes: number): Promise<RunningService> {
+export async function ensureRedisCluster(
+  urls: string,
+  dataDir: string,
+  log: Logger,
+  maxMemoryBytes: number,
+  opts: LocalServiceOptions = {},
+): Promise<RunningService> {
   const seeds = splitRedisUrls(urls).map((s) => new URL(s));
   const ports = seeds.map((u) => Number(u.port || 6379));
   const shown = maskUrl(urls);
@@ -182,5 +190,5 @@ export async function ensureRedisCluster(urls: string, dataDir: string, log: Log
     throw new Error(
       `the local stack starts one Redis Cluster master per seed node in SLUICE_REDIS_URL and needs at least ${CLUSTER_MASTERS}, got ${shown} (e.g. redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002)`,
     );
-  return startRedisCluster({ ports, dir: path.resolve(dataDir, 'redis-cluster'), log, maxMemoryBytes });
+  return startRedisCluster({ ports, dir: path.resolve(dataDir, 'redis-cluster'), log, maxMemoryBytes, ownProcessGroup: opts.ownProcessGroup });
 }

@@ -43,6 +43,16 @@ export interface RunningService {
   kill?(signal: NodeJS.Signals): Promise<void>;
 }
 
+/**
+ * How the local services are started. `ownProcessGroup`: in a process group of their own, so a terminal's Ctrl-C
+ * (SIGINT to its foreground group) does not stop them under a pipeline that is still draining its WAL into them;
+ * `npm start` stops them itself once the pipeline stopped. A database cannot notice its starter's death, so one left
+ * by a SIGKILLed `npm start` keeps running, and the next start finds it answering and uses it.
+ */
+export interface LocalServiceOptions {
+  ownProcessGroup?: boolean;
+}
+
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 /** node command line that runs one of the project's entry files (shared/process-commands.ts). */
 export const nodeEntry = entryCommand;
@@ -118,8 +128,8 @@ export function ensureDebianPackages(
   }
 }
 
-function startChild(cmd: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): SupervisedProcess {
-  return new SupervisedProcess(path.basename(cmd[0]!), cmd, { logFile, env });
+function startChild(cmd: string[], logFile: string, o: LocalServiceOptions, env: NodeJS.ProcessEnv = process.env): SupervisedProcess {
+  return new SupervisedProcess(path.basename(cmd[0]!), cmd, { logFile, env, ownProcessGroup: o.ownProcessGroup === true });
 }
 
 function killer(child: SupervisedProcess): (signal: NodeJS.Signals) => Promise<void> {
@@ -175,7 +185,7 @@ bind-address = "${host}:${port + 2}"
 `;
 }
 
-export async function ensureInflux(url: string, dataDir: string, log: Logger, limits?: InfluxLimits): Promise<RunningService> {
+export async function ensureInflux(url: string, dataDir: string, log: Logger, limits?: InfluxLimits, o: LocalServiceOptions = {}): Promise<RunningService> {
   const u = new URL(url);
   if (await httpOk(`${url}/ping`)) return { name: 'influxdb', started: false, stop: async () => undefined };
   if (!LOOPBACK.has(u.hostname)) throw new Error(`InfluxDB is not answering at ${url} (SLUICE_INFLUX_URL) and is not local, so it cannot be started here`);
@@ -184,13 +194,19 @@ export async function ensureInflux(url: string, dataDir: string, log: Logger, li
   const conf = path.join(dir, 'influxdb.conf');
   writeFileSync(conf, influxConfig(dir, '127.0.0.1', Number(u.port || 8086), limits));
   const logFile = path.join(dir, 'influxd.log');
-  const child = startChild(['influxd', 'run', '-config', conf], logFile);
+  const child = startChild(['influxd', 'run', '-config', conf], logFile, o);
   await waitFor(`InfluxDB at ${url}`, () => httpOk(`${url}/ping`), child, logFile);
   log.info({ url, dataDir: dir }, 'started InfluxDB');
   return { name: 'influxdb', started: true, stop: stopper(child), pid: child.pid, kill: killer(child) };
 }
 
-export async function ensureRedis(url: string, dataDir: string, log: Logger, maxMemoryBytes = redisMaxMemoryFromEnv()): Promise<RunningService> {
+export async function ensureRedis(
+  url: string,
+  dataDir: string,
+  log: Logger,
+  maxMemoryBytes = redisMaxMemoryFromEnv(),
+  o: LocalServiceOptions = {},
+): Promise<RunningService> {
   const u = new URL(url);
   const host = u.hostname === 'localhost' ? '127.0.0.1' : u.hostname;
   const port = Number(u.port || 6379);
@@ -229,13 +245,14 @@ export async function ensureRedis(url: string, dataDir: string, log: Logger, max
       'noeviction',
     ],
     logFile,
+    o,
   );
   await waitFor(`Redis at ${url}`, () => redisPing(host, port), child, logFile);
   log.info({ url, dataDir: dir }, 'started Redis');
   return { name: 'redis', started: true, stop: stopper(child), pid: child.pid, kill: killer(child) };
 }
 
-export async function ensureEmulator(endpoint: string, dataDir: string, log: Logger): Promise<RunningService> {
+export async function ensureEmulator(endpoint: string, dataDir: string, log: Logger, o: LocalServiceOptions = {}): Promise<RunningService> {
   const u = new URL(endpoint);
   if (await httpOk(`${endpoint}/health`)) return { name: 's3+sqs', started: false, stop: async () => undefined };
   if (!LOOPBACK.has(u.hostname))
@@ -244,7 +261,7 @@ export async function ensureEmulator(endpoint: string, dataDir: string, log: Log
   // Objects on disk under <data>/s3 (s3rver), queues in fauxqs, one port (localstack/emulator.ts).
   const s3Dir = path.resolve(dataDir, 's3');
   const logFile = path.resolve(dataDir, 'emulator.log');
-  const child = startChild(nodeEntry('localstack/emulator.ts'), logFile, {
+  const child = startChild(nodeEntry('localstack/emulator.ts'), logFile, o, {
     ...process.env,
     SLUICE_EMULATOR_PORT: u.port || '4566',
     SLUICE_EMULATOR_DIR: s3Dir,
@@ -255,7 +272,7 @@ export async function ensureEmulator(endpoint: string, dataDir: string, log: Log
 }
 
 /** Ensures all three, installing Debian packages first when needed. */
-export async function ensureLocalServices(ep: ServiceEndpoints, dataDir: string, log: Logger): Promise<RunningService[]> {
+export async function ensureLocalServices(ep: ServiceEndpoints, dataDir: string, log: Logger, o: LocalServiceOptions = {}): Promise<RunningService[]> {
   const redisUrl = new URL(ep.redisUrl.split(',')[0]!);
   ensureDebianPackages(log, {
     influxdb: !(await httpOk(`${ep.influxUrl}/ping`)),
@@ -263,8 +280,8 @@ export async function ensureLocalServices(ep: ServiceEndpoints, dataDir: string,
   });
   const maxMemory = ep.redisMaxMemory ?? redisMaxMemoryFromEnv();
   return Promise.all([
-    ensureInflux(ep.influxUrl, dataDir, log),
-    ep.redisCluster ? ensureRedisCluster(ep.redisUrl, dataDir, log, maxMemory) : ensureRedis(ep.redisUrl, dataDir, log, maxMemory),
-    ensureEmulator(ep.awsEndpoint, dataDir, log),
+    ensureInflux(ep.influxUrl, dataDir, log, undefined, o),
+    ep.redisCluster ? ensureRedisCluster(ep.redisUrl, dataDir, log, maxMemory, o) : ensureRedis(ep.redisUrl, dataDir, log, maxMemory, o),
+    ensureEmulator(ep.awsEndpoint, dataDir, log, o),
   ]);
 }

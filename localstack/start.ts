@@ -17,5 +17,7 @@ const services = await ensureLocalServices(
   { influxUrl: cfg.SLUICE_INFLUX_URL, redisUrl: cfg.SLUICE_REDIS_URL, redisCluster: cfg.SLUICE_REDIS_CLUSTER, awsEndpoint: cfg.AWS_ENDPOINT_URL },
   path.resolve(cfg.SLUICE_DATA_DIR),
   log,
+  // Out of reach of the terminal's Ctrl-C: they stop after the pipeline has drained into them (afterStop below).
+  { ownProcessGroup: true },
 );
 await runPipeline(cfg, { afterStop: () => Promise.all(services.map((s) => s.stop())), loadBalancer: ingestLoadBalancer(log) });

@@ -90,10 +90,7 @@ export class BatchProcessor {
         // I/O); only when InfluxDB refuses points are they computed again without them.
         const prepareRedis = () => settled(Promise.all([scan.countBuckets(TOPK_BASE_BUCKET_MS), scan.entityTotals()]));
         let redisInputs = prepareRedis();
-        const refusedLines = await this.d.sink.writeLines(lines.chunks, signal).catch(async (err: unknown) => {
-          await redisInputs().catch(() => undefined); // the engine connection is closed only once its queries ended
-          throw err;
-        });
+        const refusedLines = await this.d.sink.writeLines(lines.chunks, signal);
         const refused: RejectedPoint[] = [];
         if (refusedLines.length) {
           await redisInputs().catch(() => undefined);
@@ -129,7 +126,7 @@ export class BatchProcessor {
         await step('before_ack', batchKey);
         return { stats, setAside: { events: countBy(quarantined), rejectedPoints: countBy(refused) } };
       } finally {
-        scan.close();
+        await scan.close(); // after the engine's queries still running (the Redis inputs, when a step failed)
       }
     } finally {
       await rm(fetched.file, { force: true });

@@ -108,8 +108,9 @@ export interface BatchScan {
   /**
    * Runs `fn` on the scan's engine connection with the counted rows (an SQL FROM item with columns entity_id,
    * event_type, ts, value: after dedup and rejected points), for stages that query the batch in the engine — the
-   * dimension enrichment (workers/dimensions/). Call it only while no other query of the scan runs.
+   * dimension enrichment (workers/dimensions/). It runs once the scan's other queries ended, and they wait for it.
    */
   withCountedRows<T>(fn: (c: DuckDBConnection, rows: string) => Promise<T>): Promise<T>;
-  close(): void;
+  /** Closes the engine connection once every query of the scan started before has ended; later ones are refused. */
+  close(): Promise<void>;
 }

@@ -66,9 +66,19 @@ export async function scanBatch(file: string): Promise<BatchScan> {
 /** Rows of `u` whose series and minute InfluxDB refused. */
 const REJECTED_JOIN = 'rejected_points r ON u.entity_id = r.entity_id AND u.event_type = r.event_type AND u.ts // 60000 = r.m';
 
+type CellsOfScan = { cells: Cells; entities: string[]; types: string[] };
+
 class EngineBatchScan implements BatchScan {
   /** The cells of the counted rows and their dictionaries, for the rejected points at the time (see cells()). */
-  private cached: { rejected: number; cells: Cells; entities: string[]; types: string[] } | undefined;
+  private cached: { rejected: number; cells: Promise<CellsOfScan> } | undefined;
+  /**
+   * Every use of the connection, one after another, and close() after the last. A DuckDB connection runs one query at
+   * a time and the next query cuts a result still being read; closing it while a query runs frees what that query
+   * uses (native heap corruption, the process aborts). Callers run methods at once (the Redis inputs are computed
+   * while InfluxDB is written) and may fail and close while one is still running.
+   */
+  private queue: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | undefined;
   /** Points InfluxDB refused: their events are left out of everything counted afterwards. */
   private rejected = 0;
   private linesPerChunk = 1;
@@ -85,25 +95,39 @@ class EngineBatchScan implements BatchScan {
     readonly distinctIds: number,
   ) {}
 
+  /** Runs `fn` once every earlier use of the connection has ended; refused after close(). */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new Error(`the engine scan of ${this.file} is closed`));
+    const p = this.queue.then(fn);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
   /** The rows every count reads: the unique rows minus the events of rejected points. */
   private counted(): string {
     return this.rejected === 0 ? this.unique : `(SELECT u.* FROM ${this.unique} u ANTI JOIN ${REJECTED_JOIN})`;
   }
 
-  /** The cells of the counted rows, computed once, and again only after more points were rejected. */
-  private async cells(): Promise<NonNullable<EngineBatchScan['cached']>> {
-    if (this.cached?.rejected === this.rejected) return this.cached;
+  /** The cells of the counted rows, computed once (callers at once share it), and again after more points were rejected. */
+  private cells(): Promise<CellsOfScan> {
+    if (this.cached?.rejected === this.rejected) return this.cached.cells;
     const from = this.counted();
-    const [entities, types] = (await this.c.runAndReadAll(dictionarySql(from))).getRowsJS()[0] as [string | null, string | null];
-    const [ei, ti, b, n, s, lo, hi] = numberColumns(await this.c.run(cellsSql(from)), ['ei', 'ti', 'b', 'n', 's', 'lo', 'hi']);
-    this.cached = {
-      rejected: this.rejected,
-      cells: { ei, ti, b, n, s, lo, hi },
-      // Ids and types hold no control characters (rows that do are never counted), so a newline separates them.
-      entities: entities ? entities.split('\n') : [],
-      types: types ? types.split('\n') : [],
-    };
-    return this.cached;
+    const cells = this.exclusive(async () => {
+      const [entities, types] = (await this.c.runAndReadAll(dictionarySql(from))).getRowsJS()[0] as [string | null, string | null];
+      const [ei, ti, b, n, s, lo, hi] = numberColumns(await this.c.run(cellsSql(from)), ['ei', 'ti', 'b', 'n', 's', 'lo', 'hi']);
+      return {
+        cells: { ei, ti, b, n, s, lo, hi },
+        // Ids and types hold no control characters (rows that do are never counted), so a newline separates them.
+        entities: entities ? entities.split('\n') : [],
+        types: types ? types.split('\n') : [],
+      };
+    });
+    this.cached = { rejected: this.rejected, cells };
+    // A failed computation is not kept: the next call tries again.
+    cells.catch(() => {
+      if (this.cached?.cells === cells) this.cached = undefined;
+    });
+    return cells;
   }
 
   async minuteLines(o: LineProtocolOptions): Promise<LineChunks> {
@@ -130,18 +154,20 @@ class EngineBatchScan implements BatchScan {
 
   async rejectPoints(points: readonly RejectedPoint[]): Promise<void> {
     if (!points.length) return;
-    await this.c.run('CREATE TEMP TABLE IF NOT EXISTS rejected_points (entity_id VARCHAR, event_type VARCHAR, m BIGINT, reason VARCHAR, detail VARCHAR)');
-    const app = await this.c.createAppender('rejected_points', 'main', 'temp'); // temp tables live in catalog temp, schema main
-    for (const p of points) {
-      app.appendVarchar(p.entityId);
-      app.appendVarchar(p.eventType);
-      app.appendBigInt(BigInt(Math.floor(p.minuteMs / 60_000)));
-      app.appendVarchar(p.reason);
-      app.appendVarchar(p.detail);
-      app.endRow();
-    }
-    app.closeSync();
-    this.rejected += points.length;
+    await this.exclusive(async () => {
+      await this.c.run('CREATE TEMP TABLE IF NOT EXISTS rejected_points (entity_id VARCHAR, event_type VARCHAR, m BIGINT, reason VARCHAR, detail VARCHAR)');
+      const app = await this.c.createAppender('rejected_points', 'main', 'temp'); // temp tables live in catalog temp, schema main
+      for (const p of points) {
+        app.appendVarchar(p.entityId);
+        app.appendVarchar(p.eventType);
+        app.appendBigInt(BigInt(Math.floor(p.minuteMs / 60_000)));
+        app.appendVarchar(p.reason);
+        app.appendVarchar(p.detail);
+        app.endRow();
+      }
+      app.closeSync();
+      this.rejected += points.length;
+    });
   }
 
   async entityTotals(): Promise<EntityTotal[]> {
@@ -156,11 +182,13 @@ class EngineBatchScan implements BatchScan {
     if (!Number.isInteger(bucketMs) || bucketMs <= 0) throw new RangeError(`bucketMs must be a positive integer, got ${bucketMs}`);
     if (bucketMs % CELL_MS !== 0) {
       // Buckets that do not nest in cells (no caller today): from the rows.
-      const [entities = [], types = [], buckets = [], counts = []] = (
-        await this.c.runAndReadAll(
-          `SELECT entity_id, event_type, ((ts // ${bucketMs}) * ${bucketMs})::DOUBLE, count(*)::INTEGER FROM ${this.counted()} GROUP BY ALL ORDER BY ALL`,
-        )
-      ).getColumnsJS() as [string[], string[], number[], number[]];
+      const [entities = [], types = [], buckets = [], counts = []] = (await this.exclusive(async () =>
+        (
+          await this.c.runAndReadAll(
+            `SELECT entity_id, event_type, ((ts // ${bucketMs}) * ${bucketMs})::DOUBLE, count(*)::INTEGER FROM ${this.counted()} GROUP BY ALL ORDER BY ALL`,
+          )
+        ).getColumnsJS(),
+      )) as [string[], string[], number[], number[]];
       return entities.map((entityId, i) => ({ entityId, eventType: types[i]!, bucketMs: buckets[i]!, count: counts[i]! }));
     }
     const { cells, entities, types } = await this.cells();
@@ -182,14 +210,15 @@ class EngineBatchScan implements BatchScan {
           : `(SELECT file_row_number AS row_no, entity_id, event_type, epoch_ms(event_time) AS ts FROM read_parquet(${sqlString(this.file)}, file_row_number = true))`;
       parts.push(`SELECT u.row_no, r.reason, r.detail FROM ${unique} u JOIN ${REJECTED_JOIN}`);
     }
-    return readQuarantineRows(this.c, this.file, parts.join(' UNION ALL '));
+    return this.exclusive(() => readQuarantineRows(this.c, this.file, parts.join(' UNION ALL ')));
   }
 
   withCountedRows<T>(fn: (c: DuckDBConnection, rows: string) => Promise<T>): Promise<T> {
-    return fn(this.c, this.counted());
+    return this.exclusive(() => fn(this.c, this.counted()));
   }
 
-  close(): void {
-    this.c.closeSync();
+  close(): Promise<void> {
+    this.closing ??= this.queue.then(() => this.c.closeSync());
+    return this.closing;
   }
 }

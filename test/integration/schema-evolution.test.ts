@@ -128,7 +128,7 @@ describe('schema v1 + v2 + v3', () => {
       );
       expect(got).toEqual(groundTruth(events));
     } finally {
-      scan.close();
+      await scan.close();
     }
   });
 

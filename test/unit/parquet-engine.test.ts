@@ -66,7 +66,7 @@ describe('Parquet engine', () => {
         events: 4,
       });
     } finally {
-      scan.close();
+      await scan.close();
     }
   });
   it('counts the first row of a repeated id in (event_time, entity_id, event_type, value) order, in the scan and the audit alike', async () => {
@@ -90,7 +90,7 @@ describe('Parquet engine', () => {
     try {
       expect(await scan.entityTotals()).toEqual(expected);
     } finally {
-      scan.close();
+      await scan.close();
     }
     expect(await archiveTotals([file!], { fromMs: t0, toMs: t0 + 60_000 })).toEqual(expected);
   });

@@ -39,7 +39,7 @@ async function withScan<T>(f: string, fn: (s: BatchScan) => Promise<T>): Promise
   try {
     return await fn(scan);
   } finally {
-    scan.close();
+    await scan.close();
   }
 }
 
@@ -138,6 +138,26 @@ describe('batch scan', () => {
         [expect.any(Number), 'series_limit', 'limit exceeded', '3', 'a'],
       ]);
     });
+  });
+
+  it('answers queries asked at once, closes only after those still running, and refuses queries after close', async () => {
+    const many = Array.from({ length: 3000 }, (_, i) => ev(`m${i}`, `e${i % 97}`, t0 + (i % 600) * 1_000, i % 7));
+    const f = await file(many);
+    const expected = await withScan(f, answers);
+    for (let round = 0; round < 5; round++) {
+      const scan = await scanBatch(f);
+      // The worker's pattern: the Redis inputs computed while something else runs, then a failure closes the scan.
+      const all = answers(scan);
+      const odd = scan.countBuckets(7_000);
+      const counted = scan.withCountedRows(async (c, rows) => (await c.runAndReadAll(`SELECT count(*)::INTEGER FROM ${rows}`)).getRowsJS());
+      const closed = scan.close();
+      expect(await all).toEqual(expected);
+      expect((await odd).reduce((n, b) => n + b.count, 0)).toBe(many.length);
+      expect(await counted).toEqual([[many.length]]);
+      await closed;
+      // A query that needs the engine (cached answers need none) is refused once closed.
+      await expect(scan.countBuckets(7_000)).rejects.toThrow(`the engine scan of ${f} is closed`);
+    }
   });
 
   it('refuses a file that is not a Sluice Parquet batch, naming it', async () => {
