@@ -243,7 +243,7 @@ async function main() {
         : ''
     }`,
   ].join('\n');
-  await finishRun('e2e', result, md, dataDir, services);
+  await finishRun('e2e', result, md, dataDir, services, { state: cfg });
 }
 
 /** The components of the cost model, as the JSON names them. */

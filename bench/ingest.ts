@@ -352,7 +352,7 @@ async function main() {
     `| DuckDB native Parquet writer, same rows | ${encode.duckdbNativeEventsPerSec.toLocaleString()} events/s |`,
     `| ratio ours / native | ${encode.ratioToNative} |`,
   ].join('\n');
-  await finishRun('ingest', result, md, dataDir, services);
+  await finishRun('ingest', result, md, dataDir, services, { state: cfg });
 }
 
 main().catch((err: unknown) => {

@@ -20,7 +20,7 @@ import { startProcess, startProfiledProcess, STOP_GRACE_MS, type BenchProcess } 
 import { clockTicksPerSecond, cpuBetween, sampleCpu, type CpuComponent } from './lib/proc-cpu.js';
 import { rng, zipf } from '../cli/random-samplers.js';
 import { peakRssMiB, progress } from './lib/report.js';
-import { benchEnv, finishRun, prepareRun, servicePids } from './lib/stack.js';
+import { benchEnv, finishRun, prepareRun, removeRunState, servicePids } from './lib/stack.js';
 
 const EVENTS = Number(process.env.BENCH_WORKER_EVENTS ?? 1_000_000);
 const BATCHES = Number(process.env.BENCH_WORKER_BATCHES ?? 8);
@@ -130,6 +130,7 @@ async function main() {
     const rss = workers.map((w) => peakRssMiB(w.proc.pid!));
     const points = (await Promise.all(workers.map((w) => counter(w.url, 'sluice_worker_influx_points_total')))).reduce((a, b) => a + b, 0);
     await Promise.all(workers.map((w) => w.stop(STOP_GRACE_MS)));
+    await removeRunState(cfg); // the next configuration starts from an empty Redis and no database of this one
     const res = {
       processes,
       influxPoints: points,
@@ -194,7 +195,7 @@ async function main() {
     `DuckDB \`GROUP BY minute, entity_id, event_type\` on the same files: ${duckRate.toLocaleString()} events/s. One worker process / DuckDB: ${result.ratioOneProcessToDuckDB}.`,
     'A worker does more than the GROUP BY: download + sha256 verification, the contract rules and the id check per row, line protocol, InfluxDB writes, top-K and all-time totals. The CPU seconds say where the 2 cores went while the run was measured (the machine may have run other work besides).',
   ].join('\n');
-  await finishRun('worker', result, md, dataDir, services);
+  await finishRun('worker', result, md, dataDir, services, { state: base });
 }
 
 main().catch((err: unknown) => {

@@ -7,6 +7,8 @@ import path from 'node:path';
 import { loadConfig, PROJECT_ROOT, type Config } from '../../shared/config.js';
 import { createLogger } from '../../shared/logger.js';
 import { createInflux, ensureDatabase } from '../../shared/clients/influx.js';
+import { createRedis } from '../../shared/clients/redis.js';
+import { Cluster } from 'ioredis';
 import { progress, writeResults } from './report.js';
 import { ensureRedisCluster } from '../../localstack/redis-cluster.js';
 import {
@@ -134,18 +136,46 @@ export function servicePids(cfg: Config, services: RunningService[]): { redis: n
   };
 }
 
-/** Writes the results, removes the run's data folder, stops the services it started and exits. */
+/**
+ * Deletes what a run left in services that outlive it: its Redis keys (every master of a cluster; the id
+ * reservations alone are millions of fields kept for the dedup window, so back-to-back runs would fill Redis up to
+ * its maxmemory and the next run would measure 503s) and its InfluxDB database. Returns the keys deleted.
+ */
+export async function removeRunState(cfg: Config): Promise<number> {
+  const redis = createRedis(cfg);
+  let deleted = 0;
+  try {
+    await redis.ping(); // a cluster client knows its masters once connected
+    const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', `${cfg.SLUICE_REDIS_PREFIX}*`, 'COUNT', 1000);
+        cursor = next;
+        // One UNLINK per key: keys of one scan page can hash to different slots.
+        if (keys.length) deleted += (await Promise.all(keys.map((k) => node.unlink(k)))).reduce((n, d) => n + d, 0);
+      } while (cursor !== '0');
+    }
+  } finally {
+    redis.disconnect();
+  }
+  await createInflux(cfg).dropDatabase(cfg.SLUICE_INFLUX_DB);
+  return deleted;
+}
+
+/** Writes the results, removes the run's data folder and its state in the services, stops the services it started and exits. */
 export async function finishRun(
   name: string,
   result: Record<string, unknown>,
   markdown: string,
   dataDir: string,
   services: RunningService[],
-  exitCode = 0,
+  opts: { exitCode?: number; state?: Config } = {},
 ): Promise<never> {
   const file = writeResults(name, result, markdown);
   progress(`results written to ${path.relative(PROJECT_ROOT, file)}`);
   rmSync(dataDir, { recursive: true, force: true });
+  if (opts.state) progress(`removed the run's ${await removeRunState(opts.state)} Redis keys and its InfluxDB database`);
   await Promise.all(services.map((s) => s.stop()));
-  process.exit(exitCode);
+  process.exit(opts.exitCode ?? 0);
 }
