@@ -22,13 +22,22 @@ export interface ColdRollupLayout<K, R> {
 
 type EntityQuery = { entityId: string; eventType: string };
 
+/** The local copy of one version (etag) of a cold file. */
+interface LocalCopy {
+  etag: string;
+  file: Promise<string>;
+  /** Reads of rows() holding this copy now: a replaced copy's file is removed once the last of them has ended. */
+  readers: number;
+  replaced: boolean;
+}
+
 /** The entity rollups (contracts/cold-layout.ts). */
 export const ENTITY_ROLLUPS: ColdRollupLayout<EntityQuery, RollupRow> = { prefix: rollupPrefix, parse: parseRollupKey, read: readRollups };
 
 export class ColdRollupReader<K = EntityQuery, R = RollupRow> {
   private readonly listings = new Map<RollupResolution, { at: number; objects: Promise<ColdObject[]> }>();
-  /** key → local file of the version with that etag. */
-  private readonly local = new Map<string, { etag: string; file: Promise<string> }>();
+  /** key → local copy of the version with that etag. */
+  private readonly local = new Map<string, LocalCopy>();
   private engine: Promise<unknown> | undefined;
 
   constructor(
@@ -49,21 +58,22 @@ export class ColdRollupReader<K = EntityQuery, R = RollupRow> {
     return objects;
   }
 
-  private fetch(o: ColdObject): Promise<string> {
+  /** The local copy of `o`'s version, downloaded once; the copy it replaces is removed once no read holds it. */
+  private fetch(o: ColdObject): LocalCopy {
     const have = this.local.get(o.key);
-    if (have && have.etag === o.etag) return have.file;
+    if (have && have.etag === o.etag) return have;
     const file = path.join(this.cacheDir, `${o.key.replaceAll('/', '_')}-${o.etag.replace(/[^A-Za-z0-9]/g, '')}.parquet`);
     const p = this.cold.getToFile(o.key, file).then(() => {
-      if (have)
-        void have.file.then(
-          (old) => rmSync(old, { force: true }),
-          () => undefined,
-        );
+      if (have) {
+        have.replaced = true;
+        if (have.readers === 0) removeCopy(have);
+      }
       return file;
     });
     p.catch(() => this.local.delete(o.key));
-    this.local.set(o.key, { etag: o.etag, file: p });
-    return p;
+    const copy: LocalCopy = { etag: o.etag, file: p, readers: 0, replaced: false };
+    this.local.set(o.key, copy);
+    return copy;
   }
 
   /** Rollup rows of one series whose period starts in [fromMs, toMs). */
@@ -77,10 +87,28 @@ export class ColdRollupReader<K = EntityQuery, R = RollupRow> {
     if (!wanted.length) return [];
     this.engine ??= openEngine({ tempDir: path.join(this.cacheDir, 'duckdb-tmp'), memoryLimit: '256MB' });
     await this.engine;
-    const files: string[] = [];
-    for (let i = 0; i < wanted.length; i += DOWNLOAD_CONCURRENCY) {
-      files.push(...(await Promise.all(wanted.slice(i, i + DOWNLOAD_CONCURRENCY).map((o) => this.fetch(o)))));
+    // Every copy is held from the moment it is chosen until the engine has read it: a newer version downloaded
+    // meanwhile (another request, after the listing expired) must not remove a file this read is about to open.
+    const held: LocalCopy[] = [];
+    try {
+      const files: string[] = [];
+      for (let i = 0; i < wanted.length; i += DOWNLOAD_CONCURRENCY) {
+        const copies = wanted.slice(i, i + DOWNLOAD_CONCURRENCY).map((o) => this.fetch(o));
+        for (const c of copies) c.readers++;
+        held.push(...copies);
+        files.push(...(await Promise.all(copies.map((c) => c.file))));
+      }
+      return await this.layout.read(files, q);
+    } finally {
+      for (const c of held) if (--c.readers === 0 && c.replaced) removeCopy(c);
     }
-    return this.layout.read(files, q);
   }
+}
+
+/** Removes the file of a copy replaced by a newer version. */
+function removeCopy(c: LocalCopy): void {
+  void c.file.then(
+    (f) => rmSync(f, { force: true }),
+    () => undefined,
+  );
 }

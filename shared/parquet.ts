@@ -2,13 +2,14 @@
 // that chose it over parquetjs-lite and parquet-wasm), hands out connections, quotes SQL and reads and writes
 // Parquet files the one way every service does. It holds no service's queries: those live with their owner.
 import { DuckDBInstance, DuckDBTimestampMillisecondsValue, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 export type { DuckDBConnection } from '@duckdb/node-api';
 
 export interface EngineOptions {
-  /** Folder for DuckDB spill files. */
+  /** Folder for DuckDB spill files: the engine spills into a folder of its own process inside it (engineSpillDir). */
   tempDir: string;
   /** Memory DuckDB may use in this process, e.g. "256MB". */
   memoryLimit?: string;
@@ -25,12 +26,43 @@ let instance: Promise<DuckDBInstance> | undefined;
  */
 export const ENGINE_TIME_ZONE = 'UTC';
 
-/** Opens (once per process) the embedded engine. */
+/** This host in a folder name (letters, digits, _ and - only). */
+const HOST = os.hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'host';
+
+/** True while process `pid` of this host runs (EPERM: it runs, as another user). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The engine's spill folder of this process: `<tempDir>/<host>-<pid>`, created. The engine names its spill files by
+ * size class only (duckdb_temp_storage_S64K-0.tmp), so processes spilling into one folder — a fleet's workers, or a
+ * worker and a job of the same SLUICE_DATA_DIR — overwrite each other's spilled data: the reader gets another
+ * process's blocks, an IO error, or a segmentation fault. Folders of this host's processes that have ended hold only
+ * garbage and are removed (those of other hosts, which may share the folder, are left alone).
+ */
+export function engineSpillDir(tempDir: string): string {
+  mkdirSync(tempDir, { recursive: true });
+  for (const name of readdirSync(tempDir)) {
+    const m = /^(.+)-(\d+)$/.exec(name);
+    if (!m || m[1] !== HOST || Number(m[2]) === process.pid || running(Number(m[2]))) continue;
+    rmSync(path.join(tempDir, name), { recursive: true, force: true });
+  }
+  const dir = path.join(tempDir, `${HOST}-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** Opens (once per process) the embedded engine; it spills to engineSpillDir(opts.tempDir). */
 export function openEngine(opts: EngineOptions): Promise<DuckDBInstance> {
   if (!instance) {
-    mkdirSync(opts.tempDir, { recursive: true });
     instance = DuckDBInstance.create(':memory:', {
-      temp_directory: opts.tempDir,
+      temp_directory: engineSpillDir(opts.tempDir),
       memory_limit: opts.memoryLimit ?? '512MB',
       threads: String(opts.threads ?? 2),
     }).then(async (db) => {
