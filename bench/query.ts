@@ -4,7 +4,9 @@
 // minute buckets (Space-Saving summaries at SLUICE_TOPK_CAPACITY), closed loop and open loop at fixed rates, idle and
 // while batches are merged; plus rollup duration and compaction throughput in events/s, with DuckDB's own
 // read-sort-write of the same files as the reference. BENCH_QUERY_ONLY=topk runs the top-K part alone
-// (results: bench/results/query-topk*).
+// (results: bench/results/query-topk*). /v1/topk?dimension=channel&value=… over the same buckets (a dimension table of
+// every entity, BENCH_DIMTOPK_VALUES channels) runs closed loops of BENCH_DIMTOPK_SECONDS each, idle and while batches
+// are merged; BENCH_QUERY_ONLY=dimension-topk runs it alone (results: bench/results/query-dimension-topk*).
 import http from 'node:http';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -26,6 +28,7 @@ import { EntityTotalsUpdater } from '../workers/entity-totals.js';
 import { TOPK_BASE_BUCKET_MS, TopKUpdater } from '../workers/topk.js';
 import type { BucketCount } from '../workers/batch-scan-types.js';
 import { rng, zipf } from '../cli/random-samplers.js';
+import { loadDimensionTable } from '../workers/dimensions/table-load.js';
 import { runCompaction } from '../workers/cold/compaction.js';
 import { eventFactory } from './lib/workload.js';
 import { percentile, progress, writeResults } from './lib/report.js';
@@ -40,6 +43,11 @@ const MINUTE_HOURS = Number(process.env.BENCH_QUERY_MINUTE_HOURS ?? 30);
 const COMPACT_FILES = Number(process.env.BENCH_COMPACT_FILES ?? 10);
 const COMPACT_EVENTS_PER_FILE = Number(process.env.BENCH_COMPACT_EVENTS_PER_FILE ?? 50_000);
 const ONLY_TOPK = process.env.BENCH_QUERY_ONLY === 'topk';
+const ONLY_DIMTOPK = process.env.BENCH_QUERY_ONLY === 'dimension-topk';
+/** Top-K by attribute value: distinct channels of the dimension table, clients and seconds per closed-loop phase. */
+const DIMTOPK_VALUES = Number(process.env.BENCH_DIMTOPK_VALUES ?? 10);
+const DIMTOPK_CLIENTS = Number(process.env.BENCH_DIMTOPK_CLIENTS ?? 10);
+const DIMTOPK_SECONDS = Number(process.env.BENCH_DIMTOPK_SECONDS ?? 8);
 /** Top-K: events per minute batch (Zipf 1.0 over TOPK_ENTITIES: every bucket holds SLUICE_TOPK_CAPACITY entities). */
 const TOPK_EVENTS_PER_BATCH = Number(process.env.BENCH_TOPK_EVENTS ?? 20_000);
 const TOPK_ENTITIES = Number(process.env.BENCH_TOPK_ENTITIES ?? 200_000);
@@ -111,13 +119,14 @@ const entity = (i: number) => `video-${i}`;
 
 async function main() {
   const run = `q${Date.now().toString(36)}`;
-  const env = benchEnv(run);
+  // The dimension table names SLUICE_DIMENSIONS' attribute; the query API polls its pointer every second.
+  const env = benchEnv(run, ONLY_TOPK ? {} : { SLUICE_DIMENSIONS: 'channel', SLUICE_DIMENSIONS_POLL: '1s' });
   const dataDir = env.SLUICE_DATA_DIR!;
   const log = createLogger('bench', 'warn');
   progress('starting services');
   const { cfg, services } = await prepareRun(env);
   const now = Date.now();
-  const seeded = ONLY_TOPK ? undefined : await seedInflux(cfg, now, log);
+  const seeded = ONLY_TOPK || ONLY_DIMTOPK ? undefined : await seedInflux(cfg, now, log);
 
   // ---- top-K: one batch per minute of the last 61 minutes, as workers merge them ---------------------------
   progress(`top-K: 61 minute batches of ${TOPK_EVENTS_PER_BATCH} events over ${TOPK_ENTITIES} entities, capacity ${cfg.SLUICE_TOPK_CAPACITY}`);
@@ -127,6 +136,17 @@ async function main() {
   const nextEntity = zipf(TOPK_ENTITIES, 1.0, r);
   const thisMinute = Math.floor(now / 60_000) * 60_000;
   for (let m = 60; m >= 0; m--) await updater.apply(`bench/topk-${m}`, topKBatch(TOPK_EVENTS_PER_BATCH, thisMinute - m * 60_000, 60_000, nextEntity, r), now);
+  if (!ONLY_TOPK) {
+    // Every entity of the workload in the dimension table: channel-<i mod DIMTOPK_VALUES>.
+    progress(`dimension table: ${TOPK_ENTITIES} entities, ${DIMTOPK_VALUES} channels`);
+    mkdirSync(dataDir, { recursive: true });
+    await openEngine({ tempDir: path.join(dataDir, 'duckdb-tmp') });
+    const csv = path.join(dataDir, 'dimension.csv');
+    writeFileSync(csv, `entity_id,channel\n${Array.from({ length: TOPK_ENTITIES }, (_, i) => `${entity(i)},channel-${i % DIMTOPK_VALUES}\n`).join('')}`);
+    const s3 = createS3(cfg);
+    await loadDimensionTable(s3, cfg.SLUICE_RAW_BUCKET, { input: csv, table: cfg.SLUICE_DIMENSIONS_TABLE, tempDir: path.join(dataDir, 'dims-tmp') });
+    s3.destroy();
+  }
 
   // ---- the query API under load ------------------------------------------------------------------------
   progress('starting the query API');
@@ -214,8 +234,8 @@ async function main() {
   }
 
   const latency: Record<string, { uncached: Phase; cached: Phase; oneClient: Phase }> = {};
-  await phase(ONLY_TOPK ? () => '/v1/topk?eventType=view&window=1h&k=10' : paths.total!, true, CLIENTS, 1_000); // warm-up: connections, JIT
-  if (!ONLY_TOPK) {
+  if (!ONLY_DIMTOPK) await phase(ONLY_TOPK ? () => '/v1/topk?eventType=view&window=1h&k=10' : paths.total!, true, CLIENTS, 1_000); // warm-up: connections, JIT
+  if (!ONLY_TOPK && !ONLY_DIMTOPK) {
     for (const [name, make] of Object.entries(paths)) {
       progress(`${name}: ${REQUESTS} requests, ${CLIENTS} clients, uncached then cached`);
       latency[name] = { uncached: await phase(make, false), cached: await phase(make, true), oneClient: await phase(make, true, 1, 300) };
@@ -239,38 +259,127 @@ async function main() {
     const [q1, r1] = [queryCpuS(), await redisCpuS()];
     return { ...p, queryCpuUsPerRequest: Math.round(((q1 - q0) * 1e6) / p.requests), redisCpuUsPerRequest: Math.round(((r1 - r0) * 1e6) / p.requests) };
   };
-  const topkPath = (i: number) => `/v1/topk?eventType=view&window=1h&k=${10 + (i % 3) * 5}`;
-  progress(`top-K 1h: ${REQUESTS} requests, ${CLIENTS} clients, uncached then cached`);
-  const topkClosed = {
-    uncached: await costed(() => phase(topkPath, false)),
-    cached: await costed(() => phase(topkPath, true)),
-    oneClient: await costed(() => phase(topkPath, true, 1, 300)),
-  };
-  const topkOpen: { rate: number; merging: boolean; result: Awaited<ReturnType<typeof costed>> }[] = [];
+  /** Batches merged into the current minute every 1/TOPK_MERGES_PER_SECOND s until the returned stop() is called. */
   let merges = 0;
-  for (const merging of [false, true]) {
-    // while merging: a batch every 1/TOPK_MERGES_PER_SECOND s into the current minute, as a worker fleet does
+  const mergeMeanwhile = () => {
     let stop = false;
-    const writer = merging
-      ? (async () => {
-          while (!stop) {
-            const t0 = performance.now();
-            const at = Date.now();
-            await updater.apply(`bench/topk-live-${merges++}`, topKBatch(2_000, at - 5_000, 5_000, nextEntity, r), at);
-            await new Promise((res) => setTimeout(res, Math.max(0, 1000 / TOPK_MERGES_PER_SECOND - (performance.now() - t0))));
-          }
-        })()
-      : Promise.resolve();
+    const writer = (async () => {
+      while (!stop) {
+        const t0 = performance.now();
+        const at = Date.now();
+        await updater.apply(`bench/topk-live-${merges++}`, topKBatch(2_000, at - 5_000, 5_000, nextEntity, r), at);
+        await new Promise((res) => setTimeout(res, Math.max(0, 1000 / TOPK_MERGES_PER_SECOND - (performance.now() - t0))));
+      }
+    })();
+    return async () => {
+      stop = true;
+      await writer;
+    };
+  };
+  const topkPath = (i: number) => `/v1/topk?eventType=view&window=1h&k=${10 + (i % 3) * 5}`;
+  const skipTopK = ONLY_DIMTOPK;
+  if (!skipTopK) progress(`top-K 1h: ${REQUESTS} requests, ${CLIENTS} clients, uncached then cached`);
+  const topkClosed = skipTopK
+    ? undefined
+    : {
+        uncached: await costed(() => phase(topkPath, false)),
+        cached: await costed(() => phase(topkPath, true)),
+        oneClient: await costed(() => phase(topkPath, true, 1, 300)),
+      };
+  const topkOpen: { rate: number; merging: boolean; result: Awaited<ReturnType<typeof costed>> }[] = [];
+  for (const merging of skipTopK ? [] : [false, true]) {
+    // while merging: a batch every 1/TOPK_MERGES_PER_SECOND s into the current minute, as a worker fleet does
+    const stopMerging = merging ? mergeMeanwhile() : async () => undefined;
     for (const rate of TOPK_RATES) {
       progress(`top-K 1h open loop: ${rate} req/s for ${TOPK_SECONDS} s${merging ? `, ${TOPK_MERGES_PER_SECOND} batches/s merged` : ''}`);
       topkOpen.push({ rate, merging, result: await costed(() => openLoop('/v1/topk?eventType=view&window=1h&k=10', rate, TOPK_SECONDS)) });
     }
-    stop = true;
-    await writer;
+    await stopMerging();
+  }
+
+  // ---- /v1/topk?window=1h&dimension=channel&value=…: closed loops of DIMTOPK_SECONDS each -----------------------
+  /** Closed loop for `seconds`: `clients` clients, each sending its next request when the previous one is answered. */
+  async function closedFor(make: (i: number) => string, headers: Record<string, string>, clients: number, seconds: number): Promise<Phase> {
+    const lat: number[] = [];
+    let next = 0;
+    let errors = 0;
+    const t = performance.now();
+    const end = t + seconds * 1000;
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (performance.now() < end) {
+          const i = next++;
+          const s = performance.now();
+          try {
+            if ((await get(make(i), headers)) !== 200) errors++;
+          } catch {
+            errors++;
+          }
+          lat.push(performance.now() - s);
+        }
+      }),
+    );
+    const elapsed = (performance.now() - t) / 1000;
+    return { ...summarize(lat, next, errors, elapsed), rps: +(next / elapsed).toFixed(1) };
+  }
+  let dimTopK: { name: string; result: Awaited<ReturnType<typeof costed>> }[] | undefined;
+  let dimTopKMd = '';
+  if (!ONLY_TOPK) {
+    const dimPath = (i: number) => `/v1/topk?eventType=view&window=1h&k=10&dimension=channel&value=channel-${i % DIMTOPK_VALUES}`;
+    progress('waiting for the query API to load the dimension table');
+    for (let tries = 0; ; tries++) {
+      const body = await new Promise<string>((resolve, reject) =>
+        http
+          .get(url + dimPath(0), { agent }, (res) => {
+            let b = '';
+            res.on('data', (c) => (b += c));
+            res.on('end', () => resolve(b));
+          })
+          .on('error', reject),
+      );
+      if ((JSON.parse(body) as { dimVersion?: number }).dimVersion === 1) break;
+      if (tries > 600) throw new Error(`the query API did not load the dimension table: ${body.slice(0, 200)}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    await closedFor(dimPath, {}, DIMTOPK_CLIENTS, 2); // warm-up: connections, JIT
+    dimTopK = [];
+    for (const [name, headers, merging] of [
+      ['cached', {}, false],
+      ['revalidated', { 'cache-control': 'no-cache' }, false],
+      ['cached, while merging', {}, true],
+    ] as const) {
+      progress(`top-K by channel 1h, ${name}: ${DIMTOPK_CLIENTS} clients for ${DIMTOPK_SECONDS} s`);
+      const stopMerging = merging ? mergeMeanwhile() : async () => undefined;
+      dimTopK.push({ name, result: await costed(() => closedFor(dimPath, headers, DIMTOPK_CLIENTS, DIMTOPK_SECONDS)) });
+      await stopMerging();
+    }
+    dimTopKMd = [
+      `/v1/topk?window=1h&k=10&dimension=channel&value=channel-<i mod ${DIMTOPK_VALUES}> over the same 61 minute buckets (${cfg.SLUICE_TOPK_CAPACITY} entities each); the query API's copy of the dimension table holds all ${TOPK_ENTITIES} entities. ` +
+        `Closed loop: ${DIMTOPK_CLIENTS} clients for ${DIMTOPK_SECONDS} s per phase; revalidated = \`Cache-Control: no-cache\`; "while merging" = ${TOPK_MERGES_PER_SECOND} batches/s merged into the current minute meanwhile.`,
+      '',
+      '| top-K 1h by channel | p50 ms | p99 ms | req/s | errors | query API CPU µs/request | Redis CPU µs/request |',
+      '|---|---|---|---|---|---|---|',
+      ...dimTopK.map(
+        (d) =>
+          `| ${d.name}, ${DIMTOPK_CLIENTS} clients | ${d.result.p50Ms} | ${d.result.p99Ms} | ${d.result.rps} | ${d.result.errors} | ${d.result.queryCpuUsPerRequest} | ${d.result.redisCpuUsPerRequest} |`,
+      ),
+    ].join('\n');
   }
   topkRedis.disconnect();
   await query.stop(STOP_GRACE_MS);
   const topk = { capacity: cfg.SLUICE_TOPK_CAPACITY, eventsPerMinute: TOPK_EVENTS_PER_BATCH, entities: TOPK_ENTITIES, closed: topkClosed, open: topkOpen };
+  const dimensionTopK = dimTopK && { values: DIMTOPK_VALUES, clients: DIMTOPK_CLIENTS, secondsPerPhase: DIMTOPK_SECONDS, phases: dimTopK };
+  if (ONLY_DIMTOPK) {
+    const file = writeResults(
+      'query-dimension-topk',
+      { topk: { capacity: topk.capacity, eventsPerMinute: topk.eventsPerMinute, entities: topk.entities }, dimensionTopK },
+      dimTopKMd,
+    );
+    progress(`results in ${file}`);
+    process.stdout.write(dimTopKMd + '\n');
+    await Promise.all(services.map((s) => s.stop()));
+    process.exit(0);
+  }
   const topkMd = [
     `/v1/topk?window=1h over 61 minute buckets of ${cfg.SLUICE_TOPK_CAPACITY} entities each (${TOPK_EVENTS_PER_BATCH} Zipf events per minute over ${TOPK_ENTITIES} entities: every bucket approximate). ` +
       "revalidated = `Cache-Control: no-cache` (every request checks the N of all 61 buckets, 61 HGETs in one pipeline); cached = the query API's window cache (one GET of the tag's version per request; after a batch, only the buckets it changed are read again). " +
@@ -279,7 +388,7 @@ async function main() {
     '| top-K 1h | p50 ms | p99 ms | req/s | errors | query API CPU µs/request | Redis CPU µs/request |',
     '|---|---|---|---|---|---|---|',
     ...(['uncached', 'cached', 'oneClient'] as const).map((k) => {
-      const p = topkClosed[k];
+      const p = topkClosed![k];
       const name = k === 'oneClient' ? 'cached, 1 client' : `${k === 'uncached' ? 'revalidated' : k}, ${CLIENTS} clients`;
       return `| ${name} | ${p.p50Ms} | ${p.p99Ms} | ${p.rps} | ${p.errors} | ${p.queryCpuUsPerRequest} | ${p.redisCpuUsPerRequest} |`;
     }),
@@ -345,6 +454,7 @@ async function main() {
     rollup: { seconds: +rollupSeconds.toFixed(2), resolutions: rolled.map((r) => ({ res: r.res, rows: r.rows, points: r.points, files: r.files.length })) },
     latency,
     topk,
+    dimensionTopK,
     compaction,
   };
   const row = (n: string, k: 'uncached' | 'cached' | 'oneClient') => {
@@ -359,6 +469,8 @@ async function main() {
     ...Object.keys(latency).flatMap((n) => [row(n, 'uncached'), row(n, 'cached'), row(n, 'oneClient')]),
     '',
     topkMd,
+    '',
+    dimTopKMd,
     '',
     `Rollup job (minutes of ${MINUTE_HOURS} h × ${ENTITIES} series → hours and days, InfluxDB + cold Parquet): ${rollupSeconds.toFixed(1)} s.`,
     '',

@@ -21,6 +21,8 @@ import { createQueryMetrics } from './metrics.js';
 import { registerEntityTotalRoute } from './routes/entity-total.js';
 import { registerStatsRoute } from './routes/stats.js';
 import { registerTopKRoute } from './routes/topk.js';
+import { TOPK_K_MAX } from './params.js';
+import { TopKWindowCache } from './topk-cache.js';
 import { createDimensionQueries } from './routes/dimension-routes.js';
 import { ColdStorage } from '../shared/clients/cold-storage.js';
 import { ColdRollupReader } from './cold-reader.js';
@@ -71,6 +73,8 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
   const cold = new ColdRollupReader(new ColdStorage(cfg), path.join(cfg.SLUICE_DATA_DIR, 'query-cold-cache'));
   const federated = new FederatedReader(reader, cold, cfg);
   const now = () => Date.now();
+  // Merged top-K windows, shared by /v1/topk with and without dimension: one more item than the largest k.
+  const topKWindows = new TopKWindowCache(redis, cfg.SLUICE_REDIS_PREFIX, { keep: TOPK_K_MAX + 1 });
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -90,11 +94,11 @@ export async function startQuery(cfg: Config, log: Logger): Promise<Service> {
   const auth = new QueryAuth({ cfg, metrics, log });
   auth.install(app);
   addOpsRoutes(app, registry, () => reader.unready());
-  const dimensions = createDimensionQueries(cfg, log, { reader, cache, redis, now, scopeOf: auth.scopeOf });
+  const dimensions = createDimensionQueries(cfg, log, { reader, cache, redis, now, scopeOf: auth.scopeOf, topKCache: topKWindows });
   dimensions.registerTopK(app);
   registerStatsRoute(app, { reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now, byDimension: dimensions.stats });
   registerEntityTotalRoute(app, { redis, reader, federated, cache, redisPrefix: cfg.SLUICE_REDIS_PREFIX });
-  registerTopKRoute(app, { redis, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now, scopeOf: auth.scopeOf });
+  registerTopKRoute(app, { redis, redisPrefix: cfg.SLUICE_REDIS_PREFIX, now, scopeOf: auth.scopeOf, cache: topKWindows });
   registerDashboard(app, { cfg, registry });
   registerIcebergCatalogRoutes(app, { cfg, redis, log });
 

@@ -73,7 +73,9 @@ export class TopKWindowCache {
   /**
    * The window of `eventType` ending at `nowMs`, merged, with its `keep` largest items (among the entities `allows`
    * accepts, when given: O(entities of the window) per request). `revalidate` checks every bucket of the window whatever
-   * the version says (what `Cache-Control: no-cache` asks for).
+   * the version says (what `Cache-Control: no-cache` asks for). `entities` counts the entities of the window's sum that
+   * was ranked (each of them was offered to `allows`, once). With `allows`, `keep` (default: the cache's) says how many
+   * items to rank.
    */
   async read(
     eventType: string,
@@ -81,7 +83,8 @@ export class TopKWindowCache {
     nowMs: number,
     revalidate = false,
     allows?: (entityId: string) => boolean,
-  ): Promise<{ ranked: RankedSummary; result: TopKCacheResult }> {
+    keep = this.keep,
+  ): Promise<{ ranked: RankedSummary; result: TopKCacheResult; entities: number }> {
     const starts = topKWindowBuckets(TOPK_RESOLUTIONS[window], nowMs);
     const span = `${starts[0]}-${starts[starts.length - 1]}`;
     const key = `${eventType}\u0000${window}`;
@@ -97,14 +100,18 @@ export class TopKWindowCache {
       }
       const e = this.windows.get(key);
       // A scope ranks its own entities from the window's whole sum (no await between: the sum is consistent).
-      const rank = (w: WindowEntry) => (allows ? w.acc.ranked(this.keep, allows) : w.ranked);
+      const rank = (w: WindowEntry, result: TopKCacheResult) => ({
+        ranked: allows ? w.acc.ranked(keep, allows) : w.ranked,
+        result,
+        entities: w.acc.size,
+      });
       if (!revalidate && e && e.span === span && Number(e.version) >= Number(version) && this.clock() - e.atMs < this.maxAgeMs) {
-        return { ranked: rank(e), result: waited ? 'coalesced' : 'hit' };
+        return rank(e, waited ? 'coalesced' : 'hit');
       }
       const p = this.refresh(key, eventType, window, starts, span, version);
       this.refreshing.set(key, p);
       try {
-        return { ranked: rank(await p), result: revalidate ? 'revalidated' : 'miss' };
+        return rank(await p, revalidate ? 'revalidated' : 'miss');
       } finally {
         this.refreshing.delete(key);
       }

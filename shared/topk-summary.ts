@@ -131,7 +131,8 @@ export class WindowAccumulator {
   /**
    * The `keep` largest items, most first (ties by id): enough to answer any k < keep and know the (k+1)-th bound.
    * With `allows`, only the entities it accepts are ranked (a key's scope): the bounds stay valid, since an entity in no
-   * bucket has at most missingBound events whether it is in the scope or not.
+   * bucket has at most missingBound events whether it is in the scope or not. `allows` is called once for every entity
+   * held, before this returns (callers rely on it to learn the window's entities).
    */
   ranked(keep: number, allows?: (entityId: string) => boolean): RankedSummary {
     if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`keep must be a positive integer, got ${keep}`);

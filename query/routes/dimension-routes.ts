@@ -15,6 +15,7 @@ import { openEngine } from '../../shared/parquet.js';
 import type { EntityScope } from '../auth.js';
 import type { QueryCache } from '../cache.js';
 import type { InfluxReader } from '../influx-reader.js';
+import type { TopKWindowCache } from '../topk-cache.js';
 import { dimensionStatsHandler } from './dimension-stats.js';
 import { registerDimensionTopK } from './dimension-topk.js';
 
@@ -29,7 +30,15 @@ export interface DimensionQueries {
 export function createDimensionQueries(
   cfg: Config,
   log: Logger,
-  deps: { reader: InfluxReader; cache: QueryCache; redis: RedisClient; now: () => number; scopeOf?: (req: FastifyRequest) => EntityScope | undefined },
+  deps: {
+    reader: InfluxReader;
+    cache: QueryCache;
+    redis: RedisClient;
+    now: () => number;
+    scopeOf?: (req: FastifyRequest) => EntityScope | undefined;
+    /** The /v1/topk route's window cache, which top-K by attribute reads its windows from. */
+    topKCache?: TopKWindowCache;
+  },
 ): DimensionQueries {
   const coldDir = path.join(cfg.SLUICE_DATA_DIR, 'query-cold-cache');
   let store: DimensionStore | undefined;
@@ -67,6 +76,7 @@ export function createDimensionQueries(
         store,
         now: deps.now,
         scopeOf: deps.scopeOf,
+        cache: deps.topKCache,
       }),
     async close() {
       await store?.close();

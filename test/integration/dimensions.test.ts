@@ -216,6 +216,10 @@ describe('dimension enrichment', () => {
     expect(top.status).toBe(200);
     expect(top.body.items.map((i: { entityId: string; count: number }) => [i.entityId, i.count])).toEqual(expectedTop);
     expect(top.body.guaranteed).toBe(true);
+    // Asked again with no batch in between: from the window cache the plain top-K route shares, the same answer.
+    const again = await fetch(`${q.url}/v1/topk?eventType=view&window=1d&k=10&dimension=channel&value=C1`);
+    expect(again.headers.get('x-sluice-cache')).toBe('hit');
+    expect(await again.json()).toEqual(top.body);
     const topBad = await get(q, '/v1/topk?eventType=view&window=1d&dimension=region&value=x');
     expect(topBad.status).toBe(400);
     expect(topBad.body.details[0]).toEqual({ param: 'dimension', message: 'must be one of channel, category (SLUICE_DIMENSIONS), got "region"' });
