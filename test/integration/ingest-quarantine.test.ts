@@ -19,9 +19,10 @@ import { encodeQuarantineRecord, segmentQuarantineKey, type QuarantineRecord } f
 import { readQuarantineRecords } from '../../shared/clients/quarantine-store.js';
 import { openEngine, parquetFiles, queryParquet } from '../../shared/parquet.js';
 import { quarantineList, quarantineRelease } from '../../cli/quarantine.js';
+import { downloadArchive } from '../support/archive.js';
 import { testConfig } from '../support/config.js';
 import { metricValue } from '../support/batches.js';
-import { downloadTo, listKeys, receiveAll } from '../support/sqs.js';
+import { listKeys, receiveAll } from '../support/sqs.js';
 
 const log = createLogger('test', 'error');
 const now = Date.now();
@@ -58,18 +59,8 @@ function segmentText(tag: string, poison: string[]): { text: string; goodIds: st
   return { text: `${lines.join('\n')}\n`, goodIds };
 }
 
-async function archive(cfg: Awaited<ReturnType<typeof testConfig>>, dirName: string) {
-  const s3 = createS3(cfg);
-  const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
-  const dir = path.join(cfg.SLUICE_DATA_DIR, dirName);
-  mkdirSync(dir, { recursive: true });
-  const files: string[] = [];
-  for (const k of keys) {
-    const f = path.join(dir, k.replaceAll('/', '_'));
-    await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
-    files.push(f);
-  }
-  s3.destroy();
+async function archive(cfg: Awaited<ReturnType<typeof testConfig>>) {
+  const { keys, files } = await downloadArchive(cfg);
   const rows = files.length
     ? await queryParquet(
         `SELECT event_id, count(*)::INT AS n, min(producer) AS p, epoch_ms(min(ingest_time))::BIGINT AS it FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`,
@@ -134,7 +125,7 @@ describe('ingest quarantines what it cannot convert, instead of blocking', () =>
     sqs.destroy();
     expect(segmentsLeft()).toEqual([]);
 
-    const { keys, byId } = await archive(cfg, 'archive-1');
+    const { keys, byId } = await archive(cfg);
     expect(new Set(manifests.map((m) => m.key))).toEqual(new Set(keys));
     const expected = [...segA.goodIds, ...segB.goodIds, ...liveIds];
     expect(expected.filter((id) => byId.get(id)?.n !== 1)).toEqual([]);
@@ -167,14 +158,14 @@ describe('ingest quarantines what it cannot convert, instead of blocking', () =>
   });
 
   it('replays a segment after a crash before its deletion without a second copy', async () => {
-    const before = await archive(cfg, 'archive-2a');
+    const before = await archive(cfg);
     const qBefore = await listKeys(createS3(cfg), cfg.SLUICE_RAW_BUCKET, 'quarantine/');
     const file = path.join(walDir, `${segA.id}.ndjson`);
     writeFileSync(file, segA.text);
     const again = await ingest.delivery.deliver({ id: segA.id, path: file, events: 20, bytes: segA.text.length });
     expect(existsSync(file)).toBe(false);
     expect(again.every((m) => before.keys.includes(m.key))).toBe(true);
-    const after = await archive(cfg, 'archive-2b');
+    const after = await archive(cfg);
     expect(after.keys.sort()).toEqual(before.keys.sort());
     expect([...after.byId.values()].filter((v) => v.n !== 1)).toEqual([]);
     expect((await listKeys(createS3(cfg), cfg.SLUICE_RAW_BUCKET, 'quarantine/')).sort()).toEqual(qBefore.sort());
@@ -211,7 +202,7 @@ describe('ingest quarantines what it cannot convert, instead of blocking', () =>
         .join(''),
     );
     const sqs = createSqs(cfg);
-    const eventsBefore = (await archive(cfg, 'archive-3a')).keys;
+    const eventsBefore = (await archive(cfg)).keys;
     const first = await quarantineRelease(cfg, idA, { file: fixFile });
     expect(first).toMatchObject({ released: 2, deleted: false });
     expect(first.remaining.map((x) => [x.lineNo, x.reason])).toEqual([
@@ -223,7 +214,7 @@ describe('ingest quarantines what it cannot convert, instead of blocking', () =>
     expect(sent[0]).toMatchObject({ eventCount: 2, key: first.manifests[0]!.key, producer: `q-${cfg.SLUICE_NODE_ID}` });
     expect(sent[0]!.key).toMatch(RAW_EVENTS_KEY_PATTERN);
     expect(parseRawEventsKey(sent[0]!.key)?.node).toBe(`q-${cfg.SLUICE_NODE_ID}`);
-    const released = await archive(cfg, 'archive-3b');
+    const released = await archive(cfg);
     expect(released.byId.get('p-sur')).toEqual({ n: 1, p: 'web', it: now });
     expect(released.byId.get('p-type')).toEqual({ n: 1, p: 'app', it: now });
     expect((await records(cfg, keyA)).map((x) => x.lineNo)).toEqual([8, 16]);
@@ -238,7 +229,7 @@ describe('ingest quarantines what it cannot convert, instead of blocking', () =>
     await s3.send(new PutObjectCommand({ Bucket: cfg.SLUICE_RAW_BUCKET, Key: keyA, Body: originalObject }));
     const replay = await quarantineRelease(cfg, idA, { file: fixFile });
     expect(replay.manifests.map((m) => m.key)).toEqual(first.manifests.map((m) => m.key));
-    const after = await archive(cfg, 'archive-3c');
+    const after = await archive(cfg);
     expect(after.keys.sort()).toEqual([...eventsBefore, first.manifests[0]!.key].sort());
     expect([...after.byId.values()].filter((v) => v.n !== 1)).toEqual([]);
     s3.destroy();

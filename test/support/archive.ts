@@ -111,8 +111,8 @@ export function sameTotals(a: readonly ArchiveTotal[], b: readonly ArchiveTotal[
   });
 }
 
-/** How many rows each event id has across every raw object of the run's bucket, read with DuckDB (what an analyst sums). */
-export async function archiveEventIdCounts(cfg: Config): Promise<Map<string, number>> {
+/** Downloads every raw object of the run's bucket into a folder of its own: their keys and local files. */
+export async function downloadArchive(cfg: Config): Promise<{ keys: string[]; files: string[] }> {
   const s3 = createS3(cfg);
   try {
     const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
@@ -124,33 +124,22 @@ export async function archiveEventIdCounts(cfg: Config): Promise<Map<string, num
       await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
       files.push(f);
     }
-    if (!files.length) return new Map();
-    await openEngine({ tempDir: path.join(dir, 'duck') });
-    const rows = await queryParquet(`SELECT event_id, count(*)::INT AS n FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`);
-    return new Map(rows.map((r) => [r.event_id as string, r.n as number]));
+    await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duck') });
+    return { keys, files };
   } finally {
     s3.destroy();
   }
 }
 
-/** Every event id in the raw archive with how often it is stored, and the archive's keys. */
+/** Every event id in the raw archive with how often it is stored (what an analyst sums, read with DuckDB), and the archive's keys. */
 export async function archivedEventIds(cfg: Config): Promise<{ keys: string[]; counts: Map<string, number> }> {
-  const s3 = createS3(cfg);
-  try {
-    const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
-    const dir = path.join(cfg.SLUICE_DATA_DIR, 'download', String(Date.now()));
-    mkdirSync(dir, { recursive: true });
-    const files: string[] = [];
-    for (const k of keys) {
-      const f = path.join(dir, k.replaceAll('/', '_'));
-      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
-      files.push(f);
-    }
-    if (!files.length) return { keys, counts: new Map() };
-    await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duck') });
-    const rows = await queryParquet(`SELECT event_id, count(*)::INT AS n FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`);
-    return { keys, counts: new Map(rows.map((r) => [r.event_id as string, r.n as number])) };
-  } finally {
-    s3.destroy();
-  }
+  const { keys, files } = await downloadArchive(cfg);
+  if (!files.length) return { keys, counts: new Map() };
+  const rows = await queryParquet(`SELECT event_id, count(*)::INT AS n FROM read_parquet(${parquetFiles(files)}) GROUP BY 1`);
+  return { keys, counts: new Map(rows.map((r) => [r.event_id as string, r.n as number])) };
+}
+
+/** How many rows each event id has across every raw object of the run's bucket. */
+export async function archiveEventIdCounts(cfg: Config): Promise<Map<string, number>> {
+  return (await archivedEventIds(cfg)).counts;
 }

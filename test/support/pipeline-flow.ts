@@ -2,14 +2,11 @@
 // type), the whole stack as real processes (ingest, two workers, query API), sending over HTTP, waiting until the
 // pipeline has counted everything, and the checks a user sees: the query API's stats, all-time totals and top-K, and
 // DuckDB over the archived Parquet objects.
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { expect } from 'vitest';
-import { createS3 } from '../../shared/clients/aws.js';
 import type { Config } from '../../shared/config.js';
-import { openEngine, parquetFiles, queryParquet } from '../../shared/parquet.js';
+import { parquetFiles, queryParquet } from '../../shared/parquet.js';
+import { downloadArchive } from './archive.js';
 import { type ChildService, startProcess } from './processes.js';
-import { downloadTo, listKeys } from './sqs.js';
 
 export const PIPELINE_TYPES = ['view', 'like', 'share'] as const;
 
@@ -147,25 +144,11 @@ export async function expectExactTopK(queryUrl: string, run: PipelineRun): Promi
 
 /** DuckDB over every archived Parquet object holds the same counts and sums. */
 export async function expectArchiveAgrees(cfg: Config, run: PipelineRun): Promise<void> {
-  const s3 = createS3(cfg);
-  try {
-    const keys = await listKeys(s3, cfg.SLUICE_RAW_BUCKET, 'events/');
-    const dir = path.join(cfg.SLUICE_DATA_DIR, 'download');
-    mkdirSync(dir, { recursive: true });
-    const files: string[] = [];
-    for (const k of keys) {
-      const f = path.join(dir, k.replaceAll('/', '_'));
-      await downloadTo(s3, cfg.SLUICE_RAW_BUCKET, k, f);
-      files.push(f);
-    }
-    await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duck') });
-    const rows = await queryParquet(`SELECT entity_id, event_type, count(*)::INT AS n, sum(value) AS s FROM read_parquet(${parquetFiles(files)}) GROUP BY ALL`);
-    expect(rows).toHaveLength(run.expected.size);
-    for (const r of rows) {
-      const want = run.expected.get(`${r.entity_id}|${r.event_type}`)!;
-      expect({ n: r.n, s: r.s }).toEqual({ n: want.count, s: want.sum });
-    }
-  } finally {
-    s3.destroy();
+  const { files } = await downloadArchive(cfg);
+  const rows = await queryParquet(`SELECT entity_id, event_type, count(*)::INT AS n, sum(value) AS s FROM read_parquet(${parquetFiles(files)}) GROUP BY ALL`);
+  expect(rows).toHaveLength(run.expected.size);
+  for (const r of rows) {
+    const want = run.expected.get(`${r.entity_id}|${r.event_type}`)!;
+    expect({ n: r.n, s: r.s }).toEqual({ n: want.count, s: want.sum });
   }
 }
