@@ -1,16 +1,15 @@
 // A failure injected after each step of a batch (after reading it, after aggregating it, before any write, after writing
 // InfluxDB, after updating top-K, just before deleting its message) sends the batch back to SQS; its redelivery
 // leaves InfluxDB and top-K exactly as if the batch had been processed once.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createRedis } from '../../shared/clients/redis.js';
 import { TransientError } from '../../shared/errors.js';
-import { createLogger } from '../../shared/logger.js';
-import type { Service } from '../../shared/service.js';
 import { readEntityTotal } from '../../shared/entity-totals-store.js';
 import { readTopK } from '../../shared/topk-store.js';
 import type { BatchStep } from '../../workers/batch-processor.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
+import { closedAfterEach, workerTestLog } from '../support/in-process.js';
 import {
   FAST_WORKER_ENV,
   diffAggregates,
@@ -26,11 +25,8 @@ import {
   waitUntil,
 } from '../support/batches.js';
 
-const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
-const running: Service[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
+const log = workerTestLog;
+const running = closedAfterEach();
 
 const CRASH_POINTS: BatchStep[] = ['fetched', 'aggregated', 'written', 'topk_updated', 'totals_updated', 'before_ack'];
 

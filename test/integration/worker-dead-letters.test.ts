@@ -3,13 +3,12 @@
 // lists and shows them, and redrive puts them back on the batch queue.
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createS3 } from '../../shared/clients/aws.js';
-import { createLogger } from '../../shared/logger.js';
-import type { Service } from '../../shared/service.js';
 import { listDeadLetters, redriveDeadLetters, showDeadLetter } from '../../workers/dead-letters.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
+import { closedAfterEach, workerTestLog } from '../support/in-process.js';
 import {
   FAST_WORKER_ENV,
   diffAggregates,
@@ -25,11 +24,8 @@ import {
   waitUntil,
 } from '../support/batches.js';
 
-const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
-const running: Service[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
+const log = workerTestLog;
+const running = closedAfterEach();
 
 describe('worker dead letters', () => {
   it('dead-letters poison batches with their reason, and redrive brings them back', async () => {

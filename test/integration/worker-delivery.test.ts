@@ -1,10 +1,9 @@
 // A batch goes through a real worker (fauxqs SQS+S3, Redis, InfluxDB) and what a reader sees in InfluxDB
 // equals the exact aggregates of its events — once, however often and however concurrently it is delivered.
-import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../shared/logger.js';
-import type { Service } from '../../shared/service.js';
+import { describe, expect, it } from 'vitest';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
+import { closedAfterEach, workerTestLog } from '../support/in-process.js';
 import {
   FAST_WORKER_ENV,
   diffAggregates,
@@ -22,11 +21,8 @@ import {
 } from '../support/batches.js';
 
 const WORKER_ENV = FAST_WORKER_ENV;
-const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
-const running: Service[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
+const log = workerTestLog;
+const running = closedAfterEach();
 
 const metric = metricValue;
 

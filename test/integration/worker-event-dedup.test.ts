@@ -4,14 +4,13 @@
 // within SLUICE_DEDUP_WINDOW (ingest/event-reservations.ts, test/integration/event-reservations.test.ts), so two
 // batches sharing an id cannot come from one pipeline within the window — and if they do (e.g. files written by
 // hand), each batch counts its own copy, as the last test shows.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createRedis } from '../../shared/clients/redis.js';
 import type { Event } from '../../shared/contracts/event.js';
 import { readEntityTotal } from '../../shared/entity-totals-store.js';
-import { createLogger } from '../../shared/logger.js';
-import type { Service } from '../../shared/service.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
+import { closedAfterEach, workerTestLog } from '../support/in-process.js';
 import {
   FAST_WORKER_ENV,
   diffAggregates,
@@ -26,11 +25,8 @@ import {
   waitUntil,
 } from '../support/batches.js';
 
-const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
-const running: Service[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
+const log = workerTestLog;
+const running = closedAfterEach();
 
 const delivered = (url: string) => metricValueOrZero(url, 'sluice_worker_batches_total', 'outcome="delivered"');
 

@@ -1,18 +1,14 @@
 // A batch that takes longer than the visibility timeout stays with its worker (the heartbeat extends it),
 // so no other worker receives it meanwhile; and a worker is not ready while Redis is unreachable.
-import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../shared/logger.js';
+import { describe, expect, it } from 'vitest';
 import { sleep } from '../../shared/retry.js';
-import type { Service } from '../../shared/service.js';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
+import { closedAfterEach, workerTestLog } from '../support/in-process.js';
 import { FAST_WORKER_ENV, metricValueOrZero, pastHour, queueDepth, randomEvents, sendManifests, uploadBatches, waitUntil } from '../support/batches.js';
 
-const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
-const running: Service[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
+const log = workerTestLog;
+const running = closedAfterEach();
 
 describe('worker heartbeat and readiness', () => {
   it('keeps a slow batch invisible to other workers until it is done', async () => {

@@ -1,11 +1,10 @@
 // Stopping a worker: batches that finish within SLUICE_WORKER_SHUTDOWN_GRACE are delivered; a batch that
 // cannot finish is released at once (visibility 0), so another worker delivers it long before its
 // visibility timeout would have expired. Readiness turns false while stopping.
-import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../shared/logger.js';
-import type { Service } from '../../shared/service.js';
+import { describe, expect, it } from 'vitest';
 import { startWorker } from '../../workers/main.js';
 import { testConfig } from '../support/config.js';
+import { closedAfterEach, workerTestLog } from '../support/in-process.js';
 import {
   FAST_WORKER_ENV,
   diffAggregates,
@@ -21,11 +20,8 @@ import {
   waitUntil,
 } from '../support/batches.js';
 
-const log = createLogger('worker-test', process.env.SLUICE_LOG_LEVEL ?? 'warn');
-const running: Service[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
+const log = workerTestLog;
+const running = closedAfterEach();
 
 /** Resolves after `ms` or when `signal` aborts. */
 const hold = (ms: number, signal: AbortSignal) =>
