@@ -70,8 +70,14 @@ export class ColdRollupReader<K = EntityQuery, R = RollupRow> {
       }
       return file;
     });
-    p.catch(() => this.local.delete(o.key));
     const copy: LocalCopy = { etag: o.etag, file: p, readers: 0, replaced: false };
+    // A failed download is not kept (the next read tries again); the copy it was to replace stays the key's, so its
+    // file is removed when a later download does replace it, not left behind in the cache folder.
+    p.catch(() => {
+      if (this.local.get(o.key) !== copy) return;
+      if (have) this.local.set(o.key, have);
+      else this.local.delete(o.key);
+    });
     this.local.set(o.key, copy);
     return copy;
   }

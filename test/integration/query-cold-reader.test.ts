@@ -16,6 +16,7 @@ const DAY0 = Math.floor(Date.now() / DAY_MS) * DAY_MS - 30 * DAY_MS;
 const row = (count: number): RollupRow => ({ entityId: 'e-1', eventType: 'view', periodMs: DAY0 + HOUR_MS, count, sum: count, min: 1, max: 1 });
 const q = { entityId: 'e-1', eventType: 'view', fromMs: DAY0, toMs: DAY0 + DAY_MS };
 
+let cfg: Awaited<ReturnType<typeof testConfig>>;
 let cold: ColdStorage;
 let dir: string;
 
@@ -27,7 +28,7 @@ async function upload(count: number): Promise<void> {
 }
 
 beforeAll(async () => {
-  const cfg = await testConfig();
+  cfg = await testConfig();
   dir = path.join(cfg.SLUICE_DATA_DIR, 'cold-reader-test');
   mkdirSync(dir, { recursive: true });
   await openEngine({ tempDir: path.join(cfg.SLUICE_DATA_DIR, 'duckdb-tmp') });
@@ -70,5 +71,30 @@ describe('cold rollup reader', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(readdirSync(cacheDir).filter((f) => f.endsWith('.parquet'))).toHaveLength(1);
     expect((await reader.rows('1h', q)).map((r) => r.count)).toEqual([2]);
+  });
+
+  it('keeps the old copy when the download of a newer version fails, and removes it once one succeeds', async () => {
+    // Downloads fail while `failing` is set: what S3 answering 500, or a cut connection, does to one read.
+    let failing = false;
+    class FlakyCold extends ColdStorage {
+      override getToFile(key: string, file: string): Promise<void> {
+        return failing ? Promise.reject(new Error('injected download failure')) : super.getToFile(key, file);
+      }
+    }
+    const flaky = new FlakyCold(cfg);
+    let now = 0;
+    const cacheDir = path.join(dir, 'cache-failing');
+    const reader = new ColdRollupReader<Q, RollupRow>(flaky, cacheDir, () => now);
+    const local = () => readdirSync(cacheDir).filter((f) => f.endsWith('.parquet'));
+    await upload(3);
+    expect((await reader.rows('1h', q)).map((r) => r.count)).toEqual([3]);
+    await upload(4);
+    now += COLD_LISTING_TTL_MS + 1;
+    failing = true;
+    await expect(reader.rows('1h', q)).rejects.toThrow('injected download failure');
+    failing = false;
+    expect((await reader.rows('1h', q)).map((r) => r.count)).toEqual([4]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(local()).toHaveLength(1); // the first version's file went with its replacement
   });
 });
