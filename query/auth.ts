@@ -1,26 +1,28 @@
 // Read access to the query API. With SLUICE_QUERY_API_KEYS set, every route but /healthz, /readyz and /metrics (open
 // for probes and scrapers) and the sign-in form needs a key — `Authorization: Bearer <key>`, or the HttpOnly cookie the
-// dashboard's sign-in form sets — else 401 with `WWW-Authenticate: Bearer`, or 403 for a key that is not recognised.
+// dashboard's sign-in form sets (query/dashboard-sign-in.ts, installed from here) — else 401 with
+// `WWW-Authenticate: Bearer`, or 403 for a key that is not recognised.
 // A key scoped in SLUICE_QUERY_KEY_SCOPES reads only entities whose id starts with one of its prefixes: a route naming
 // another entity answers 403, /v1/topk filters its answer (through scopeOf), and a route that cannot apply a scope
 // refuses scoped keys. Requests and refusals are counted per key name; a key is never logged, counted or echoed.
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiKeys, bearerKey } from '../shared/api-keys.js';
-import { PROJECT_ROOT, type Config } from '../shared/config.js';
+import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { RankedSummary } from '../shared/topk-summary.js';
+import {
+  BEARER_CHALLENGE,
+  cookieKey,
+  KEY_NOT_RECOGNISED,
+  keyCookie,
+  LOGIN_PATH,
+  LOGOUT_PATH,
+  registerSignIn,
+  type SignInAttempt,
+  sendLoginPage,
+} from './dashboard-sign-in.js';
 import type { QueryMetrics } from './metrics.js';
 
-/** The cookie holding the dashboard's key (HttpOnly: page scripts never see it). */
-export const KEY_COOKIE = 'sluice_query_key';
-export const LOGIN_PATH = '/dashboard/login';
-export const LOGOUT_PATH = '/dashboard/logout';
-/** Who the dashboard is signed in as (key name and scope), for its header. */
-export const SESSION_PATH = '/dashboard/session';
-/** How long the dashboard's cookie lives. */
-export const COOKIE_MAX_AGE_S = 12 * 3600;
 /** Routes anyone may reach: liveness, readiness and metrics (operators' probes and scrapers), and signing in and out. */
 export const OPEN_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics', LOGIN_PATH, LOGOUT_PATH]);
 
@@ -103,22 +105,6 @@ interface Refusal {
   clearCookie?: boolean;
 }
 
-/** The dashboard's key from a Cookie header, or undefined. */
-export function cookieKey(header: string | undefined): string | undefined {
-  if (!header) return undefined;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq < 0 || part.slice(0, eq).trim() !== KEY_COOKIE) continue;
-    try {
-      const key = decodeURIComponent(part.slice(eq + 1).trim());
-      return key === '' ? undefined : key;
-    } catch {
-      return '';
-    }
-  }
-  return undefined;
-}
-
 /** Entity ids a request names, in its path or its query (repeated parameters included). */
 function entityIdsOf(req: FastifyRequest): string[] {
   const out: string[] = [];
@@ -128,11 +114,6 @@ function entityIdsOf(req: FastifyRequest): string[] {
   }
   return out;
 }
-
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-const LOGIN_PAGE = readFileSync(path.join(PROJECT_ROOT, 'query', 'dashboard', 'login.html'), 'utf8');
-/** The sign-in page runs no script and may be framed by nobody. */
-const LOGIN_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 export class QueryAuth {
   private readonly keys: ApiKeys;
@@ -165,7 +146,9 @@ export class QueryAuth {
       'query API requires a key (SLUICE_QUERY_API_KEYS); /healthz, /readyz and /metrics stay open',
     );
     app.addHook('onRequest', async (req, reply) => this.check(req, reply));
-    app.register(async (scope) => this.registerSignIn(scope));
+    app.register(async (scope) =>
+      registerSignIn(scope, { nameOf: (key) => this.keys.nameOf(key), signedInAs: (req) => this.callers.get(req), count: this.countSignIn }),
+    );
   }
 
   private async check(req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
@@ -223,82 +206,24 @@ export class QueryAuth {
     if (key === NO_KEY || key === UNKNOWN_KEY) metrics.keyRequests.inc({ key });
     metrics.keyRefusals.inc({ key, reason: r.reason });
     req.log.debug({ key, reason: r.reason, route: req.routeOptions.url ?? 'unmatched' }, 'query request refused');
-    if (r.status === 401) void reply.header('www-authenticate', 'Bearer realm="sluice query API"');
-    if (r.clearCookie) void reply.header('set-cookie', this.cookie(req, '', 0));
+    if (r.status === 401) void reply.header('www-authenticate', BEARER_CHALLENGE);
+    if (r.clearCookie) void reply.header('set-cookie', keyCookie(req, '', 0));
     // The dashboard's page itself answers with the sign-in form, so a browser shows it.
     if (req.routeOptions.url === '/' && r.reason !== 'outside_scope') {
-      return this.loginPage(reply, r.status, r.status === 401 ? '' : 'That key is not recognised.');
+      return sendLoginPage(reply, r.status, r.status === 401 ? '' : KEY_NOT_RECOGNISED);
     }
     return reply.code(r.status).send({ error: r.error });
   }
 
-  private cookie(req: FastifyRequest, key: string, maxAgeS: number): string {
-    const https = (req.socket as { encrypted?: boolean }).encrypted === true || /^https\b/i.test(String(req.headers['x-forwarded-proto'] ?? ''));
-    return `${KEY_COOKIE}=${encodeURIComponent(key)}; Path=/; Max-Age=${maxAgeS}; HttpOnly; SameSite=Lax${https ? '; Secure' : ''}`;
-  }
-
-  private loginPage(reply: FastifyReply, status: number, message: string): FastifyReply {
-    return reply
-      .code(status)
-      .header('content-type', 'text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .header('content-security-policy', LOGIN_PAGE_CSP)
-      .header('referrer-policy', 'same-origin')
-      .send(LOGIN_PAGE.replace('{{message}}', escapeHtml(message)));
-  }
-
-  /** GET/POST /dashboard/login, POST /dashboard/logout, GET /dashboard/session (the last one behind the check). */
-  private async registerSignIn(app: FastifyInstance): Promise<void> {
-    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => {
-      done(null, new URLSearchParams(body as string));
-    });
-    app.get(LOGIN_PATH, async (_req, reply) => this.loginPage(reply, 200, ''));
-    app.post(LOGIN_PATH, { bodyLimit: 4096 }, async (req, reply) => {
-      // A form posted from another site (login CSRF) is refused; browsers always send Origin with a POST.
-      const origin = req.headers.origin;
-      if (origin !== undefined && !sameHost(origin, req.headers.host)) {
-        this.o.metrics.keyRequests.inc({ key: UNKNOWN_KEY });
-        this.o.metrics.keyRefusals.inc({ key: UNKNOWN_KEY, reason: 'cross_site_sign_in' });
-        return this.loginPage(reply, 403, 'Sign-in from another site refused: sign in from this page.');
-      }
-      const body = req.body;
-      const raw = body instanceof URLSearchParams ? body.get('key') : (body as { key?: unknown } | undefined)?.key;
-      const key = typeof raw === 'string' ? raw.trim() : '';
-      const name = key === '' ? undefined : this.keys.nameOf(key);
-      if (name === undefined) {
-        const r: Refusal = key === '' ? { status: 401, reason: 'missing_key', error: '' } : { status: 403, reason: 'unknown_key', error: '' };
-        const label = key === '' ? NO_KEY : UNKNOWN_KEY;
-        this.o.metrics.keyRequests.inc({ key: label });
-        this.o.metrics.keyRefusals.inc({ key: label, reason: r.reason });
-        if (r.status === 401) void reply.header('www-authenticate', 'Bearer realm="sluice query API"');
-        return this.loginPage(reply, r.status, key === '' ? 'Enter a key.' : 'That key is not recognised.');
-      }
-      this.o.metrics.keyRequests.inc({ key: name });
-      return reply
-        .code(303)
-        .header('set-cookie', this.cookie(req, key, COOKIE_MAX_AGE_S))
-        .header('location', '/')
-        .send();
-    });
-    app.post(LOGOUT_PATH, async (req, reply) =>
-      reply
-        .code(303)
-        .header('set-cookie', this.cookie(req, '', 0))
-        .header('location', LOGIN_PATH)
-        .send(),
-    );
-    app.get(SESSION_PATH, async (req, reply) => {
-      void reply.header('cache-control', 'no-store');
-      const c = this.callers.get(req);
-      return { key: c?.name ?? null, entityPrefixes: c?.scope ? [...c.scope.entityPrefixes] : null };
-    });
-  }
-}
-
-function sameHost(origin: string, host: string | undefined): boolean {
-  try {
-    return host !== undefined && new URL(origin).host === host;
-  } catch {
-    return false;
-  }
+  /** A sign-in form's attempt, counted like a request: a refused one under NO_KEY (no key given) or UNKNOWN_KEY. */
+  private readonly countSignIn = (attempt: SignInAttempt): void => {
+    const { metrics } = this.o;
+    if ('accepted' in attempt) {
+      metrics.keyRequests.inc({ key: attempt.accepted });
+      return;
+    }
+    const key = attempt.refused === 'missing_key' ? NO_KEY : UNKNOWN_KEY;
+    metrics.keyRequests.inc({ key });
+    metrics.keyRefusals.inc({ key, reason: attempt.refused });
+  };
 }
