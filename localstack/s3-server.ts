@@ -2,7 +2,7 @@
 // SLUICE_DATA_DIR/s3), so the archive and the cold tier survive restarts and the process's memory does not grow
 // with them (objects are streamed to and from disk). Loopback only; like any emulator it accepts any credentials.
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import S3rver from 's3rver';
@@ -76,6 +76,8 @@ interface FileStore {
     getResourcePath(bucket: string, key: string, resource: 'object' | 'object.md5' | 'metadata.json'): string;
     putObject(o: PutObject): Promise<{ size: number; md5: string }>;
     putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5?: string): Promise<void>;
+    getMetadata(bucket: string, key: string): Promise<Record<string, string | number>>;
+    getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<unknown>;
   };
 }
 
@@ -126,9 +128,9 @@ async function syncFolder(dir: string): Promise<void> {
  * stream, not on its finish) and writes them in place: a GET right after can read an empty or cut object, a GET
  * during an overwrite a mix, and a power cut loses objects already acknowledged. Here a PUT (and the completion of
  * a multipart upload, which s3rver turns into one) writes the object and then its metadata each whole and fsynced,
- * and syncs the folder, before it answers.
+ * and syncs the folder, before it answers; a GET reads one version whole (below).
  */
-function durablePuts({ store }: FileStore): void {
+function durableObjects({ store }: FileStore): void {
   store.putObject = async (o) => {
     const objectPath = store.getResourcePath(o.bucket, o.key, 'object');
     const dir = path.dirname(objectPath);
@@ -146,6 +148,34 @@ function durablePuts({ store }: FileStore): void {
     if (md5 !== undefined) await writeWhole(store.getResourcePath(bucket, key, 'object.md5'), Buffer.from(md5));
     await writeWhole(store.getResourcePath(bucket, key, 'metadata.json'), Buffer.from(JSON.stringify(kept, null, 2)));
   };
+  // A GET opens the object's file first and takes its size from that open file: s3rver reads the size from the path
+  // and opens it later, so a GET during an overwrite streamed one version's bytes cut to the other's length.
+  store.getObject = async (bucket, key, options) => {
+    let fh: FileHandle;
+    try {
+      fh = await open(store.getResourcePath(bucket, key, 'object'), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    try {
+      const st = await fh.stat();
+      const metadata = { ...(await store.getMetadata(bucket, key)), 'content-length': st.size, 'last-modified': st.mtime.toUTCString() };
+      const lastByte = Math.max(0, st.size - 1);
+      const range = { start: options?.start ?? 0, end: Math.min(options?.end ?? Number.POSITIVE_INFINITY, lastByte) };
+      const ranged = options !== undefined && (options.start !== undefined || Boolean(options.end));
+      // As s3rver decides: an empty object is read as one empty range.
+      const satisfiable = !(range.start < 0 || Math.min(range.end, lastByte) < range.start);
+      if (!satisfiable) await fh.close();
+      const object = new S3Object(bucket, key, satisfiable ? fh.createReadStream({ ...range, autoClose: true }) : null, metadata) as { range?: unknown };
+      if (ranged) object.range = range;
+      return object;
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  };
 }
 
 export async function startS3Server(o: S3ServerOptions): Promise<RunningS3Server> {
@@ -159,7 +189,7 @@ export async function startS3Server(o: S3ServerOptions): Promise<RunningS3Server
     vhostBuckets: false,
   });
   groupCommonPrefixes(server as unknown as ListingStore);
-  durablePuts(server as unknown as FileStore);
+  durableObjects(server as unknown as FileStore);
   const address = await server.run();
   return { port: address.port, close: () => server.close() };
 }

@@ -30,6 +30,9 @@ declare module 's3rver/lib/models/account.js' {
 }
 
 declare module 's3rver/lib/models/object.js' {
-  const S3Object: { ALLOWED_METADATA: string[] };
+  class S3Object {
+    constructor(bucket: string, key: string, content: NodeJS.ReadableStream | Buffer | null, metadata: Record<string, string | number>);
+    static ALLOWED_METADATA: string[];
+  }
   export default S3Object;
 }

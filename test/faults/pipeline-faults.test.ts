@@ -119,20 +119,24 @@ describe('fault suite', () => {
         ];
         for (let i = 0; i < 60; i++) {
           const body = i % 10 === 9 ? Buffer.from(Array.from({ length: 200 }, () => Math.floor(Math.random() * 256))) : Buffer.from(bodies[i % bodies.length]!);
-          try {
-            const r = await fetch(`${url}/v1/events`, {
-              method: 'POST',
-              body: new Uint8Array(body),
-              headers: { 'content-type': i % 2 ? 'application/x-ndjson' : 'application/json' },
-            });
-            fuzzStatuses.push(r.status);
-            if (r.status === 202) {
-              const j = (await r.json()) as { accepted: number; rejected: unknown[] };
-              fuzzAcceptedEvents += j.accepted;
-              fuzzRefusedEvents += j.rejected.length;
+          // The node may be down for a restart (longer on a loaded machine): the request is sent again until answered.
+          for (let attempt = 0; attempt < 40; attempt++) {
+            try {
+              const r = await fetch(`${url}/v1/events`, {
+                method: 'POST',
+                body: new Uint8Array(body),
+                headers: { 'content-type': i % 2 ? 'application/x-ndjson' : 'application/json' },
+              });
+              fuzzStatuses.push(r.status);
+              if (r.status === 202) {
+                const j = (await r.json()) as { accepted: number; rejected: unknown[] };
+                fuzzAcceptedEvents += j.accepted;
+                fuzzRefusedEvents += j.rejected.length;
+              }
+              break;
+            } catch {
+              await sleep(250);
             }
-          } catch {
-            /* the node may be down for a restart */
           }
           await sleep(150);
         }

@@ -30,7 +30,10 @@ interface FleetStatus {
 }
 
 const running: ChildService[] = [];
+/** Continues a worker a test paused (SIGSTOP); a no-op once called, or when none is paused. */
+let resume = () => {};
 afterEach(async () => {
+  resume();
   await Promise.all(running.splice(0).map((s) => s.kill('SIGTERM')));
 });
 
@@ -96,11 +99,21 @@ describe('sluice fleet', () => {
         await new Promise((r) => setTimeout(r, 150));
       }
     })();
+    // The running worker is paused while the fleet grows: one worker alone can drain the flood before a new worker
+    // process has started (seconds on a loaded machine), and the fleet would rightly never reach its maximum. A paused
+    // worker is still a running process; a batch it held goes back to the queue after the visibility timeout and is
+    // counted once either way (per-batch idempotency), which the exact counts below check.
+    const paused = runningWorkers(await status())[0]!.pid!;
+    process.kill(paused, 'SIGSTOP');
+    resume = () => {
+      resume = () => {};
+      if (alive(paused)) process.kill(paused, 'SIGCONT');
+    };
     await sendManifests(cfg, bodies);
 
     try {
-      // A new worker is a new process: on a loaded machine its start-up takes seconds, hence the long waits.
       await waitUntil('the fleet at its maximum', async () => runningWorkers(await status()).length === MAX, 90_000);
+      resume();
       await waitUntil('the queue drained', async () => (await queueDepth(cfg, cfg.SLUICE_QUEUE_NAME)) === 0, 90_000);
       await waitUntil('the fleet back at its minimum', async () => (await status()).workers.length === 1, 60_000);
     } finally {

@@ -1,6 +1,6 @@
 // The query API against hostile callers, on real InfluxDB, Redis and SQS: /v1/ops/summary shows internal URLs and
-// error texts only with an operator key; any query string or path answers 200 or 4xx, never 500 (fast-check), and a
-// control character in a parameter is a 400 naming it.
+// error texts only with an operator key; any query string or path answers 200 or 4xx (or 503 + Retry-After when a
+// store is slow), never 500 (fast-check), and a control character in a parameter is a 400 naming it.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startQuery } from '../../query/main.js';
@@ -124,8 +124,15 @@ describe('query API hardening', () => {
           `/v1/entities/${e}/total?eventType=click`,
         ]) {
           const res = await fetch(`${query.url}${path}`);
-          await res.arrayBuffer();
-          expect({ path, status: res.status }).toEqual({ path, status: expect.toSatisfy((s: number) => s >= 200 && s < 500) });
+          const body = await res.text();
+          // A store that does not answer in time on a loaded machine is a 503 with Retry-After (transient, the client
+          // retries), which is the contract; a 500 (or a 503 without it) is a bug.
+          const transient = res.status === 503 && res.headers.get('retry-after') !== null;
+          expect({ path, status: res.status, body: res.status >= 500 && !transient ? body : '' }).toEqual({
+            path,
+            status: expect.toSatisfy((s: number) => (s >= 200 && s < 500) || transient),
+            body: '',
+          });
         }
       }),
       { numRuns: 200 },
