@@ -2,7 +2,7 @@
 //   1. Expiry commits a version without the snapshots older than SLUICE_ICEBERG_SNAPSHOT_RETENTION (at least
 //      SLUICE_ICEBERG_MIN_SNAPSHOTS kept, the current one always), then deletes the manifest lists of the expired
 //      snapshots and the manifests only they listed. The kept snapshots are an unbroken run of the history, and a
-//      manifest is listed by an unbroken run of snapshots (workers/iceberg/iceberg-table.ts), so an expired
+//      manifest is listed by an unbroken run of snapshots (workers/iceberg/table-commit.ts), so an expired
 //      snapshot's manifest is still needed iff the oldest kept snapshot lists it: one manifest list read, not all.
 //   2. Metadata files of versions older than the previous `write.metadata.previous-versions-max` (no longer in the
 //      metadata log; unique files and v<N> copies) are deleted.

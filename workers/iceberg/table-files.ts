@@ -15,7 +15,7 @@ const isMissing = (err: unknown): boolean => {
 
 /**
  * Immutable files already read, by location: metadata files (a new one per version; only the newest are read
- * again). Manifests and manifest lists are cached decoded, by IcebergTable.
+ * again). Manifests and manifest lists are cached decoded, by ManifestReader (manifest-reader.ts).
  */
 const CACHE_MAX = 32;
 
