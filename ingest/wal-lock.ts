@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ConfigError, SluiceError } from '../shared/errors.js';
+import { pidAlive } from '../shared/pid-alive.js';
 
 /** Who holds a lock: the node owning the folder, or a node adopting an orphaned folder. */
 export interface LockHolder {
@@ -52,15 +53,6 @@ function startTicksOf(pid: number): string | undefined {
   // A zombie (Z) or dying (X) process holds no files any more: its lock is free.
   if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
   return fields[19];
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** True when the process that wrote `h` is still running (on this host: from the kernel; elsewhere: from the heartbeat). */

@@ -5,6 +5,7 @@ import { DuckDBInstance, DuckDBTimestampMillisecondsValue, type DuckDBAppender, 
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pidAlive } from './pid-alive.js';
 
 export type { DuckDBConnection } from '@duckdb/node-api';
 
@@ -29,16 +30,6 @@ export const ENGINE_TIME_ZONE = 'UTC';
 /** This host in a folder name (letters, digits, _ and - only). */
 const HOST = os.hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'host';
 
-/** True while process `pid` of this host runs (EPERM: it runs, as another user). */
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * The engine's spill folder of this process: `<tempDir>/<host>-<pid>`, created. The engine names its spill files by
  * size class only (duckdb_temp_storage_S64K-0.tmp), so processes spilling into one folder — a fleet's workers, or a
@@ -50,7 +41,7 @@ export function engineSpillDir(tempDir: string): string {
   mkdirSync(tempDir, { recursive: true });
   for (const name of readdirSync(tempDir)) {
     const m = /^(.+)-(\d+)$/.exec(name);
-    if (!m || m[1] !== HOST || Number(m[2]) === process.pid || running(Number(m[2]))) continue;
+    if (!m || m[1] !== HOST || Number(m[2]) === process.pid || pidAlive(Number(m[2]))) continue;
     rmSync(path.join(tempDir, name), { recursive: true, force: true });
   }
   const dir = path.join(tempDir, `${HOST}-${process.pid}`);
