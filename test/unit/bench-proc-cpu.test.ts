@@ -57,8 +57,9 @@ describe('bench CPU accounting', () => {
 
   it('charges a live child and a reaped child to their parent, and not to a parent measured without children', async () => {
     const spawnBurner = (stay: boolean) =>
-      // The grandchild exits when its stdin (a pipe from the parent) closes, so killing the parent ends it too.
-      `await new Promise(r=>{const c=require('child_process').spawn(process.execPath,['-e',${JSON.stringify(`${BURN(300)};console.log('x');${stay ? "process.stdin.on('end',()=>process.exit())" : ''}`)}],{stdio:['pipe','pipe','inherit']});c.stdout.once('data',r);${stay ? '' : "c.once('exit',r);"}})`;
+      // A staying grandchild exits once its parent is gone (its parent pid changes), so killing the parent ends it too;
+      // it does not wait on a pipe from the parent, whose end the parent's runtime may close once nothing uses it.
+      `await new Promise(r=>{const c=require('child_process').spawn(process.execPath,['-e',${JSON.stringify(`${BURN(300)};console.log('x');${stay ? 'const p=process.ppid;setInterval(()=>{if(process.ppid!==p)process.exit()},100)' : ''}`)}],{stdio:['ignore','pipe','inherit']});globalThis.kept=c;c.stdout.once('data',r);${stay ? '' : "c.once('exit',r);"}})`;
     for (const stay of [true, false]) {
       const parent = await child(spawnBurner(stay));
       const components = { tree: { pids: [parent.pid!] } };
