@@ -209,8 +209,16 @@ describe('sluice ingest --processes 2', () => {
     const sqs = createSqs(cfg);
     try {
       const manifests = (await receiveAll(sqs, cfg.SLUICE_QUEUE_NAME, { waitMs: 2_000, deleteThem: true })).map((m) => decodeManifest(m.body));
-      expect(new Set(manifests.map((m) => m.key)).size).toBe(manifests.length);
-      expect(manifests.reduce((n, m) => n + m.eventCount, 0)).toBe(acked.length);
+      // A process killed between announcing a recovered segment and deleting it announces it again when it restarts:
+      // the same key with the same object (workers count a batch once per key). Every event is in exactly one key.
+      const byKey = new Map<string, (typeof manifests)[number]>();
+      for (const m of manifests) {
+        const first = byKey.get(m.key);
+        if (first)
+          expect({ key: m.key, count: m.eventCount, sha: m.checksum.value }).toEqual({ key: m.key, count: first.eventCount, sha: first.checksum.value });
+        else byKey.set(m.key, m);
+      }
+      expect([...byKey.values()].reduce((n, m) => n + m.eventCount, 0)).toBe(acked.length);
     } finally {
       sqs.destroy();
     }
