@@ -17,7 +17,7 @@ import { createS3 } from '../shared/clients/aws.js';
 import { MEASUREMENT_1D, MEASUREMENT_1H, MEASUREMENT_1M, RP_1D, RP_1H, TAG_ENTITY, TAG_TYPE } from '../shared/contracts/influx-series.js';
 import { createInflux } from '../shared/clients/influx.js';
 import { DAY_MS, HOUR_MS } from '../shared/contracts/cold-layout.js';
-import { encodeEventLine } from '../shared/contracts/event.js';
+import { encodeEventLine } from '../shared/contracts/event-line.js';
 import { rawEventsKey } from '../shared/contracts/parquet-schema.js';
 import { openEngine, parquetFiles, queryParquet } from '../shared/parquet.js';
 import { writeEventBatches } from '../ingest/parquet-batch-writer.js';

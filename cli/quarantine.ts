@@ -10,7 +10,8 @@ import { createInterface } from 'node:readline';
 import type { Config } from '../shared/config.js';
 import { createS3, createSqs } from '../shared/clients/aws.js';
 import { deleteQuarantineObject, listQuarantine, openQuarantineObject, putQuarantineFile, readQuarantineRecords } from '../shared/clients/quarantine-store.js';
-import { encodeEventLine, validateEvent } from '../shared/contracts/event.js';
+import { validateEvent } from '../shared/contracts/event.js';
+import { encodeEventLine } from '../shared/contracts/event-line.js';
 import type { BatchManifest } from '../shared/contracts/manifest.js';
 import {
   decodeQuarantineRecord,

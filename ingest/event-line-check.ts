@@ -3,7 +3,7 @@
 // converted (and on quarantine release), never on the hot path; it never throws, it returns a reason. What it cannot
 // see (e.g. a key repeated within one object, which the engine refuses) is caught by converting the good lines again.
 import { isUtf8 } from 'node:buffer';
-import type { EventLine } from '../shared/contracts/event.js';
+import type { EventLine } from '../shared/contracts/event-line.js';
 import type { QuarantineReason } from '../shared/contracts/quarantine.js';
 
 export type LineCheck = { ok: true; line: EventLine } | { ok: false; reason: QuarantineReason; detail: string };

@@ -3,7 +3,7 @@
 // by entity_id, event_time, event_id. Memory stays bounded whatever the segment size (see writeEventBatches).
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { EVENT_LINE_COLUMNS } from '../shared/contracts/event.js';
+import { EVENT_LINE_COLUMNS } from '../shared/contracts/event-line.js';
 import { PARQUET_SCHEMA_VERSION, columnsOf, partitionOf, type Partition } from '../shared/contracts/parquet-schema.js';
 import { castColumns, copyToParquet, parquetFiles, sqlIdent, sqlString, withConnection } from '../shared/parquet.js';
 

@@ -9,7 +9,7 @@
 import { closeSync, createReadStream, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { EventLine } from '../shared/contracts/event.js';
+import type { EventLine } from '../shared/contracts/event-line.js';
 import { dedupIdentity, type EventReservations, reservationShard } from './event-reservations.js';
 import { RESOLVING_SUFFIX, type Segment } from './wal-segments.js';
 

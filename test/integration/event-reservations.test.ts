@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisClient, createRedis } from '../../shared/clients/redis.js';
-import { encodeEventLine } from '../../shared/contracts/event.js';
+import { encodeEventLine } from '../../shared/contracts/event-line.js';
 import { EventReservations, dedupIdentity, reservationShard } from '../../ingest/event-reservations.js';
 import { resolveSegment, segmentTokens } from '../../ingest/segment-resolution.js';
 import { testConfig } from '../support/config.js';

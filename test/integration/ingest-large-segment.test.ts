@@ -10,7 +10,7 @@ import path from 'node:path';
 import { eventFactory } from '../../bench/lib/workload.js';
 import { INGEST_ENGINE, writeEventBatches } from '../../ingest/parquet-batch-writer.js';
 import { loadConfig } from '../../shared/config.js';
-import { encodeEventLine } from '../../shared/contracts/event.js';
+import { encodeEventLine } from '../../shared/contracts/event-line.js';
 import { openEngine, parquetFiles, queryParquet } from '../../shared/parquet.js';
 
 const defaults = loadConfig({});

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { validateEvent, parseTimestamp, encodeEventLine } from '../../shared/contracts/event.js';
+import { validateEvent, parseTimestamp } from '../../shared/contracts/event.js';
+import { encodeEventLine } from '../../shared/contracts/event-line.js';
 import { decodeManifest, encodeManifest } from '../../shared/contracts/manifest.js';
 import {
   EVENT_COLUMNS,

@@ -3,7 +3,8 @@
 // (escapes, non-ASCII, lone surrogates, dims, odd numbers) through encodeEventLine, and it throws where that throws.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { encodeEventLine, encodeEventLines, type Event } from '../../shared/contracts/event.js';
+import type { Event } from '../../shared/contracts/event.js';
+import { encodeEventLine, encodeEventLines } from '../../shared/contracts/event-line.js';
 
 const now = Date.parse('2026-06-01T12:00:00Z');
 const joined = (events: Event[], it: number, producer: string, r?: string) => Buffer.from(events.map((e) => encodeEventLine(e, it, producer, r)).join(''));

@@ -6,7 +6,8 @@ import fc from 'fast-check';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeEventLine, validateEvent, VALUE_MAX_ABS, type Event, type EventLine, type RejectionKind } from '../../shared/contracts/event.js';
+import { validateEvent, VALUE_MAX_ABS, type Event, type RejectionKind } from '../../shared/contracts/event.js';
+import { encodeEventLine, type EventLine } from '../../shared/contracts/event-line.js';
 import { openEngine, queryParquet } from '../../shared/parquet.js';
 import { writeEventBatches } from '../../ingest/parquet-batch-writer.js';
 

@@ -8,7 +8,8 @@ import { openEngine, queryParquet } from '../../shared/parquet.js';
 import { scanBatch } from '../../workers/batch-scan.js';
 import { archiveTotals } from '../../workers/cold/audit-sql.js';
 import { writeEventBatches } from '../../ingest/parquet-batch-writer.js';
-import { encodeEventLine, type Event } from '../../shared/contracts/event.js';
+import type { Event } from '../../shared/contracts/event.js';
+import { encodeEventLine } from '../../shared/contracts/event-line.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'engine-'));
 const t0 = Date.UTC(2026, 0, 31, 12, 0);

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { schemaText } from '../../cli/schema-command.js';
-import { encodeEventLine } from '../../shared/contracts/event.js';
+import { encodeEventLine } from '../../shared/contracts/event-line.js';
 import { EVENT_COLUMNS, RAW_EVENTS_PREFIX, partitionOf, rawEventsKey } from '../../shared/contracts/parquet-schema.js';
 import { DDL_FORMATS, parseDdlFormat, tableDdl, type DdlFormat } from '../../shared/contracts/table-ddl.js';
 import { openEngine, queryParquet } from '../../shared/parquet.js';
